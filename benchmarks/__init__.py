@@ -1,0 +1,1 @@
+"""edgepose.benchmarks"""

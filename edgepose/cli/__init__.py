@@ -1,0 +1,1 @@
+"""Command-line entry points (``edgepose``, ``edgepose-train``, ``edgepose-bench``)."""

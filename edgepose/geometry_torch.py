@@ -1,0 +1,77 @@
+"""Torch versions of the geometry needed inside models, losses and exported graphs.
+
+Conventions are defined in :mod:`edgepose.geometry`; every function here mirrors one
+there and tests/test_geometry.py checks the two agree.  Kept separate so that the
+numpy module (used by runtimes without torch) never imports torch.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["sixd_to_matrix", "matrix_to_euler", "euler_to_matrix", "geodesic", "flip_label", "rotate_label"]
+
+
+def sixd_to_matrix(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(N, 6) -> (N, 3, 3) by Gram-Schmidt; columns are (a1/|a1|, z x x, x x a2 / |.|)."""
+    a1, a2 = x[..., 0:3], x[..., 3:6]
+    c0 = a1 / a1.norm(dim=-1, keepdim=True).clamp_min(eps)
+    c2 = torch.cross(c0, a2, dim=-1)
+    c2 = c2 / c2.norm(dim=-1, keepdim=True).clamp_min(eps)
+    c1 = torch.cross(c2, c0, dim=-1)
+    return torch.stack([c0, c1, c2], dim=-1)
+
+
+def matrix_to_euler(R: torch.Tensor, degrees: bool = True) -> torch.Tensor:
+    """(..., 3, 3) -> (..., 3) (pitch, yaw, roll), same decode and singular branch as numpy."""
+    sy = torch.sqrt(R[..., 0, 0] ** 2 + R[..., 1, 0] ** 2)
+    singular = sy < 1e-6
+    pitch = torch.where(singular, torch.atan2(-R[..., 1, 2], R[..., 1, 1]), torch.atan2(R[..., 2, 1], R[..., 2, 2]))
+    yaw = torch.atan2(-R[..., 2, 0], sy)
+    roll = torch.where(singular, torch.zeros_like(sy), torch.atan2(R[..., 1, 0], R[..., 0, 0]))
+    out = torch.stack([pitch, yaw, roll], dim=-1)
+    return out * (180.0 / math.pi) if degrees else out
+
+
+def _rx(a):
+    c, s, o, z = torch.cos(a), torch.sin(a), torch.ones_like(a), torch.zeros_like(a)
+    return torch.stack([torch.stack([o, z, z], -1), torch.stack([z, c, -s], -1), torch.stack([z, s, c], -1)], -2)
+
+
+def _ry(a):
+    c, s, o, z = torch.cos(a), torch.sin(a), torch.ones_like(a), torch.zeros_like(a)
+    return torch.stack([torch.stack([c, z, s], -1), torch.stack([z, o, z], -1), torch.stack([-s, z, c], -1)], -2)
+
+
+def _rz(a):
+    c, s, o, z = torch.cos(a), torch.sin(a), torch.ones_like(a), torch.zeros_like(a)
+    return torch.stack([torch.stack([c, -s, z], -1), torch.stack([s, c, z], -1), torch.stack([z, z, o], -1)], -2)
+
+
+def euler_to_matrix(pyr: torch.Tensor, degrees: bool = True) -> torch.Tensor:
+    """(..., 3) (pitch, yaw, roll) -> R = Rz(roll) Ry(yaw) Rx(pitch)."""
+    if degrees:
+        pyr = pyr * (math.pi / 180.0)
+    return _rz(pyr[..., 2]) @ _ry(pyr[..., 1]) @ _rx(pyr[..., 0])
+
+
+def geodesic(A: torch.Tensor, B: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Geodesic angle in radians; the cosine is clamped away from +-1 so gradients stay finite."""
+    tr = (A * B).sum(dim=(-1, -2))
+    cos = ((tr - 1.0) / 2.0).clamp(-1.0 + eps, 1.0 - eps)
+    return torch.acos(cos)
+
+
+_F = torch.tensor([-1.0, 1.0, 1.0])
+
+
+def flip_label(R: torch.Tensor) -> torch.Tensor:
+    """Horizontal flip: R' = F R F."""
+    f = _F.to(R)
+    return R * f.view(3, 1) * f.view(1, 3)
+
+
+def rotate_label(R: torch.Tensor, theta_deg: torch.Tensor) -> torch.Tensor:
+    """Counter-clockwise on-screen image rotation by theta: R' = R Rz(-theta)."""
+    return R @ _rz(-theta_deg * (math.pi / 180.0))

@@ -1,0 +1,1 @@
+"""Backbone implementations; importing this package registers them all."""
