@@ -10,7 +10,8 @@ import math
 
 import torch
 
-__all__ = ["sixd_to_matrix", "matrix_to_euler", "euler_to_matrix", "geodesic", "flip_label", "rotate_label"]
+__all__ = ["sixd_to_matrix", "matrix_to_euler", "euler_to_matrix", "geodesic", "flip_label", "rotate_label",
+           "wrap_angle", "angle_diff"]
 
 
 def sixd_to_matrix(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -54,6 +55,17 @@ def euler_to_matrix(pyr: torch.Tensor, degrees: bool = True) -> torch.Tensor:
     if degrees:
         pyr = pyr * (math.pi / 180.0)
     return _rz(pyr[..., 2]) @ _ry(pyr[..., 1]) @ _rx(pyr[..., 0])
+
+
+def wrap_angle(a: torch.Tensor, degrees: bool = True) -> torch.Tensor:
+    """Wrap to [-180, 180) degrees (or [-pi, pi) radians); mirrors geometry.wrap_angle."""
+    half = 180.0 if degrees else math.pi
+    return torch.remainder(a + half, 2 * half) - half
+
+
+def angle_diff(a: torch.Tensor, b: torch.Tensor, degrees: bool = True) -> torch.Tensor:
+    """Signed wrapped difference a - b in [-180, 180); mirrors geometry.angle_diff."""
+    return wrap_angle(a - b, degrees)
 
 
 def geodesic(A: torch.Tensor, B: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
