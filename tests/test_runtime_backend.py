@@ -1,0 +1,151 @@
+"""Pose backends: suffix dispatch, metadata checks, batching, decoding, NaN handling, errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgepose import geometry
+from edgepose.errors import DependencyError, ModelError
+from edgepose.metadata import sidecar_path
+from edgepose.preprocess import preprocess_batch
+from edgepose.runtime.backend import PoseBackend, decode_pose_outputs, load_backend
+from edgepose.runtime.runners import OnnxRunner, TorchRunner, open_runner, select_providers
+
+from runtime_fixture_model import export_fixture_model, torch_reference
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("pose_models")
+
+
+@pytest.fixture(scope="module")
+def onnx_model(fixture_dir):
+    return export_fixture_model(fixture_dir, "dyn", head="rotation", input_size=64)
+
+
+def _frame(seed=0, h=240, w=320):
+    return np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def test_onnx_backend_matches_torch_and_geometry(onnx_model):
+    path, net = onnx_model
+    with load_backend(path) as be:
+        assert isinstance(be.runner, OnnxRunner)
+        assert be.meta.preprocess.input_size == 64
+        batch = preprocess_batch(_frame(), [(10, 10, 80, 90), (100, 50, 200, 170), (250, 150, 300, 220)], be.spec)
+        out = be.infer(batch)
+    ref = torch_reference(net, batch)
+    assert out["R"].shape == (3, 3, 3) and out["euler"].shape == (3, 3) and out["valid"].all()
+    np.testing.assert_allclose(out["R"], ref, atol=1e-5)
+    assert geometry.is_rotation(out["R"].astype(np.float64), atol=1e-4).all()
+    np.testing.assert_allclose(out["euler"], geometry.matrix_to_euler(out["R"].astype(np.float64)), atol=1e-3)
+
+
+def test_zero_faces_and_predict(onnx_model):
+    path, _ = onnx_model
+    with load_backend(path) as be:
+        empty = be.predict(_frame(), [])
+        assert empty["R"].shape == (0, 3, 3) and empty["euler"].shape == (0, 3)
+        gray = _frame()[..., 0].copy()  # IR / GRAY8 frames go through the same preprocessing
+        out = be.predict(gray, [(20, 20, 120, 140)])
+        assert out["R"].shape == (1, 3, 3) and out["valid"].all()
+
+
+def test_fixed_batch_model_is_split_and_padded(fixture_dir):
+    path, net = export_fixture_model(fixture_dir, "fixed2", fixed_batch=2, input_size=48)
+    with load_backend(path) as be:
+        assert be.max_batch == 2
+        boxes = [(5 + 20 * i, 5, 60 + 20 * i, 70) for i in range(5)]  # 5 faces > max batch 2
+        batch = preprocess_batch(_frame(1), boxes, be.spec)
+        out = be.infer(batch)
+    assert out["R"].shape == (5, 3, 3)
+    np.testing.assert_allclose(out["R"], torch_reference(net, batch), atol=1e-5)
+
+
+def test_sixd_output_decoded_on_host(fixture_dir):
+    path, net = export_fixture_model(fixture_dir, "sixd", head="sixd", input_size=32)
+    with load_backend(path) as be:
+        batch = preprocess_batch(_frame(2), [(0, 0, 50, 50), (60, 60, 160, 180)], be.spec)
+        out = be.infer(batch)
+    expected = geometry.sixd_to_matrix(torch_reference(net, batch).astype(np.float64))
+    np.testing.assert_allclose(out["R"], expected, atol=1e-5)
+
+
+def test_input_size_mismatch_is_a_clear_model_error(fixture_dir):
+    path, _ = export_fixture_model(fixture_dir, "mismatch", input_size=64, meta_input_size=112)
+    with pytest.raises(ModelError, match="input_size=112"):
+        load_backend(path)
+
+
+def test_nan_outputs_are_flagged_or_raised(fixture_dir, caplog):
+    path, _ = export_fixture_model(fixture_dir, "nanmodel", head="nan", input_size=32)
+    with load_backend(path) as be:
+        out = be.predict(_frame(), [(0, 0, 40, 40), (50, 50, 90, 90)])
+        assert not out["valid"].any() and np.isnan(out["euler"]).all()
+    assert "non-finite" in caplog.text
+    with load_backend(path, on_nan="raise") as be, pytest.raises(ModelError, match="non-finite"):
+        be.predict(_frame(), [(0, 0, 40, 40)])
+
+
+def test_torch_runner_parity(onnx_model):
+    path, net = onnx_model
+    meta = load_backend(path).meta
+    runner = TorchRunner(net, input_shape=(None, 3, 64, 64))
+    with PoseBackend(runner, meta) as be:
+        batch = preprocess_batch(_frame(3), [(30, 30, 100, 110)], be.spec)
+        np.testing.assert_allclose(be.infer(batch)["R"], torch_reference(net, batch), atol=1e-6)
+
+
+def test_error_paths(tmp_path, onnx_model):
+    with pytest.raises(ModelError, match="not found"):
+        load_backend(tmp_path / "missing.onnx")
+    bad = tmp_path / "model.xyz"
+    bad.write_bytes(b"x")
+    with pytest.raises(ModelError, match="unknown model format"):
+        open_runner(bad)
+    # an ONNX file with no sidecar and no embedded metadata
+    path, _ = onnx_model
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes(path.read_bytes())
+    with pytest.raises(ModelError, match="no edgepose metadata"):
+        load_backend(bare)
+    # corrupt sidecar
+    sidecar_path(bare).write_text("{not json")
+    with pytest.raises(ModelError, match="not valid edgepose metadata"):
+        load_backend(bare)
+    # a file that is not ONNX at all
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"this is not a model")
+    sidecar_path(junk).write_text(json.dumps(load_backend(path).meta.to_dict()))
+    with pytest.raises(ModelError, match="cannot load"):
+        load_backend(junk)
+    with load_backend(path) as be, pytest.raises(ModelError, match="expected"):
+        be.infer(np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(ModelError, match="no rotation"):
+        decode_pose_outputs({"x": np.zeros((1, 5), np.float32)})
+
+
+def test_engine_without_tensorrt_is_a_dependency_error(tmp_path):
+    pytest.importorskip("numpy")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("tensorrt is installed here")
+    except ImportError:
+        pass
+    plan = tmp_path / "model.engine"
+    plan.write_bytes(b"\0")
+    with pytest.raises(DependencyError, match="tensorrt"):
+        open_runner(plan)
+
+
+def test_provider_selection():
+    assert select_providers("cpu") == ["CPUExecutionProvider"]
+    auto = select_providers("auto")
+    assert auto[-1] == "CPUExecutionProvider"
+    with pytest.raises(DependencyError, match="not available"):
+        select_providers(providers=["NoSuchExecutionProvider"])
+    with pytest.raises(ModelError, match="unknown device"):
+        select_providers("quantum")
