@@ -1,0 +1,264 @@
+"""Pull frames out of a GStreamer source pipeline (appsink), with clear errors and reconnects.
+
+* Files and finite test sources: the appsink never drops; ``try-pull-sample`` waits for each
+  decoded frame, so every frame of the file is processed exactly once.
+* Live sources (cameras, RTSP): the appsink keeps only the newest frame (``drop=true
+  max-buffers=1 sync=false``); RTSP and V4L2 sources are rebuilt with exponential backoff
+  after an error or an unexpected end of stream.
+* Errors on the bus become :class:`~edgepose.errors.SourceError` naming the source and the fix.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..errors import SourceError
+from .frames import sample_to_array
+from .gst import gst
+from .sources import SourceSpec, check_file_source
+from .templates import source_pipeline
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Frame", "VideoSource"]
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # BGR (H, W, 3) or GRAY8 (H, W), C-contiguous copy
+    pts_ns: int  # monotonic presentation time in ns (source pts; synthesised when missing)
+    index: int  # 0-based count of frames delivered
+    decode_ms: float  # wait for the decoded frame + stride-aware copy
+
+
+class _PipelineFailure(Exception):
+    def __init__(self, text: str, debug: str = "", missing_plugin: str | None = None):
+        super().__init__(text)
+        self.text, self.debug, self.missing_plugin = text, debug, missing_plugin
+
+
+class VideoSource:
+    """Iterate :class:`Frame` objects from a source URI.
+
+    ``should_stop`` is polled while waiting so Ctrl-C ends a quiet live source promptly.
+    """
+
+    def __init__(self, spec: SourceSpec, platform: str | None = None, *, max_reconnects: int = 5,
+                 backoff_s: tuple[float, float] = (0.5, 8.0), first_frame_timeout_s: float = 30.0,
+                 should_stop: Callable[[], bool] = lambda: False):
+        self.spec = spec
+        self.platform = platform
+        self.max_reconnects = max_reconnects
+        self.backoff_s = backoff_s
+        self.first_frame_timeout_s = first_frame_timeout_s
+        self.should_stop = should_stop
+        self.launch = source_pipeline(spec, platform)
+        self.fps: float | None = None
+        self.width: int | None = None
+        self.height: int | None = None
+        self.reconnect_count = 0
+        self.edit_list_skipped = 0  # frames before an MP4/MOV edit list's start (see _clipped_by_edit_list)
+        self._pipe = None
+        self._missing: str | None = None
+
+    # --- pipeline lifetime -------------------------------------------------------------------
+    def _start(self):
+        g = gst()
+        Gst = g.Gst
+        log.debug("source pipeline: %s", self.launch)
+        try:
+            pipe = Gst.parse_launch(self.launch)
+        except Exception as exc:  # GLib.Error: a missing element or bad syntax in the template
+            raise SourceError(f"cannot build the source pipeline for {self.spec.name}: {exc}; check that the "
+                              f"GStreamer plugins are installed (gst-inspect-1.0) or fix the template") from None
+        self._pipe = pipe
+        self._sink = pipe.get_by_name("sink")
+        self._bus = pipe.get_bus()
+        self._missing = None
+        if pipe.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
+            self._raise_bus_error(default="the pipeline refused to start")
+
+    def close(self) -> None:
+        if self._pipe is not None:
+            self._pipe.set_state(gst().Gst.State.NULL)
+            self._pipe = None
+
+    def _poll_bus(self) -> None:
+        """Raise on a queued ERROR; remember missing-plugin notices (they precede the error)."""
+        Gst = gst().Gst
+        while True:
+            msg = self._bus.pop_filtered(Gst.MessageType.ERROR | Gst.MessageType.ELEMENT | Gst.MessageType.WARNING)
+            if msg is None:
+                return
+            if msg.type == Gst.MessageType.ELEMENT:
+                st = msg.get_structure()
+                if st is not None and st.get_name() == "missing-plugin":
+                    self._missing = _missing_plugin_text(msg, st)
+            elif msg.type == Gst.MessageType.WARNING:
+                err, debug = msg.parse_warning()
+                log.debug("source warning: %s (%s)", err.message, debug)
+            else:
+                err, debug = msg.parse_error()
+                raise _PipelineFailure(err.message, debug or "", self._missing)
+
+    def _raise_bus_error(self, default: str):
+        try:
+            self._poll_bus()
+        except _PipelineFailure as f:
+            raise self._source_error(f) from None
+        raise self._source_error(_PipelineFailure(default))
+
+    # --- errors ------------------------------------------------------------------------------
+    def _source_error(self, f: _PipelineFailure) -> SourceError:
+        name = self.spec.name
+        if f.missing_plugin or "missing a plug-in" in f.text or "no suitable plugins" in f.debug.lower():
+            what = f.missing_plugin or f.text
+            return SourceError(
+                f"{name}: no GStreamer decoder for this stream ({what}); the codec is unsupported here - install "
+                f"the plugin (gstreamer1.0-libav, -plugins-bad or -plugins-ugly) or transcode, e.g. "
+                f"`ffmpeg -i {name} -c:v libx264 -pix_fmt yuv420p out.mp4`")
+        if self.spec.is_file:
+            return SourceError(
+                f"{name} cannot be decoded: {f.text} - the file is corrupt, truncated or not a video; "
+                f"check it with `ffprobe {name}` and copy or re-record it")
+        if self.spec.kind == "rtsp":
+            return SourceError(f"RTSP source {name} failed: {f.text}; check the URL, credentials and network "
+                               f"(try `gst-launch-1.0 playbin uri={name}`)")
+        if self.spec.kind == "v4l2":
+            return SourceError(f"camera {self.spec.location} failed: {f.text}; check the device exists "
+                               f"(`v4l2-ctl --list-devices`), is not in use, and supports the requested format")
+        return SourceError(f"source {name} failed: {f.text}")
+
+    # --- iteration ---------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Frame]:
+        if self.spec.is_file:
+            check_file_source(self.spec)
+        index, last_pts, offset = 0, None, 0
+        attempts = 0
+        try:
+            while True:
+                try:
+                    self._start()
+                    for image, pts in self._pull_frames():
+                        attempts = 0
+                        pts = pts if pts is not None else self._synth_pts(index, last_pts)
+                        pts += offset
+                        if last_pts is not None and pts <= last_pts:
+                            # a reconnected stream restarts its clock: keep our timeline monotonic
+                            step = int(1e9 / self.fps) if self.fps else 1
+                            offset += last_pts + step - pts
+                            pts = last_pts + step
+                        last_pts = pts
+                        yield Frame(image, pts, index, self._decode_ms)
+                        index += 1
+                    failure = None
+                except _PipelineFailure as f:
+                    failure = f
+                finally:
+                    self.close()
+                if self.should_stop():
+                    return
+                if not self.spec.reconnects:
+                    if failure is not None:
+                        raise self._source_error(failure)
+                    if index == 0 and self.spec.is_file:
+                        raise SourceError(f"{self.spec.name} contains no decodable video frames; check it with "
+                                          f"`ffprobe {self.spec.name}`")
+                    return
+                # live source lost (error or EOS): reconnect with exponential backoff
+                attempts += 1
+                reason = failure.text if failure else "end of stream"
+                if attempts > self.max_reconnects:
+                    raise self._source_error(failure or _PipelineFailure(
+                        f"stream ended and {self.max_reconnects} reconnect attempts failed"))
+                delay = min(self.backoff_s[0] * 2 ** (attempts - 1), self.backoff_s[1])
+                log.warning("source %s lost (%s); reconnecting in %.1f s (attempt %d/%d)", self.spec.name,
+                            reason, delay, attempts, self.max_reconnects)
+                self.reconnect_count += 1
+                if self._sleep(delay):
+                    return
+        finally:
+            self.close()
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep in small steps; True when a stop was requested meanwhile."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if self.should_stop():
+                return True
+            time.sleep(min(0.05, end - time.monotonic()) if end > time.monotonic() else 0)
+        return self.should_stop()
+
+    def _synth_pts(self, index: int, last_pts: int | None) -> int:
+        step = int(1e9 / self.fps) if self.fps else int(1e9 / 30)
+        return 0 if last_pts is None else last_pts + step
+
+    def _pull_frames(self):
+        Gst = gst().Gst
+        timeout = 100 * Gst.MSECOND
+        started = time.monotonic()
+        first = True
+        while True:
+            t0 = time.perf_counter()
+            sample = self._sink.try_pull_sample(timeout)
+            if sample is None:
+                self._poll_bus()
+                if self._sink.is_eos():
+                    return
+                if self.should_stop():
+                    return
+                if first and not self.spec.live and time.monotonic() - started > self.first_frame_timeout_s:
+                    raise _PipelineFailure(f"no video frame after {self.first_frame_timeout_s:.0f} s "
+                                           f"(no video stream, or a stream nothing here can decode)")
+                continue
+            if first:
+                self._read_caps(sample)
+                first = False
+            if self.spec.is_file and _clipped_by_edit_list(sample, self.fps):
+                self.edit_list_skipped += 1
+                continue
+            image, pts = sample_to_array(sample)
+            self._decode_ms = (time.perf_counter() - t0) * 1e3
+            yield image, pts
+
+    def _read_caps(self, sample) -> None:
+        g = gst()
+        info = g.GstVideo.VideoInfo.new_from_caps(sample.get_caps())
+        self.width, self.height = int(info.width), int(info.height)
+        if info.fps_n > 0 and info.fps_d > 0:
+            self.fps = info.fps_n / info.fps_d
+        elif self.spec.fps:
+            self.fps = float(self.spec.fps)
+
+
+def _clipped_by_edit_list(sample, fps: float | None) -> bool:
+    """True for a frame that starts before the container's edit-list start.
+
+    MP4/MOV edit lists can begin between two frames.  qtdemux then delivers the frame that
+    straddles the start with its pts clipped to the segment start and a shortened duration;
+    FFmpeg (ffprobe, OpenCV) and players discard that frame.  Skipping it keeps edgepose's
+    frame count and timeline identical to theirs.
+    """
+    if not fps:
+        return False
+    Gst = gst().Gst
+    buf, seg = sample.get_buffer(), sample.get_segment()
+    if seg is None or buf.pts == Gst.CLOCK_TIME_NONE or buf.duration == Gst.CLOCK_TIME_NONE:
+        return False
+    return seg.start > 0 and buf.pts == seg.start and buf.duration < 0.9 * 1e9 / fps
+
+
+def _missing_plugin_text(msg, st) -> str:
+    try:
+        import gi
+
+        gi.require_version("GstPbutils", "1.0")
+        from gi.repository import GstPbutils
+
+        return GstPbutils.missing_plugin_message_get_description(msg)
+    except (ImportError, ValueError):  # GstPbutils typelib absent: fall back to the raw structure
+        return st.to_string()

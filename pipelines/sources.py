@@ -1,0 +1,136 @@
+"""Video source URIs (jetson-utils style) -> a parsed :class:`SourceSpec`.
+
+=====================================  ==========================================================
+``/path/video.mp4``, ``file:///abs``   a video file (every frame processed, none dropped)
+``v4l2:///dev/video0?format=GRAY8``    a V4L2 camera (USB/UVC, IR driver cameras)
+``csi://0``                            a Jetson CSI camera through nvarguscamerasrc
+``rtsp://host:8554/stream``            an RTSP stream (reconnects with backoff)
+``test://ball?width=640&num=90``       videotestsrc pattern (``format=GRAY8``, ``live=1`` options)
+=====================================  ==========================================================
+
+Query options common to camera/test URIs: ``width``, ``height``, ``fps``, ``format`` (BGR or
+GRAY8).  ``file://`` accepts ``format=GRAY8`` to decode to one channel.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ..errors import SourceError
+
+__all__ = ["SourceSpec", "parse_source", "check_file_source", "KINDS", "FORMATS"]
+
+KINDS = ("file", "v4l2", "csi", "rtsp", "test")
+FORMATS = ("BGR", "GRAY8")
+_TEST_PATTERNS = ("smpte", "snow", "black", "white", "red", "green", "blue", "checkers-1", "checkers-2",
+                  "checkers-4", "checkers-8", "circular", "blink", "smpte75", "zone-plate", "gamut",
+                  "chroma-zone-plate", "solid-color", "ball", "smpte100", "bar", "pinwheel", "spokes",
+                  "gradient", "colors")
+
+
+@dataclass
+class SourceSpec:
+    kind: str  # one of KINDS
+    location: str  # file path, device, sensor id, rtsp url or test pattern
+    width: int | None = None
+    height: int | None = None
+    fps: int | None = None
+    format: str = "BGR"
+    num_buffers: int = -1  # test:// only: frames before EOS (-1 = endless)
+    live: bool = False  # drop frames to stay real-time (cameras, rtsp, test://...?live=1)
+    options: dict = field(default_factory=dict)
+    uri: str = ""
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == "file"
+
+    @property
+    def reconnects(self) -> bool:
+        """Network streams and USB cameras come back after a glitch; files and test sources don't."""
+        return self.kind in ("rtsp", "v4l2")
+
+    @property
+    def name(self) -> str:
+        return self.uri or self.location
+
+
+def _int(opts: dict, key: str, uri: str, default=None):
+    if key not in opts:
+        return default
+    try:
+        v = int(opts.pop(key))
+    except ValueError:
+        raise SourceError(f"source {uri!r}: option {key}= must be an integer") from None
+    if v <= 0 and key != "num":
+        raise SourceError(f"source {uri!r}: option {key}= must be positive")
+    return v
+
+
+def _format(opts: dict, uri: str) -> str:
+    fmt = opts.pop("format", "BGR").upper()
+    fmt = {"GRAY": "GRAY8", "MONO": "GRAY8", "IR": "GRAY8"}.get(fmt, fmt)
+    if fmt not in FORMATS:
+        raise SourceError(f"source {uri!r}: format={fmt} is not supported; use format=BGR or format=GRAY8")
+    return fmt
+
+
+def parse_source(uri: str) -> SourceSpec:
+    """Parse a source URI or plain path; raises SourceError naming the problem and the fix."""
+    uri = str(uri).strip()
+    if not uri:
+        raise SourceError("empty source; give a file path or a URI such as test://ball or v4l2:///dev/video0")
+    if "://" not in uri:
+        return SourceSpec("file", str(Path(uri)), uri=uri)
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme == "rtsp" or scheme == "rtsps":
+        # the query belongs to the camera's URL; pass it through untouched
+        return SourceSpec("rtsp", uri, live=True, uri=uri)
+    opts = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if scheme == "file":
+        path = unquote(parts.netloc + parts.path)
+        spec = SourceSpec("file", path, format=_format(opts, uri), uri=uri)
+    elif scheme == "v4l2":
+        device = unquote(parts.netloc + parts.path) or "/dev/video0"
+        spec = SourceSpec("v4l2", device, width=_int(opts, "width", uri), height=_int(opts, "height", uri),
+                          fps=_int(opts, "fps", uri), format=_format(opts, uri), live=True, uri=uri)
+    elif scheme == "csi":
+        sensor = parts.netloc or parts.path.strip("/") or "0"
+        if not sensor.isdigit():
+            raise SourceError(f"source {uri!r}: CSI sensor id must be a number, e.g. csi://0")
+        spec = SourceSpec("csi", sensor, width=_int(opts, "width", uri, 1280), height=_int(opts, "height", uri, 720),
+                          fps=_int(opts, "fps", uri, 30), format=_format(opts, uri), live=True, uri=uri)
+    elif scheme == "test":
+        pattern = (parts.netloc + parts.path).strip("/") or "smpte"
+        if pattern not in _TEST_PATTERNS:
+            raise SourceError(f"source {uri!r}: unknown test pattern {pattern!r}; "
+                              f"choose one of {', '.join(_TEST_PATTERNS)}")
+        live = opts.pop("live", "0").lower() in ("1", "true", "yes")
+        spec = SourceSpec("test", pattern, width=_int(opts, "width", uri, 640), height=_int(opts, "height", uri, 360),
+                          fps=_int(opts, "fps", uri, 30), format=_format(opts, uri),
+                          num_buffers=_int(opts, "num", uri, -1), live=live, uri=uri)
+    else:
+        raise SourceError(f"unsupported source scheme {scheme!r} in {uri!r}; use a file path, file://, "
+                          f"v4l2://, csi://, rtsp:// or test://")
+    if opts:
+        raise SourceError(f"source {uri!r}: unknown option(s) {', '.join(sorted(opts))}; "
+                          f"valid: width, height, fps, format (and num, live for test://)")
+    return spec
+
+
+def check_file_source(spec: SourceSpec) -> None:
+    """Fail early and clearly on a file that cannot be a video (before GStreamer says it vaguely)."""
+    path = Path(spec.location)
+    if not path.exists():
+        raise SourceError(f"video file not found: {path}; check the path (relative paths are resolved "
+                          f"from {os.getcwd()})")
+    if path.is_dir():
+        raise SourceError(f"{path} is a directory; give a video file such as {path}/clip.mp4")
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"video file {path} is not readable; fix its permissions")
+    if path.stat().st_size == 0:
+        raise SourceError(f"video file {path} is empty (0 bytes); the copy or recording was probably "
+                          f"interrupted - record or copy it again")
