@@ -1,0 +1,142 @@
+"""Pose heads: pooled features -> rotation matrix R (and, for binned heads, per-axis logits).
+
+* ``"6d"``: ``Linear(C, 6)`` -> Gram-Schmidt (:func:`edgepose.geometry_torch.sixd_to_matrix`), 6DRepNet.
+* ``"bins"``: one ``Linear(C, K_axis)`` per Euler axis (pitch, yaw, roll), each with its own
+  :class:`~edgepose.metadata.BinSpec`; trained with HopeNet CE or LDL (:mod:`edgepose.losses`).
+  Angles are decoded as the softmax expectation over bin **centres** ``lo + (k + 0.5) * width``.
+  HopeNet's code uses left edges (``3k - 99``), which biases a one-hot prediction by half a bin
+  (-1.5 deg); we do not copy that.  Wrapped axes (full-range yaw over [-180, 180), ``wrap=True``)
+  are decoded with the circular mean ``atan2(sum p sin c, sum p cos c)``, which has no seam at
+  +-180.  R is built from the decoded Euler angles with
+  :func:`edgepose.geometry_torch.euler_to_matrix`.
+* ``"6d+bins"``: R from the 6D branch; the bins are an auxiliary output (logits + decoded Euler).
+
+Every head returns ``{"R": (N, 3, 3), ...}`` so downstream code reads R the same way.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+from ..geometry_torch import euler_to_matrix, sixd_to_matrix
+from ..metadata import BinSpec
+
+__all__ = ["AXES", "HEADS", "default_bins", "resolve_bins", "bin_centers", "bin_index", "decode_bins",
+           "SixDHead", "BinHead", "SixDBinHead", "build_head"]
+
+AXES = ("pitch", "yaw", "roll")
+HEADS = ("6d", "bins", "6d+bins")
+
+
+def default_bins() -> dict[str, BinSpec]:
+    """HopeNet's 66 bins of 3 deg over [-99, 99) on every axis."""
+    return {a: BinSpec(-99.0, 99.0, 3.0, False) for a in AXES}
+
+
+def _check_spec(axis: str, spec: BinSpec) -> BinSpec:
+    if not (spec.width > 0 and spec.hi > spec.lo):
+        raise ModelError(f"bins for {axis}: need hi > lo and width > 0, got lo={spec.lo} hi={spec.hi} "
+                         f"width={spec.width}")
+    n = (spec.hi - spec.lo) / spec.width
+    if abs(n - round(n)) > 1e-6 or round(n) < 2:
+        raise ModelError(f"bins for {axis}: (hi - lo) / width = {n:g} must be a whole number >= 2; "
+                         f"pick a width that divides the range {spec.hi - spec.lo:g} deg")
+    if spec.wrap and abs((spec.hi - spec.lo) - 360.0) > 1e-6:
+        raise ModelError(f"bins for {axis}: wrap=True needs a full circle (hi - lo = 360, e.g. lo=-180 "
+                         f"hi=180), got {spec.hi - spec.lo:g}")
+    return spec
+
+
+def resolve_bins(bins: Mapping[str, BinSpec | dict] | None) -> dict[str, BinSpec]:
+    """Defaults for missing axes + validation; accepts BinSpecs or plain dicts (from YAML/JSON)."""
+    out = default_bins()
+    for axis, spec in (bins or {}).items():
+        if axis not in AXES:
+            raise ModelError(f"bins: unknown axis {axis!r}; use {', '.join(AXES)}")
+        if isinstance(spec, dict):
+            try:
+                spec = BinSpec(**spec)
+            except TypeError as exc:
+                raise ModelError(f"bins for {axis}: {exc}; keys are lo, hi, width, wrap") from None
+        out[axis] = _check_spec(axis, BinSpec(float(spec.lo), float(spec.hi), float(spec.width), bool(spec.wrap)))
+    return out
+
+
+def bin_centers(spec: BinSpec, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(K,) bin centres in degrees: lo + (k + 0.5) * width."""
+    k = torch.arange(spec.num_bins, device=device, dtype=dtype)
+    return spec.lo + (k + 0.5) * spec.width
+
+
+def bin_index(angle_deg: torch.Tensor, spec: BinSpec) -> torch.Tensor:
+    """Class index of each angle; wrapped axes wrap first, open axes clamp to the end bins."""
+    a = angle_deg
+    if spec.wrap:
+        a = torch.remainder(a - spec.lo, 360.0) + spec.lo
+    idx = torch.floor((a - spec.lo) / spec.width).long()
+    return idx.clamp(0, spec.num_bins - 1)
+
+
+def decode_bins(logits: torch.Tensor, spec: BinSpec) -> torch.Tensor:
+    """(N, K) logits -> (N,) angle in degrees (expectation over centres / circular mean)."""
+    p = torch.softmax(logits, dim=-1)
+    c = bin_centers(spec, device=logits.device, dtype=p.dtype)
+    if spec.wrap:
+        cr = c * (math.pi / 180.0)
+        return torch.atan2((p * torch.sin(cr)).sum(-1), (p * torch.cos(cr)).sum(-1)) * (180.0 / math.pi)
+    return (p * c).sum(-1)
+
+
+class SixDHead(nn.Module):
+    def __init__(self, in_features: int, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(in_features, 6)
+
+    def forward(self, features: torch.Tensor) -> dict:
+        sixd = self.fc(self.dropout(features))
+        return {"R": sixd_to_matrix(sixd), "sixd": sixd}
+
+
+class BinHead(nn.Module):
+    def __init__(self, in_features: int, bins: Mapping[str, BinSpec], dropout: float = 0.0):
+        super().__init__()
+        self.bins = resolve_bins(bins)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.ModuleDict({a: nn.Linear(in_features, self.bins[a].num_bins) for a in AXES})
+
+    def forward(self, features: torch.Tensor) -> dict:
+        f = self.dropout(features)
+        logits = {a: self.fc[a](f) for a in AXES}
+        euler = torch.stack([decode_bins(logits[a], self.bins[a]) for a in AXES], dim=-1)
+        return {"R": euler_to_matrix(euler), "logits": logits, "bin_euler": euler}
+
+
+class SixDBinHead(nn.Module):
+    def __init__(self, in_features: int, bins: Mapping[str, BinSpec], dropout: float = 0.0):
+        super().__init__()
+        self.sixd = SixDHead(in_features, dropout)
+        self.bins = BinHead(in_features, bins, dropout)
+
+    def forward(self, features: torch.Tensor) -> dict:
+        aux = self.bins(features)
+        out = self.sixd(features)  # R comes from the 6D branch
+        out["logits"], out["bin_euler"] = aux["logits"], aux["bin_euler"]
+        return out
+
+
+def build_head(kind: str, in_features: int, bins: Mapping[str, BinSpec] | None = None,
+               dropout: float = 0.0) -> nn.Module:
+    if kind not in HEADS:
+        raise ModelError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
+    if not 0.0 <= dropout < 1.0:
+        raise ModelError(f"dropout must be in [0, 1), got {dropout}")
+    if kind == "6d":
+        return SixDHead(in_features, dropout)
+    if kind == "bins":
+        return BinHead(in_features, bins, dropout)
+    return SixDBinHead(in_features, bins, dropout)

@@ -1,0 +1,218 @@
+"""PoseModel: a registered backbone + a pose head, with its metadata and checkpoint format.
+
+    model = PoseModel.build("resnet18", head="6d", pretrained="resnet18-f37072fd.pth", input_size=224)
+    out = model(x)                    # {"R": (N,3,3), "sixd": (N,6), "features": (N,C)}
+    model.save_checkpoint("run/best.pt", epoch=12)
+    model = PoseModel.from_checkpoint("run/best.pt")
+
+Checkpoints are ``{"model": state_dict, "edgepose_metadata": meta.to_dict(), **extra}`` written
+atomically; :meth:`from_checkpoint` rebuilds the architecture from the metadata alone (model name,
+head, kwargs, bins, preprocessing), re-parameterizing RepVGG first when the file holds the
+deploy form.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+from ..metadata import ArtifactMetadata, BinSpec, MetadataError, atomic_write_bytes
+from ..preprocess import PreprocessSpec
+from .heads import HEADS, build_head, resolve_bins
+from .registry import backbone_default_cfg, create_backbone
+
+__all__ = ["PoseModel", "RotationOutput", "read_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+_RESERVED = ("model", "edgepose_metadata")
+
+
+class PoseModel(nn.Module):
+    """Backbone + head; ``forward`` returns the dict described in docs/architecture.md "Models"."""
+
+    def __init__(self, name: str, backbone: nn.Module, head: str = "6d",
+                 bins: Mapping[str, BinSpec | dict] | None = None, dropout: float = 0.0,
+                 preprocess: PreprocessSpec | None = None, backbone_kwargs: dict | None = None):
+        super().__init__()
+        if head not in HEADS:
+            raise ModelError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+        self.name = name
+        self.head_kind = head
+        self.dropout_p = float(dropout)
+        self.bins = resolve_bins(bins) if "bins" in head else {}
+        self.backbone = backbone
+        self.head = build_head(head, backbone.num_features, self.bins, dropout)
+        self.preprocess = preprocess or PreprocessSpec()
+        self.backbone_kwargs = dict(backbone_kwargs or {})
+        self.provenance: dict[str, Any] = {}  # parent checkpoint, datasets, command, ... (goes into metadata)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(cls, name: str, head: str = "6d", pretrained: str | os.PathLike | None = None,
+              input_size: int | None = None, bins: Mapping[str, BinSpec | dict] | None = None,
+              dropout: float = 0.0, preprocess: PreprocessSpec | dict | None = None,
+              **backbone_kw) -> "PoseModel":
+        """Create backbone ``name`` (optionally with local ImageNet weights) and a ``head``.
+
+        ``input_size`` defaults to the backbone's (224); ``preprocess`` overrides the whole spec
+        (crop policy, colour order, ...); ``bins`` maps axis -> BinSpec for binned heads
+        (missing axes: 66 bins of 3 deg over [-99, 99)).  Other keywords go to the backbone
+        factory (e.g. ``deploy=True`` for RepVGG).
+        """
+        for bad in ("num_classes",):
+            if bad in backbone_kw:
+                raise ModelError(f"{bad} is not a PoseModel option: pose models have no classifier")
+        backbone = create_backbone(name, **backbone_kw)
+        if pretrained:
+            backbone.load_pretrained(pretrained)
+        spec = _make_spec(name, input_size, preprocess)
+        model = cls(name, backbone, head=head, bins=bins, dropout=dropout, preprocess=spec,
+                    backbone_kwargs=backbone_kw)
+        if pretrained:
+            model.provenance["imagenet_weights"] = Path(pretrained).name
+        return model
+
+    # ------------------------------------------------------------------ forward
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) -> (N, C) pooled backbone features."""
+        return self.backbone.forward_features(x)
+
+    def forward_head(self, features: torch.Tensor) -> dict:
+        out = self.head(features)
+        out["features"] = features
+        return out
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return self.forward_head(self.forward_features(x))
+
+    # ------------------------------------------------------------------ deployment
+    def reparameterize(self) -> "PoseModel":
+        """Fuse RepVGG branches for deployment (no-op for other backbones); call in eval mode."""
+        self.backbone.reparameterize()
+        return self
+
+    @property
+    def is_deploy(self) -> bool:
+        return bool(getattr(self.backbone, "is_deploy", False))
+
+    @property
+    def num_features(self) -> int:
+        return self.backbone.num_features
+
+    def metadata(self) -> ArtifactMetadata:
+        kwargs = dict(self.backbone_kwargs)
+        kwargs["dropout"] = self.dropout_p
+        if self.is_deploy:
+            kwargs["reparameterized"] = True
+        return ArtifactMetadata(
+            model=self.name, head=self.head_kind, model_kwargs=kwargs,
+            preprocess=PreprocessSpec.from_dict(self.preprocess.to_dict()),
+            bins={a: BinSpec(s.lo, s.hi, s.width, s.wrap) for a, s in self.bins.items()},
+            outputs=_outputs_doc(self.head_kind), provenance=dict(self.provenance), format="torch")
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path: str | os.PathLike, **extra) -> Path:
+        """Write ``{"model", "edgepose_metadata", **extra}`` atomically (e.g. optimizer=, epoch=, config=)."""
+        clash = [k for k in extra if k in _RESERVED]
+        if clash:
+            raise ValueError(f"save_checkpoint: {', '.join(clash)} are reserved checkpoint keys")
+        payload = {"model": self.state_dict(), "edgepose_metadata": self.metadata().to_dict(), **extra}
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        atomic_write_bytes(path, buf.getvalue())
+        return Path(path)
+
+    @classmethod
+    def from_metadata(cls, meta: ArtifactMetadata) -> "PoseModel":
+        """Rebuild the (randomly initialised) architecture described by ``meta``."""
+        kw = dict(meta.model_kwargs)
+        reparam = bool(kw.pop("reparameterized", False))
+        dropout = kw.pop("dropout", 0.0)
+        model = cls.build(meta.model, head=meta.head, bins=meta.bins or None, dropout=dropout,
+                          preprocess=meta.preprocess, **kw)
+        if reparam:
+            model.eval().reparameterize()
+        model.provenance = dict(meta.provenance)
+        return model
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "PoseModel":
+        """Rebuild a model from an edgepose checkpoint (architecture from its metadata); eval mode."""
+        ckpt = read_checkpoint(path, map_location)
+        try:
+            meta = ArtifactMetadata.from_dict(ckpt["edgepose_metadata"])
+        except (MetadataError, TypeError) as exc:
+            raise ModelError(f"{path}: unreadable edgepose metadata ({exc})") from None
+        model = cls.from_metadata(meta)
+        state = ckpt["model"]
+        result = model.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ModelError(
+                f"{path}: weights do not match a {meta.model} / {meta.head} model "
+                f"(missing {list(result.missing_keys)[:5]}, unexpected {list(result.unexpected_keys)[:5]}); "
+                f"the checkpoint's metadata and weights disagree - re-save it with PoseModel.save_checkpoint")
+        return model.to(map_location).eval()
+
+
+class RotationOutput(nn.Module):
+    """Wraps a PoseModel so it returns only R (N, 3, 3): the single tensor every export serves."""
+
+    def __init__(self, model: PoseModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)["R"]
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load an edgepose checkpoint dict, with clear errors for missing / foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle errors come in many types
+        # Our own checkpoints load with weights_only=True; other objects (e.g. a trainer's extras)
+        # need full unpickling, which runs code from the file: only for files you trust.
+        log.debug("weights_only load of %s failed (%s); retrying with full unpickling", path, exc)
+        try:
+            ckpt = torch.load(str(path), map_location=map_location, weights_only=False)
+        except Exception as exc2:  # noqa: BLE001
+            raise ModelError(f"cannot read checkpoint {path}: {exc2}") from None
+    if not isinstance(ckpt, dict) or "edgepose_metadata" not in ckpt or "model" not in ckpt:
+        raise ModelError(f"{path} is not an edgepose checkpoint (no 'model' + 'edgepose_metadata'); "
+                         f"save models with PoseModel.save_checkpoint, or import foreign weights "
+                         f"with `edgepose import`")
+    return ckpt
+
+
+def _make_spec(name: str, input_size: int | None, preprocess) -> PreprocessSpec:
+    cfg = backbone_default_cfg(name)
+    if preprocess is not None:
+        spec = PreprocessSpec.from_dict(preprocess) if isinstance(preprocess, dict) else preprocess
+        if input_size is not None and int(input_size) != spec.input_size:
+            raise ModelError(f"input_size={input_size} contradicts preprocess.input_size={spec.input_size}; "
+                             f"give only one of them")
+    else:
+        spec = PreprocessSpec(input_size=int(input_size or cfg.get("input_size", 224)),
+                              color_order=cfg.get("color_order", "RGB"),
+                              mean=cfg.get("mean", (0.485, 0.456, 0.406)), std=cfg.get("std", (0.229, 0.224, 0.225)))
+    if spec.input_size < 32:
+        raise ModelError(f"input_size {spec.input_size} is too small: backbones downsample by 32; use >= 64")
+    return spec
+
+
+def _outputs_doc(head: str) -> dict[str, str]:
+    out = {"rotation": "(N,3,3) float32 rotation matrix R, convention below",
+           "euler": "(N,3) float32 (pitch, yaw, roll) in degrees, decoded from R"}
+    if "bins" in head:
+        out["bins"] = "per-axis bin logits; angles = expectation over bin centres (circular mean when wrap)"
+    return out
