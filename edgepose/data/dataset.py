@@ -1,0 +1,70 @@
+"""``PoseDataset``: readers -> network-ready tensors (torch ``Dataset``).
+
+Each item is ``{"image": (C, S, S) float32, "R": (3, 3) float32, "euler": (3,) float32
+(pitch, yaw, roll) degrees, "labelled": bool, "source": str}``.  Unlabelled samples (video
+frames) carry NaN in ``R`` and ``euler``.  Cropping and normalisation come from
+:mod:`edgepose.preprocess`; augmentation from :mod:`edgepose.data.augment`.
+
+Random numbers: each process owns one generator seeded from ``torch.initial_seed()``, which the
+DataLoader sets differently for every worker and every epoch, so workers never repeat each
+other's augmentations.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, Dataset
+
+from .. import geometry
+from ..preprocess import PreprocessSpec, normalize
+from .augment import Augment, crop_sample
+from .sample import Reader, Sample
+
+__all__ = ["PoseDataset", "ConcatDataset"]
+
+_NAN_R = np.full((3, 3), np.nan, np.float32)
+
+
+class PoseDataset(Dataset):
+    """``PoseDataset(source, spec, augment=None)``; ``source`` is a :class:`Reader` or a list of
+    :class:`Sample`."""
+
+    def __init__(self, source: Reader | Sequence[Sample], spec: PreprocessSpec, augment: Augment | None = None):
+        if len(source) == 0:
+            from ..errors import DataError
+
+            raise DataError("empty dataset: the source has no samples")
+        self.source, self.spec, self.augment = source, spec, augment
+        self._rng: tuple[int, int, np.random.Generator] | None = None
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def rng(self) -> np.random.Generator:
+        seed = torch.initial_seed()
+        if self._rng is None or self._rng[0] != os.getpid() or self._rng[1] != seed:
+            self._rng = (os.getpid(), seed, np.random.default_rng(seed % (2 ** 63)))
+        return self._rng[2]
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray | None, Sample]:
+        """The uint8 crop, its label and the raw sample (for visual checks)."""
+        rng = self.rng()
+        s = self.source.get(index, rng) if isinstance(self.source, Reader) else self.source[index]
+        if self.augment is not None:
+            crop, R, _, _ = self.augment(s, self.spec, rng)
+        else:
+            crop, R, _ = crop_sample(s, self.spec)
+        return crop, R, s
+
+    def __getitem__(self, index: int) -> dict:
+        crop, R, s = self.sample(index)
+        x = normalize(crop, self.spec)
+        if R is None:
+            Rf, euler, labelled = _NAN_R, np.full(3, np.nan, np.float32), False
+        else:
+            Rf, euler, labelled = np.asarray(R, np.float32), geometry.matrix_to_euler(R).astype(np.float32), True
+        return {"image": torch.from_numpy(x), "R": torch.from_numpy(np.ascontiguousarray(Rf)),
+                "euler": torch.from_numpy(euler), "labelled": labelled, "source": s.source}

@@ -1,0 +1,82 @@
+"""Build readers and datasets from config dicts (the YAML ``data:`` section).
+
+    build_dataset({"format": "aflw2000", "root": "data/AFLW2000", "filter99": True}, spec)
+    build_dataset([{"format": "300wlp", "root": ..., "file_list": "files.txt"},
+                   {"format": "folder", "labels": "incar/labels.csv", "gray": "keep"}], spec, augment)
+
+Common keys for every format: ``cache`` (folder for a :class:`CropCache`), ``cache_margin``
+(default 1.5) and ``augment`` (false disables augmentation for that source).
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+from ..errors import DataError
+from ..preprocess import PreprocessSpec
+from .biwi import BIWINpzReader, BIWIReader
+from .folder import FolderReader
+from .mat import AFLW2000Reader, W300LPReader
+from .sample import Reader
+from .video import VideoReader
+
+__all__ = ["FORMATS", "build_reader", "build_dataset", "register_format"]
+
+FORMATS: dict[str, Callable[..., Reader]] = {
+    "aflw2000": AFLW2000Reader,
+    "300wlp": W300LPReader,
+    "biwi": BIWIReader,
+    "biwi_npz": BIWINpzReader,
+    "folder": FolderReader,
+    "video": VideoReader,
+}
+_COMMON = ("format", "cache", "cache_margin", "augment")
+
+
+def register_format(name: str, factory: Callable[..., Reader]) -> None:
+    """Add a reader factory (kwargs come from the config dict)."""
+    FORMATS[name] = factory
+
+
+def build_reader(cfg: dict) -> Reader:
+    if not isinstance(cfg, dict) or "format" not in cfg:
+        raise DataError(f"a dataset config needs a 'format' key (one of {sorted(FORMATS)}), got {cfg!r}")
+    fmt = cfg["format"]
+    if fmt not in FORMATS:
+        raise DataError(f"unknown dataset format {fmt!r}; choose one of {sorted(FORMATS)}")
+    factory = FORMATS[fmt]
+    kw = {k: v for k, v in cfg.items() if k not in _COMMON}
+    params = inspect.signature(factory).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        bad = set(kw) - set(params)
+        if bad:
+            raise DataError(f"dataset format {fmt!r}: unknown key(s) {sorted(bad)}; valid keys: "
+                            f"{sorted(set(params) | set(_COMMON))}")
+    required = [n for n, p in params.items() if p.default is p.empty and p.kind == p.POSITIONAL_OR_KEYWORD]
+    missing = [n for n in required if n not in kw]
+    if missing:
+        raise DataError(f"dataset format {fmt!r}: missing key(s) {missing}")
+    return factory(**kw)
+
+
+def build_dataset(cfg: dict | list[dict], spec: PreprocessSpec, augment=None, progress: bool = True):
+    """Config dict (or list of dicts) -> :class:`PoseDataset` (or ``ConcatDataset`` of them).
+
+    ``augment`` is an :class:`Augment`, a dict of its fields, or None.
+    """
+    from .augment import Augment
+    from .cache import CropCache
+    from .dataset import ConcatDataset, PoseDataset
+
+    if isinstance(augment, dict):
+        augment = Augment.from_dict(augment)
+    if isinstance(cfg, (list, tuple)):
+        if not cfg:
+            raise DataError("empty list of datasets")
+        parts = [build_dataset(c, spec, augment, progress) for c in cfg]
+        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    reader = build_reader(cfg)
+    if cfg.get("cache"):
+        reader = CropCache.open(reader, spec, cfg["cache"], float(cfg.get("cache_margin", 1.5)), progress)
+    aug = augment if cfg.get("augment", True) else None
+    return PoseDataset(reader, spec, aug)
