@@ -1,0 +1,141 @@
+"""``edgepose run SOURCE --model M``: face detection + head pose on a video source.
+
+Sources are URIs (file path, file://, v4l2://, csi://, rtsp://, test://); outputs an annotated
+MP4 (``--output``), a window (``--display``), an RTSP stream (``--rtsp-port``) and JSON Lines
+metadata (``--jsonl``).  Ctrl-C (SIGINT) or SIGTERM stops cleanly: the MP4 gets its index
+through EOS and the JSONL ends with its summary record.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from ..errors import UserError
+
+HELP = "run face detection + head pose on a video source (GStreamer pipeline)"
+DESCRIPTION = __doc__
+
+log = logging.getLogger("edgepose.run")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="video file, file://, v4l2:///dev/video0, csi://0, rtsp://..., "
+                                  "test://ball?width=640&height=360&fps=30&num=90 (format=GRAY8 for IR)")
+    p.add_argument("--model", "-m", required=True, help="pose model (.onnx, .pt, .engine) with its metadata")
+    p.add_argument("--detector", default="yunet", help="face detector: yunet | ultraface | haar (default yunet)")
+    p.add_argument("--detector-model", default=None, help="detector model file (default: from the model cache)")
+    p.add_argument("--detector-size", type=int, default=None,
+                   help="detector input size (longest side), e.g. 320 for YuNet-320")
+    p.add_argument("--every", type=int, default=1, metavar="N",
+                   help="run the detector every N frames; the tracker carries boxes in between (default 1)")
+    p.add_argument("--output", "-o", default=None, help="annotated video file (.mp4, H.264)")
+    p.add_argument("--jsonl", default=None, help="per-frame metadata as JSON Lines (+ summary record)")
+    p.add_argument("--stats", default=None, help="also write the run summary + latency table as JSON here")
+    p.add_argument("--display", action="store_true", help="show the annotated video in a window")
+    p.add_argument("--rtsp-port", type=int, default=None, metavar="N",
+                   help="serve the annotated video at rtsp://<host>:N/edgepose")
+    p.add_argument("--rtsp-mount", default="/edgepose", help="RTSP mount point (default /edgepose)")
+    p.add_argument("--platform", choices=("desktop", "jetson"), default=None,
+                   help="pipeline templates (default: detected, jetson when /etc/nv_tegra_release exists)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
+    p.add_argument("--reconnects", type=int, default=5, metavar="N",
+                   help="reconnect attempts for rtsp:// and v4l2:// sources (backoff 0.5 s doubling to 8 s)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (ONNX Runtime / TensorRT providers)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads for the models")
+    p.add_argument("--no-overlay", action="store_true", help="write the video without drawings")
+    p.add_argument("--dms", default=None, metavar="PRESET.yaml",
+                   help="driver-monitoring preset; adds DMS status lines and events (edgepose.dms)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="runtime option override (see edgepose.runtime.RuntimeConfig), repeatable")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag the loop polls; a second Ctrl-C aborts at once."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self._old = {}
+
+    def __call__(self) -> bool:
+        return self.event.is_set()
+
+    def _handler(self, signum, frame):
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()
+        print(f"\n{signal.Signals(signum).name}: finishing the outputs (press Ctrl-C again to abort)",
+              file=sys.stderr)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def dms_observers(preset: str | None) -> list:
+    """Frame observers of the DMS layer (``edgepose.dms.create_frame_observer(preset)``)."""
+    if not preset:
+        return []
+    try:
+        from .. import dms
+    except ImportError as exc:
+        raise UserError(f"--dms needs the edgepose.dms package ({exc})") from None
+    factory = getattr(dms, "create_frame_observer", None)
+    if factory is None:
+        raise UserError("--dms is not available in this edgepose version (edgepose.dms.create_frame_observer "
+                        "is missing); run without --dms")
+    return [factory(preset)]
+
+
+def build_processor(args):
+    """Detector + pose backend + FrameProcessor from the command line."""
+    from ..runtime import frame as rt_frame
+
+    return rt_frame.FrameProcessor.from_options(
+        model=args.model, detector=args.detector, detector_model=args.detector_model,
+        detector_size=args.detector_size, detect_every=args.every, device=args.device,
+        threads=args.threads, overrides=args.overrides)
+
+
+def run(args) -> int:
+    from ..pipelines.runner import run_pipeline
+    from ..pipelines.sources import parse_source
+
+    if args.every < 1:
+        raise UserError(f"--every must be at least 1, got {args.every}")
+    spec = parse_source(args.source)  # bad URIs fail before models load
+    if spec.is_file:
+        from ..pipelines.sources import check_file_source
+
+        check_file_source(spec)
+    observers = dms_observers(args.dms)
+    processor = build_processor(args)
+    header = {"model": str(args.model), "detector": args.detector, "detect_every": args.every}
+    try:
+        with _StopFlag() as stop:
+            summary = run_pipeline(
+                spec, processor, output=args.output, jsonl=args.jsonl, display=args.display,
+                rtsp_port=args.rtsp_port, rtsp_mount=args.rtsp_mount, platform=args.platform,
+                max_frames=args.max_frames, observers=observers, header=header, draw=not args.no_overlay,
+                should_stop=stop, progress=not args.quiet, max_reconnects=args.reconnects, stats_path=args.stats)
+    finally:
+        close = getattr(processor, "close", None)
+        if callable(close):
+            close()
+    print(f"\n{summary.frames} frames in {summary.wall_s:.2f} s ({summary.fps:.1f} FPS end to end), "
+          f"faces in {summary.frames_with_faces} frames" + (" - stopped by signal" if summary.interrupted else ""),
+          file=sys.stderr)
+    print(summary.table, file=sys.stderr)
+    for what, path in (("video", args.output), ("metadata", args.jsonl), ("stats", args.stats)):
+        if path:
+            print(f"{what}: {path}", file=sys.stderr)
+    return 0
