@@ -1,0 +1,54 @@
+"""``edgepose models``: list and fetch known face-detector models.
+
+    edgepose models list                 # known models, their cache state and licence
+    edgepose models fetch yunet          # download + sha256-verify into the cache
+    edgepose models fetch ultraface --mirror http://buildhost/models
+    edgepose models path yunet           # print the cached file's path (exit 1 if absent)
+"""
+from __future__ import annotations
+
+import argparse
+
+HELP = "list and fetch known face-detector and pose models"
+DESCRIPTION = __doc__
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="{list,fetch,path}")
+    sub.add_parser("list", help="known models and whether they are cached")
+    f = sub.add_parser("fetch", help="download known models into the cache (sha256-verified)")
+    f.add_argument("names", nargs="+", metavar="NAME", help="model name(s), see `edgepose models list`")
+    f.add_argument("--mirror", help="base URL holding the files under their file names "
+                                    "(default: $EDGEPOSE_MODEL_MIRROR, else the official address)")
+    f.add_argument("--url", help="exact URL to download from (one NAME only)")
+    f.add_argument("--force", action="store_true", help="download again even if a verified copy is cached")
+    f.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
+    p = sub.add_parser("path", help="print the cached path of a model")
+    p.add_argument("name", metavar="NAME")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+    from ..runtime.fetch import KNOWN_MODELS, cache_dir, cached_path, fetch_model
+
+    if args.action == "list":
+        print(f"cache: {cache_dir() / 'models'}")
+        print(f"{'name':<16} {'detector':<10} {'cached':<7} {'license':<38} description")
+        for name, m in KNOWN_MODELS.items():
+            cached = "yes" if cached_path(name).exists() else "no"
+            print(f"{name:<16} {m.detector:<10} {cached:<7} {m.license:<38} {m.description}")
+        print("haar             haar       built-in OpenCV (BSD)                        "
+              "OpenCV's frontal-face Haar cascade (fallback, no download)")
+        return 0
+    if args.action == "path":
+        p = cached_path(args.name)
+        if not p.exists():
+            raise UserError(f"{args.name} is not cached ({p}); run `edgepose models fetch {args.name}`")
+        print(p)
+        return 0
+    if args.url and len(args.names) != 1:
+        raise UserError("--url downloads one file: give exactly one NAME with it")
+    for name in args.names:
+        path = fetch_model(name, url=args.url, mirror=args.mirror, force=args.force, timeout=args.timeout)
+        print(f"{name}: {path}")
+    return 0

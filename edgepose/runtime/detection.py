@@ -1,0 +1,83 @@
+"""Detection records and box utilities shared by detectors and the tracker."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Detection", "iou_matrix", "nms", "clip_box", "box_area"]
+
+
+@dataclass
+class Detection:
+    """One face: ``box`` = (x1, y1, x2, y2) in frame pixels (continuous coordinates, the
+    top-left pixel covers [0, 1) x [0, 1)), ``score`` in [0, 1], ``landmarks`` (5, 2) in the
+    YuNet order (right eye, left eye, nose tip, right and left mouth corner; "right" = the
+    subject's right, on the image left) or None when the detector has none (Haar, UltraFace)."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray | None = None
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return (self.box[0] + self.box[2]) / 2.0, (self.box[1] + self.box[3]) / 2.0
+
+    def to_dict(self) -> dict:
+        d = {"box": [round(float(v), 2) for v in self.box], "score": round(float(self.score), 4)}
+        if self.landmarks is not None:
+            d["landmarks"] = np.round(np.asarray(self.landmarks, float), 2).tolist()
+        return d
+
+
+def box_area(boxes: np.ndarray) -> np.ndarray:
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+
+
+def iou_matrix(a, b) -> np.ndarray:
+    """Pairwise IoU of boxes a (N,4) and b (M,4) -> (N, M)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def nms(boxes, scores, iou_threshold: float, top_k: int | None = None) -> np.ndarray:
+    """Greedy non-maximum suppression; returns kept indices, best score first."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        if top_k is not None and len(keep) >= top_k:
+            break
+        rest = order[1:]
+        if rest.size == 0:
+            break
+        ious = iou_matrix(boxes[i:i + 1], boxes[rest])[0]
+        order = rest[ious <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def clip_box(box, width: int, height: int) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    return (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
+            min(max(x2, 0.0), width), min(max(y2, 0.0), height))

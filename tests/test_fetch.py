@@ -1,0 +1,120 @@
+"""Model fetch against a local HTTP server (no network): verified download, atomic cache
+write, wrong-hash rejection, resolver and the `edgepose models` CLI."""
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from edgepose.cli.main import main
+from edgepose.errors import ModelError
+from edgepose.runtime.fetch import FetchError, KNOWN_MODELS, cache_dir, cached_path, fetch_model, resolve_detector_model
+
+
+@pytest.fixture()
+def server(tmp_path):
+    """Serve tmp_path/www on 127.0.0.1; yields (base_url, www_dir, request_log)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a):  # keep test output clean, but remember what was asked
+            requests.append(self.path)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(www)))
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", www, requests
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    c = tmp_path / "cache"
+    monkeypatch.setenv("EDGEPOSE_CACHE", str(c))
+    monkeypatch.delenv("EDGEPOSE_MODEL_MIRROR", raising=False)
+    return c
+
+
+def _leftovers(cache: Path) -> list[str]:
+    d = cache / "models"
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+def test_fetch_verifies_and_caches(server, cache, data_file):
+    base, www, requests = server
+    shutil.copy(data_file("detectors/yunet/yunet_s_640_640.onnx"), www / KNOWN_MODELS["yunet"].filename)
+    path = fetch_model("yunet", mirror=base, progress=False)
+    assert path == cached_path("yunet") and path.parent == cache / "models"
+    assert path.read_bytes() == (www / KNOWN_MODELS["yunet"].filename).read_bytes()
+    assert _leftovers(cache) == [KNOWN_MODELS["yunet"].filename]
+    n = len(requests)
+    assert fetch_model("yunet", mirror=base, progress=False) == path  # verified copy reused
+    assert len(requests) == n
+    # the resolver and the factory now find the cached model
+    family, p = resolve_detector_model("yunet")
+    assert (family, p) == ("yunet", path)
+
+
+def test_wrong_hash_is_rejected_and_not_cached(server, cache, data_file):
+    base, www, _ = server
+    # a real ONNX file, but not the published one
+    shutil.copy(data_file("detectors/yunet/yunet_s_320_320.onnx"), www / KNOWN_MODELS["yunet"].filename)
+    with pytest.raises(FetchError, match="sha256"):
+        fetch_model("yunet", mirror=base, progress=False)
+    assert _leftovers(cache) == []  # nothing in the cache, no partial file
+
+
+def test_corrupt_cached_file_is_replaced(server, cache, data_file):
+    base, www, _ = server
+    shutil.copy(data_file("detectors/ultraface/version-RFB-320.onnx"), www / "version-RFB-320.onnx")
+    dest = cached_path("ultraface")
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"truncated")
+    assert fetch_model("ultraface", mirror=base, progress=False).read_bytes() == (www / "version-RFB-320.onnx").read_bytes()
+
+
+def test_missing_file_and_unknown_model(server, cache):
+    base, _, _ = server
+    with pytest.raises(FetchError, match="cannot download"):
+        fetch_model("ultraface-slim", mirror=base, progress=False)
+    assert _leftovers(cache) == []
+    with pytest.raises(ModelError, match="known models"):
+        fetch_model("no-such-model")
+
+
+def test_cache_dir_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv("EDGEPOSE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "edgepose"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_dir() == Path.home() / ".cache" / "edgepose"
+    monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"
+
+
+def test_cli_models(server, cache, data_file, capsys, monkeypatch):
+    base, www, _ = server
+    shutil.copy(data_file("detectors/ultraface/version-slim-320.onnx"), www / "version-slim-320.onnx")
+    assert main(["models", "fetch", "ultraface-slim", "--mirror", base]) == 0
+    assert str(cached_path("ultraface-slim")) in capsys.readouterr().out
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "ultraface-slim" in out and "yunet" in out and "haar" in out
+    assert main(["models", "path", "ultraface-slim"]) == 0
+    assert main(["models", "path", "yunet"]) == 2
+    assert "not cached" in capsys.readouterr().err
+    assert main(["models", "fetch", "bogus"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    # resolver: the ultraface family falls back to the cached slim variant
+    assert resolve_detector_model("ultraface")[0] == "ultraface"
+    # mirror from the environment
+    shutil.copy(data_file("detectors/yunet/yunet_s_dynamic.onnx"), www / "yunet_s_dynamic.onnx")
+    monkeypatch.setenv("EDGEPOSE_MODEL_MIRROR", base)
+    assert main(["models", "fetch", "yunet-dynamic"]) == 0
