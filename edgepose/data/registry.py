@@ -47,16 +47,30 @@ def build_reader(cfg: dict) -> Reader:
     factory = FORMATS[fmt]
     kw = {k: v for k, v in cfg.items() if k not in _COMMON}
     params = inspect.signature(factory).parameters
-    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        bad = set(kw) - set(params)
+    valid = _accepted_keys(factory)
+    if valid is not None:
+        bad = set(kw) - valid
         if bad:
             raise DataError(f"dataset format {fmt!r}: unknown key(s) {sorted(bad)}; valid keys: "
-                            f"{sorted(set(params) | set(_COMMON))}")
+                            f"{sorted(valid | set(_COMMON))}")
     required = [n for n, p in params.items() if p.default is p.empty and p.kind == p.POSITIONAL_OR_KEYWORD]
     missing = [n for n in required if n not in kw]
     if missing:
         raise DataError(f"dataset format {fmt!r}: missing key(s) {missing}")
     return factory(**kw)
+
+
+def _accepted_keys(factory) -> set[str] | None:
+    """Keyword names a factory accepts, following ``**kw`` up a reader class hierarchy;
+    None when it accepts anything."""
+    keys: set[str] = set()
+    funcs = [c.__init__ for c in factory.__mro__ if "__init__" in vars(c)] if inspect.isclass(factory) else [factory]
+    for fn in funcs:
+        params = inspect.signature(fn).parameters
+        keys |= {n for n, p in params.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            return keys - {"items", "prefix"}  # internal MatReader arguments
+    return None
 
 
 def build_dataset(cfg: dict | list[dict], spec: PreprocessSpec, augment=None, progress: bool = True):
