@@ -102,5 +102,5 @@ class NeutralCalibrator:
         self._samples.clear()
         pitch, yaw, roll = geometry.matrix_to_euler(R_n)
         self.last_result = {"t": t, "inlier_fraction": round(frac, 3), "samples": int(len(Rs)),
-                            "neutral": {"yaw": float(yaw), "pitch": float(pitch), "roll": float(roll)}}
+                            "neutral": {"yaw": round(float(yaw), 3), "pitch": round(float(pitch), 3), "roll": round(float(roll), 3)}}
         return self.last_result

@@ -20,13 +20,15 @@ __all__ = ["VehicleSignals", "parse_indicator", "INDICATOR_VALUES"]
 
 INDICATOR_VALUES = ("left", "right", "off")
 _INDICATOR_ALIASES = {"left": "left", "l": "left", "right": "right", "r": "right", "off": "off", "none": "off",
-                      "0": "off", "": "off", "hazard": "off"}
+                      "0": "off", "": "off", "false": "off", "hazard": "off"}
 
 
 def parse_indicator(value) -> str | None:
     """'left' | 'right' | 'off', or None when absent; raises ValueError on anything else."""
     if value is None:
         return None
+    if value is False:  # YAML 1.1 reads a bare `off` as false
+        return "off"
     key = str(value).strip().lower()
     if key not in _INDICATOR_ALIASES:
         raise ValueError(f"indicator must be one of left/right/off, got {value!r}")

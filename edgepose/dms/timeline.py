@@ -57,18 +57,28 @@ def zone_centre(zones: list[Zone], name: str) -> tuple[float, float]:
     raise DmsConfigError(f"timeline zone {name!r} is not in the preset; zones: {[z.name for z in zones]}")
 
 
-def synthesize(script: Script, zones: list[Zone] | None = None, mount: CameraMount | None = None
-               ) -> tuple[list[DmsInput], VehicleSignals]:
+def synthesize(script: Script, zones: list[Zone] | None = None, mount: CameraMount | None = None,
+               signal_hz: float = 1.0) -> tuple[list[DmsInput], VehicleSignals]:
     """Frames (camera-frame R, so the mount is exercised) and the vehicle signals of a script."""
     frames: list[DmsInput] = []
+    speed: float | None = None
+    indicator: str | None = None
     signals = VehicleSignals(stale_after_s=None)
     t_ns = int(round(script.t0 * 1e9))
     for seg in script.segments or []:
         if seg.duration_s <= 0:
             raise DmsConfigError(f"timeline segment duration_s must be > 0: {seg}")
         start_ns, end_ns = t_ns, t_ns + int(round(seg.duration_s * 1e9))
-        if seg.speed_kmh is not None or seg.indicator is not None:
-            signals.add(start_ns / 1e9, seg.speed_kmh, seg.indicator)
+        speed = seg.speed_kmh if seg.speed_kmh is not None else speed
+        indicator = seg.indicator if seg.indicator is not None else indicator
+        # signals are sampled like a vehicle bus: at each segment start and every 1/signal_hz
+        ts = start_ns
+        while ts < end_ns and (speed is not None or indicator is not None):
+            try:
+                signals.add(ts / 1e9, speed, indicator)
+            except ValueError as exc:
+                raise DmsConfigError(f"timeline segment {seg}: {exc}") from None
+            ts += int(round(1e9 / signal_hz))
         yaw, pitch = zone_centre(zones or [], seg.zone) if seg.zone else (seg.yaw, seg.pitch)
         R_v = geometry.euler_to_matrix([pitch, yaw, seg.roll])
         R_cam = R_v @ mount.C.T if mount is not None else R_v  # inverse of R_vehicle = R . C
