@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "engine": ("edgepose.cli.engine", "build a TensorRT engine from ONNX (Jetson / desktop GPU)"),
     "jetson": ("edgepose.cli.jetson", "Jetson deployment helpers (DeepStream config, setup dry-run)"),
     "bench": ("edgepose.cli.bench", "benchmark latency, accuracy, size and power (same as edgepose-bench)"),
+    "dms": ("edgepose.cli.dms", "driver monitoring: replay a recorded run through a DMS preset (zones, events)"),
     "demo": ("edgepose.cli.demo", "the offline end-to-end demo (synthetic video -> pipeline -> DMS)"),
 }
 
