@@ -103,6 +103,14 @@ class Augment:
     occlusion_p: float = 0.0
     occlusion_size: Sequence[float] = (0.15, 0.45)  # fraction of the crop side
 
+    def __post_init__(self):
+        self.blur_sigma, self.occlusion_size = tuple(self.blur_sigma), tuple(self.occlusion_size)
+        for name in ("flip_p", "rotate_p", "blur_p", "noise_p", "gray_p", "nir_p", "occlusion_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                from ..errors import DataError
+
+                raise DataError(f"augmentation {name} is a probability in [0, 1], got {getattr(self, name)}")
+
     @classmethod
     def from_dict(cls, d: dict | None) -> "Augment | None":
         if d is None:
