@@ -102,7 +102,9 @@ def ldl_loss(logits: torch.Tensor, angle_deg: torch.Tensor, spec: BinSpec, sigma
     """KL(target || softmax(logits)) (batch mean) + lam * expectation error (degrees)."""
     target = ldl_target(angle_deg.to(logits.dtype), spec, sigma_deg)
     log_p = F.log_softmax(logits, dim=-1)
-    kl = (torch.xlogy(target, target) - target * log_p).sum(-1).mean()
+    # 0 * log(0) terms are 0 (bins far from the label underflow to 0 in the target).
+    cross = torch.where(target > 0, target * log_p, torch.zeros_like(log_p))
+    kl = (torch.xlogy(target, target) - cross).sum(-1).mean()
     if lam == 0:
         return kl
     err = angle_error(decode_bins(logits, spec), angle_deg.to(logits.dtype), spec)

@@ -167,6 +167,9 @@ class RotationOutput(nn.Module):
     def __init__(self, model: PoseModel):
         super().__init__()
         self.model = model
+        # Take the wrapped model's mode: exporters restore the *wrapper's* mode afterwards, which
+        # would otherwise flip an eval-mode model back to training (BN batch statistics).
+        self.train(model.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)["R"]
