@@ -1,0 +1,291 @@
+"""Per-frame logic: detect (every N frames) -> track -> driver -> pose -> perspective -> smooth
+-> vehicle frame, with per-stage timings.  The GStreamer pipelines call
+``FrameProcessor.process(frame, pts_ns)`` once per decoded frame.
+
+Order of the pose operations for each face (all rotations in the canonical convention of
+:mod:`edgepose.geometry`):
+
+1. ``R_raw``: the model's crop-relative pose (crop policy from the model's metadata);
+2. perspective correction by the viewing ray through the crop centre (camera intrinsics);
+3. One Euro smoothing on quaternions per track, timed by the frame PTS -> ``R`` / ``euler``;
+4. optional vehicle frame: ``R_vehicle = R @ R_vehicle_cam.T`` -> ``R_vehicle`` / ``euler_vehicle``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .. import geometry
+from ..config import apply_overrides, from_dict, to_dict
+from ..errors import SourceError, UserError
+from ..preprocess import crop_box
+from .camera import VehicleFrame, intrinsics_from_hfov, intrinsics_from_values
+from .driver import DriverSelector
+from .settings import RuntimeConfig
+from .smoothing import PoseSmoother
+from .tracking import IoUTracker, Track
+
+__all__ = ["FaceResult", "FrameResult", "FrameProcessor", "build_config"]
+
+log = logging.getLogger(__name__)
+_NAN_R = np.full((3, 3), np.nan)
+_NAN_E = np.full(3, np.nan)
+
+
+@dataclass
+class FaceResult:
+    """One tracked face.  Angles in degrees, ordered (pitch, yaw, roll); NaN when no pose."""
+
+    track_id: int
+    box: tuple[float, float, float, float]
+    score: float
+    R: np.ndarray  # (3,3) camera-frame pose after perspective correction and smoothing
+    euler: np.ndarray  # (3,) from R
+    R_vehicle: np.ndarray | None = None  # (3,3) vehicle-frame pose (when extrinsics are set)
+    euler_vehicle: np.ndarray | None = None
+    is_driver: bool = False
+    landmarks: np.ndarray | None = None  # (5,2) from the last detection (YuNet)
+    R_raw: np.ndarray | None = None  # model output before perspective correction and smoothing
+    valid: bool = False  # a finite pose was computed this frame
+
+    @property
+    def yaw(self) -> float:
+        return float(self.euler[1])
+
+    @property
+    def pitch(self) -> float:
+        return float(self.euler[0])
+
+    @property
+    def roll(self) -> float:
+        return float(self.euler[2])
+
+    def to_dict(self) -> dict:
+        def clean(a):
+            return None if a is None else [None if not np.isfinite(v) else round(float(v), 6)
+                                           for v in np.asarray(a, float).reshape(-1)]
+
+        p, y, r = clean(self.euler)
+        d = {"track_id": self.track_id, "box": [round(float(v), 2) for v in self.box],
+             "score": round(float(self.score), 4), "pitch": p, "yaw": y, "roll": r,
+             "R": clean(self.R), "is_driver": self.is_driver, "valid": self.valid}
+        if self.R_vehicle is not None:
+            d["R_vehicle"] = clean(self.R_vehicle)
+            d["pitch_vehicle"], d["yaw_vehicle"], d["roll_vehicle"] = clean(self.euler_vehicle)
+        return d
+
+
+@dataclass
+class FrameResult:
+    pts_ns: int
+    faces: list[FaceResult] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # milliseconds: detect, track, pose, smooth
+    frame_index: int = 0
+    detected: bool = False  # the detector ran on this frame
+    width: int = 0
+    height: int = 0
+
+    @property
+    def driver(self) -> FaceResult | None:
+        return next((f for f in self.faces if f.is_driver), None)
+
+    def to_dict(self) -> dict:
+        return {"frame": self.frame_index, "pts_ns": self.pts_ns, "detected": self.detected,
+                "faces": [f.to_dict() for f in self.faces],
+                "timings_ms": {k: round(v, 3) for k, v in self.timings.items()}}
+
+
+def build_config(config_path=None, overrides: Sequence[str] | None = None, **explicit) -> RuntimeConfig:
+    """Defaults <- YAML file <- explicit values (``"section.key": value``) <- ``key=value`` overrides."""
+    from ..config import load_config
+
+    cfg = load_config(RuntimeConfig, config_path)
+    data = to_dict(cfg)
+    for key, value in explicit.items():
+        if value is None:
+            continue
+        section, name = key.split(".", 1)
+        data[section][name] = value
+    apply_overrides(data, list(overrides or []))
+    return from_dict(RuntimeConfig, data)
+
+
+def _as_frame(frame) -> np.ndarray:
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim not in (2, 3) or frame.size == 0:
+        raise SourceError(f"frames must be non-empty uint8 BGR (HxWx3), BGRA or GRAY8 (HxW) arrays, got "
+                          f"{type(frame).__name__} {getattr(frame, 'shape', '')} {getattr(frame, 'dtype', '')}")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        return frame.reshape(frame.shape[:2])
+    if frame.ndim == 3 and frame.shape[2] not in (3, 4):
+        raise SourceError(f"frames must have 1, 3 or 4 channels, got {frame.shape[2]}")
+    return frame
+
+
+class FrameProcessor:
+    """``process(frame, pts_ns) -> FrameResult``; ``pose_backend`` may be None (detection only)."""
+
+    def __init__(self, pose_backend, detector, cfg: RuntimeConfig | None = None):
+        self.cfg = cfg or RuntimeConfig()
+        c = self.cfg
+        if c.detector.every < 1:
+            raise UserError(f"detector.every must be >= 1, got {c.detector.every}")
+        if c.driver.pose_for not in ("all", "driver"):
+            raise UserError(f"driver.pose_for must be all or driver, got {c.driver.pose_for!r}")
+        self.backend = pose_backend
+        self.detector = detector
+        self.tracker = IoUTracker(c.tracker.iou_threshold, c.tracker.min_hits, c.tracker.max_age,
+                                  predict_motion=c.tracker.predict_motion)
+        self.driver = DriverSelector(c.driver.mode, c.driver.roi, c.driver.drive_side, c.driver.min_face_frac,
+                                     c.driver.switch_ratio)
+        s = c.smoothing
+        self.smoother = PoseSmoother(s.min_cutoff, s.beta, s.d_cutoff, s.reset_after_s) if s.enabled else None
+        self.vehicle = None
+        if c.vehicle.R_vehicle_cam is not None:
+            self.vehicle = VehicleFrame(np.asarray(c.vehicle.R_vehicle_cam, np.float64))
+        elif c.vehicle.road_pose_deg is not None:
+            self.vehicle = VehicleFrame.from_euler(c.vehicle.road_pose_deg)
+        self._K_cache: tuple[tuple[int, int], np.ndarray] | None = None
+        self.frame_index = 0
+        self._last_detect = None
+
+    # -- construction from options -------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: RuntimeConfig) -> "FrameProcessor":
+        from .backend import load_backend
+        from .detectors import create_detector
+
+        d = cfg.detector
+        backend = None
+        if cfg.pose.model:
+            backend = load_backend(cfg.pose.model, device=cfg.pose.device, providers=cfg.pose.providers,
+                                   intra_op_threads=cfg.pose.threads, on_nan=cfg.pose.on_nan)
+        try:
+            kw = {} if d.input_size is None else {"input_size": d.input_size}
+            extra = {} if d.name.lower().startswith("haar") else {
+                "device": cfg.pose.device, "intra_op_threads": cfg.pose.threads}
+            detector = create_detector(d.name, d.model, score_threshold=d.score_threshold,
+                                       nms_threshold=d.nms_threshold, **kw, **extra)
+        except BaseException:
+            if backend is not None:
+                backend.close()
+            raise
+        return cls(backend, detector, cfg)
+
+    @classmethod
+    def from_options(cls, model=None, detector: str = "yunet", detector_model=None, detector_size=None,
+                     detect_every: int | None = None, device: str | None = None, threads: int | None = None,
+                     overrides: Sequence[str] | None = None, config=None) -> "FrameProcessor":
+        """The ``edgepose run`` entry point: command-line options, then ``--set key=value``."""
+        cfg = build_config(config, overrides, **{
+            "pose.model": str(model) if model else None, "detector.name": detector,
+            "detector.model": str(detector_model) if detector_model else None,
+            "detector.input_size": detector_size, "detector.every": detect_every,
+            "pose.device": device, "pose.threads": threads})
+        return cls.from_config(cfg)
+
+    def close(self) -> None:
+        for obj in (self.backend, self.detector):
+            close = getattr(obj, "close", None)
+            if callable(close):
+                close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def reset(self) -> None:
+        """Forget all tracks and filters (e.g. after a source reconnect)."""
+        self.tracker.reset()
+        if self.smoother:
+            self.smoother.filters.clear()
+        self.driver.driver_id = None
+        self._last_detect = None
+
+    # -- per frame -----------------------------------------------------------------------------
+    def intrinsics(self, width: int, height: int) -> np.ndarray:
+        if self._K_cache is None or self._K_cache[0] != (width, height):
+            cam = self.cfg.camera
+            K = (intrinsics_from_values(cam.intrinsics) if cam.intrinsics
+                 else intrinsics_from_hfov(width, height, cam.hfov_deg))
+            self._K_cache = ((width, height), K)
+        return self._K_cache[1]
+
+    def _should_detect(self) -> bool:
+        c = self.cfg.detector
+        if self._last_detect is None or self.frame_index - self._last_detect >= c.every:
+            return True
+        return c.redetect_when_empty and not self.tracker.confirmed
+
+    def process(self, frame, pts_ns: int) -> FrameResult:
+        frame = _as_frame(frame)
+        h, w = frame.shape[:2]
+        timings = {"detect": 0.0, "track": 0.0, "pose": 0.0, "smooth": 0.0}
+        detected = self._should_detect()
+
+        t0 = time.perf_counter()
+        dets = self.detector.detect(frame) if detected else None
+        t1 = time.perf_counter()
+        if detected:
+            self._last_detect = self.frame_index
+            tracks = self.tracker.update(dets)
+        else:
+            tracks = self.tracker.predict()
+        driver_id = self.driver.select(tracks, w, h)
+        t2 = time.perf_counter()
+        timings["detect"] = (t1 - t0) * 1e3
+        timings["track"] = (t2 - t1) * 1e3
+
+        faces = [FaceResult(t.track_id, tuple(float(v) for v in t.box), t.score, _NAN_R.copy(), _NAN_E.copy(),
+                            is_driver=t.track_id == driver_id, landmarks=t.landmarks) for t in tracks]
+        posed = self._pose(frame, tracks, faces, w, h, timings)
+        self._smooth(posed, faces, pts_ns, timings)
+
+        result = FrameResult(int(pts_ns), faces, timings, self.frame_index, detected, w, h)
+        self.frame_index += 1
+        return result
+
+    def _pose(self, frame, tracks: list[Track], faces: list[FaceResult], w: int, h: int, timings) -> list[int]:
+        """Run the pose model on the selected faces; returns the indices that got a valid pose."""
+        if self.backend is None or not faces:
+            return []
+        t0 = time.perf_counter()
+        idx = [i for i, f in enumerate(faces) if self.cfg.driver.pose_for == "all" or f.is_driver]
+        idx = sorted(idx, key=lambda i: -tracks[i].area)[: self.cfg.pose.max_faces]
+        out = self.backend.predict(frame, [faces[i].box for i in idx]) if idx else None
+        valid = []
+        if out is not None:
+            spec = self.backend.meta.preprocess
+            K = self.intrinsics(w, h) if self.cfg.camera.perspective_correction else None
+            for j, i in enumerate(idx):
+                if not out["valid"][j]:
+                    continue
+                R_raw = out["R"][j].astype(np.float64)
+                R = R_raw
+                if K is not None:
+                    cx, cy, _ = crop_box(faces[i].box, spec.crop)
+                    R = geometry.perspective_correction(R_raw, K, (cx, cy))
+                faces[i].R_raw, faces[i].R, faces[i].valid = R_raw, R, True
+                valid.append(i)
+        timings["pose"] = (time.perf_counter() - t0) * 1e3
+        return valid
+
+    def _smooth(self, posed: list[int], faces: list[FaceResult], pts_ns: int, timings) -> None:
+        t0 = time.perf_counter()
+        t_s = pts_ns * 1e-9
+        for i in posed:
+            f = faces[i]
+            if self.smoother is not None:
+                f.R = self.smoother(f.track_id, f.R, t_s)
+            f.euler = geometry.matrix_to_euler(f.R)
+            if self.vehicle is not None:
+                f.R_vehicle = self.vehicle.apply(f.R)
+                f.euler_vehicle = geometry.matrix_to_euler(f.R_vehicle)
+        if self.smoother is not None:
+            self.smoother.retain(t.track_id for t in self.tracker.tracks)
+        timings["smooth"] = (time.perf_counter() - t0) * 1e3

@@ -1,0 +1,115 @@
+"""IoU tracker with ids and hysteresis, for "detect every N frames, track in between".
+
+* ``update(detections)`` on frames where the detector ran: greedy IoU matching (best pairs
+  first) of detections to tracks; unmatched detections start tentative tracks.
+* ``predict()`` on frames without detection: every track's box moves by its (damped) velocity.
+* Hysteresis: a track is *confirmed* after ``min_hits`` matched detections (so a one-off false
+  positive never becomes a face), and is deleted after ``max_age`` consecutive detector runs
+  without a match (so one missed detection does not drop or renumber the driver).  ``max_age``
+  counts detector runs, not frames, so it means the same whatever ``detect_every`` is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .detection import Detection, iou_matrix
+
+__all__ = ["Track", "IoUTracker"]
+
+
+@dataclass
+class Track:
+    track_id: int
+    box: np.ndarray  # (4,) float64 x1, y1, x2, y2 (predicted between detections)
+    score: float
+    landmarks: np.ndarray | None = None
+    hits: int = 1  # matched detections so far
+    misses: int = 0  # consecutive detector runs without a match
+    frames_since_detection: int = 0
+    confirmed: bool = False
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box change per frame
+
+    @property
+    def area(self) -> float:
+        return float(max(self.box[2] - self.box[0], 0.0) * max(self.box[3] - self.box[1], 0.0))
+
+
+class IoUTracker:
+    def __init__(self, iou_threshold: float = 0.3, min_hits: int = 2, max_age: int = 3,
+                 velocity_smoothing: float = 0.5, predict_motion: bool = True):
+        if not 0.0 < iou_threshold < 1.0:
+            raise ValueError("iou_threshold must be in (0, 1)")
+        if min_hits < 1 or max_age < 0:
+            raise ValueError("min_hits must be >= 1 and max_age >= 0")
+        self.iou_threshold = float(iou_threshold)
+        self.min_hits = int(min_hits)
+        self.max_age = int(max_age)
+        self.velocity_smoothing = float(velocity_smoothing)
+        self.predict_motion = bool(predict_motion)
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def reset(self) -> None:
+        self.tracks.clear()
+
+    @property
+    def confirmed(self) -> list[Track]:
+        return [t for t in self.tracks if t.confirmed]
+
+    def predict(self) -> list[Track]:
+        """Advance one frame without a detection; returns the confirmed tracks."""
+        for t in self.tracks:
+            t.frames_since_detection += 1
+            if self.predict_motion:
+                t.box = t.box + t.velocity
+        return self.confirmed
+
+    def update(self, detections: list[Detection]) -> list[Track]:
+        """Advance one frame with the detector's output; returns the confirmed tracks."""
+        det_boxes = np.array([d.box for d in detections], np.float64).reshape(-1, 4)
+        # compare against where each track is expected now (one frame further)
+        expected = [t.box + (t.velocity if self.predict_motion else 0.0) for t in self.tracks]
+        iou = iou_matrix(np.array(expected).reshape(-1, 4), det_boxes)
+        matched_t, matched_d = set(), set()
+        if iou.size:
+            pairs = np.argwhere(iou >= self.iou_threshold)
+            for ti, di in sorted(pairs.tolist(), key=lambda p: -iou[p[0], p[1]]):
+                if ti in matched_t or di in matched_d:
+                    continue
+                matched_t.add(ti)
+                matched_d.add(di)
+                self._match(self.tracks[ti], detections[di])
+        for ti, t in enumerate(self.tracks):
+            if ti not in matched_t:
+                t.misses += 1
+                t.frames_since_detection += 1
+                if self.predict_motion:
+                    t.box = t.box + t.velocity
+        self.tracks = [t for t in self.tracks if t.misses <= self.max_age]
+        for di, d in enumerate(detections):
+            if di not in matched_d:
+                t = Track(self._next_id, np.asarray(d.box, np.float64), float(d.score), d.landmarks)
+                t.confirmed = self.min_hits <= 1
+                self._next_id += 1
+                self.tracks.append(t)
+        return self.confirmed
+
+    def _match(self, t: Track, d: Detection) -> None:
+        new_box = np.asarray(d.box, np.float64)
+        frames = t.frames_since_detection + 1  # frames since this track's last detection
+        # t.box is the estimate for the previous frame; the prediction for this frame adds one
+        # velocity step, and the residual spread over the elapsed frames corrects the velocity.
+        carried = t.velocity if self.predict_motion else np.zeros(4)
+        measured = carried + (new_box - (t.box + carried)) / frames
+        a = self.velocity_smoothing
+        t.velocity = a * t.velocity + (1 - a) * measured
+        t.box = new_box
+        t.score = float(d.score)
+        t.landmarks = d.landmarks
+        t.hits += 1
+        t.misses = 0
+        t.frames_since_detection = 0
+        if t.hits >= self.min_hits:
+            t.confirmed = True
