@@ -191,3 +191,20 @@ def test_onnx_export_matches_torch(name, head, tmp_path):
     got = sess.run(None, {"input": x.numpy()})[0]
     assert got.shape == (2, 3, 3)
     assert np.abs(got - ref).max() < 1e-4
+
+
+# ---------------------------------------------------------------- size / compute summary
+
+def test_summary_counts_params_and_macs():
+    from edgepose.models.summary import model_summary
+
+    s = model_summary("mobilenetv3_small", "6d", 224)
+    # hpe-methods.md 4.5 (same counting method): 0.93 M params, 0.05 G MACs at 224
+    assert round(s["params"] / 1e6, 2) == 0.93
+    assert 0.045e9 < s["macs"] < 0.065e9
+    small = model_summary("mobilenetv3_small", "6d", 112)
+    assert small["macs"] < s["macs"] / 3  # ~quadratic in the input side
+    deploy = model_summary("repvgg_a0", "6d", 64)
+    train = model_summary("repvgg_a0", "6d", 64, deploy=False)
+    assert deploy["deploy"] and not train["deploy"]
+    assert deploy["macs"] < train["macs"] and deploy["params"] < train["params"]
