@@ -238,7 +238,7 @@ class FrameProcessor:
             tracks = self.tracker.predict()
         driver_id = self.driver.select(tracks, w, h)
         t2 = time.perf_counter()
-        timings["detect"] = (t1 - t0) * 1e3
+        timings["detect"] = (t1 - t0) * 1e3 if detected else 0.0
         timings["track"] = (t2 - t1) * 1e3
 
         faces = [FaceResult(t.track_id, tuple(float(v) for v in t.box), t.score, _NAN_R.copy(), _NAN_E.copy(),
