@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--events", default="-", help="events JSONL output (default: stdout '-')")
     p.add_argument("--states", action="store_true", help="also write periodic state records to the events output")
     p.add_argument("--mqtt", help="also publish to a broker: mqtt://HOST:PORT/topic/prefix")
-    p.add_argument("overrides", nargs="*", help="preset overrides key=value (e.g. long_distraction.threshold_s=2.5)")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="preset overrides (e.g. --set long_distraction.threshold_s=2.5 drive_side=rhd)")
 
     s = sub.add_parser("simulate", help="write a run JSONL (+ signals CSV) from a scripted glance timeline")
     s.add_argument("script", help="timeline YAML: fps + segments [{duration_s, zone|yaw/pitch, face, frames, speed_kmh, indicator}]")
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     z = sub.add_parser("zones", help="print the resolved zones of a preset (after drive_side mirroring)")
     z.add_argument("--preset", default="euro-ncap-2023")
-    z.add_argument("overrides", nargs="*")
+    z.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
 
 
 def run(args) -> int:

@@ -1,0 +1,187 @@
+"""DMS inputs and outputs: run-JSONL and FrameResult adapters, vehicle-signal files, the observer,
+the `edgepose dms` CLI and its error messages."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from edgepose import geometry
+from edgepose.cli.main import main
+from edgepose.dms.config import DmsConfigError
+from edgepose.dms.events import JsonlSink
+from edgepose.dms.inputs import from_frame_result, from_run_record, read_run_jsonl
+from edgepose.dms.observer import DmsObserver
+from edgepose.dms.signals import VehicleSignals
+from edgepose.errors import DataError
+
+SCRIPT = """
+fps: 30
+segments:
+  - {duration_s: 6, zone: forward_road, speed_kmh: 65}
+  - {duration_s: 3.4, zone: infotainment}
+  - {duration_s: 3, zone: forward_road}
+  - {duration_s: 2.5, face: false}
+  - {duration_s: 2, zone: forward_road}
+"""
+
+
+def test_signals_csv_and_jsonl(tmp_path):
+    f = tmp_path / "sig.csv"
+    f.write_text("t,speed_kmh,indicator\n0.0,10,off\n2.0,55.5,\n4.0,,left\n1.0,30,\n")  # unsorted row
+    s = VehicleSignals.from_file(f, stale_after_s=None)
+    assert s.at(-1) == (None, None)
+    assert s.at(0.5) == (10.0, "off")
+    assert s.at(1.5) == (30.0, "off")  # sample and hold
+    assert s.at(3.0) == (55.5, "off")
+    assert s.at(100) == (55.5, "left")
+    j = tmp_path / "sig.jsonl"
+    j.write_text('{"pts_ns": 1000000000, "speed_kmh": 42}\n\n{"t": 3, "indicator": "R"}\n')
+    s = VehicleSignals.from_file(j, stale_after_s=1.5)
+    assert s.at(1.2) == (42.0, None)
+    assert s.at(2.9) == (None, None)  # stale
+    assert s.at(3.1) == (None, "right")
+
+
+@pytest.mark.parametrize("content,suffix,msg", [
+    ("speed_kmh\n10\n", ".csv", "time column"),
+    ("t,speed_kmh\n0,fast\n", ".csv", ":2:"),
+    ("t,speed_kmh\n0,-5\n", ".csv", ">= 0"),
+    ("t,indicator\n0,up\n", ".csv", "left/right/off"),
+    ('{"t": 0, "speed_kmh": 3}\n{oops\n', ".jsonl", ":2:"),
+    ('{"speed_kmh": 3}\n', ".jsonl", "no time"),
+    ("t\n0\n", ".csv", "no speed_kmh or indicator"),
+    ("x", ".xlsx", ".jsonl or .csv"),
+])
+def test_signals_file_errors(tmp_path, content, suffix, msg):
+    f = tmp_path / f"sig{suffix}"
+    f.write_text(content)
+    with pytest.raises(DmsConfigError, match=msg):
+        VehicleSignals.from_file(f)
+
+
+def test_run_record_adapter_variants():
+    R = geometry.euler_to_matrix([5.0, -20.0, 3.0])
+    a = from_run_record({"pts_ns": 1_500_000_000, "faces": [{"box": [0, 0, 10, 10], "R": R.tolist(), "is_driver": True}]})
+    assert a.t == 1.5 and a.face_visible and np.allclose(a.R, R)
+    b = from_run_record({"t": 2.0, "faces": [{"box": [0, 0, 10, 10], "euler": {"pitch": 5, "yaw": -20, "roll": 3}}]})
+    assert b.yaw == -20 and b.pitch == 5 and b.R is None and b.has_pose
+    c = from_run_record({"pts_ns": 0, "faces": [{"box": [0, 0, 10, 10], "yaw": 1, "pitch": 2, "is_driver": False},
+                                                {"box": [0, 0, 50, 50], "yaw": 9, "pitch": 8, "is_driver": False}]})
+    assert not c.face_visible  # the runtime said no face is the driver
+    d = from_run_record({"pts_ns": 0, "faces": [{"box": [0, 0, 10, 10], "yaw": 1, "pitch": 2},
+                                                {"box": [0, 0, 50, 50], "yaw": 9, "pitch": 8}]})
+    assert d.yaw == 9  # no driver flag: the largest face
+    assert not from_run_record({"pts_ns": 0, "faces": []}).face_visible
+    assert from_run_record({"type": "meta", "model": "x"}) is None
+
+
+def test_frame_result_adapter():
+    R = geometry.euler_to_matrix([0.0, 30.0, 0.0])
+    face = SimpleNamespace(track_id=3, box=(10, 10, 90, 90), score=0.8, R=R, euler=np.array([0.0, 30.0, 0.0]),
+                           R_vehicle=None, is_driver=True)
+    passenger = SimpleNamespace(track_id=4, box=(0, 0, 200, 200), score=0.9, R=np.eye(3), euler=np.zeros(3),
+                                R_vehicle=None, is_driver=False)
+    inp = from_frame_result(SimpleNamespace(pts_ns=2_000_000_000, faces=[passenger, face], timings={}))
+    assert inp.t == 2.0 and inp.track_id == 3 and np.allclose(inp.R, R) and inp.yaw == 30.0
+    assert not from_frame_result(SimpleNamespace(pts_ns=1, faces=[])).face_visible
+
+
+def test_runtime_vehicle_pose_used_without_mount():
+    from edgepose.dms.config import load_preset
+    from edgepose.dms.engine import DmsEngine
+    from edgepose.dms.inputs import DmsInput
+    from edgepose.dms.mount import CameraMount
+
+    cfg = load_preset("euro-ncap-2023", ["calibration.mode=off"])
+    Rv = geometry.euler_to_matrix([0.0, 50.0, 0.0])
+    inp = DmsInput(t=0, face_visible=True, R=np.eye(3), R_vehicle=Rv)
+    assert np.allclose(DmsEngine(cfg).vehicle_pose(inp), Rv)  # the runtime's vehicle frame
+    m = CameraMount.from_angles(yaw=10)
+    assert np.allclose(DmsEngine(cfg, mount=m).vehicle_pose(inp), m.to_vehicle(np.eye(3)))  # own mount wins
+
+
+def test_read_run_jsonl_errors(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        list(read_run_jsonl(tmp_path / "none.jsonl"))
+    f = tmp_path / "bad.jsonl"
+    f.write_text('{"pts_ns": 0, "faces": []}\nnot json\n{"pts_ns": 2, "faces": []}\n')
+    with pytest.raises(DataError, match=":2:"):
+        list(read_run_jsonl(f))
+    f.write_text('{"hello": 1}\n')
+    with pytest.raises(DataError, match="no frame records"):
+        list(read_run_jsonl(f))
+    # a recording killed mid-line: the complete lines are used
+    f.write_text('{"pts_ns": 0, "faces": []}\n{"pts_ns": 1000, "fa')
+    assert len(list(read_run_jsonl(f))) == 1
+
+
+def test_cli_simulate_replay_roundtrip(tmp_path, capsys):
+    script = tmp_path / "script.yaml"
+    script.write_text(SCRIPT)
+    run, sig, ev = tmp_path / "run.jsonl", tmp_path / "sig.csv", tmp_path / "events.jsonl"
+    mount = tmp_path / "mount.yaml"
+    mount.write_text("yaw: -25\npitch: -15\n")
+    assert main(["dms", "simulate", str(script), "--out", str(run), "--signals-out", str(sig), "--mount", str(mount)]) == 0
+    assert main(["dms", "replay", str(run), "--preset", "eu-addw", "--signals", str(sig), "--mount", str(mount),
+                 "--events", str(ev), "--states"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["events"].get("addw_warning") == 1 and summary["events"].get("driver_not_visible") == 1
+    recs = [json.loads(x) for x in ev.read_text().splitlines()]
+    kinds = {r["record"] for r in recs}
+    assert kinds == {"event", "state"}
+    addw = [r for r in recs if r.get("type") == "addw_warning"]
+    assert addw[0]["zone"] == "infotainment" and addw[0]["speed_kmh"] == 65.0
+    assert addw[1]["duration"] == pytest.approx(3.4, abs=1e-3)
+    for r in recs:
+        if r["record"] == "state" and r["state"] == "ATTENTIVE":
+            assert r["zone"] == "forward_road"
+    # without the mount the same recording is read in the camera frame: no longer "forward_road" at rest
+    ev2 = tmp_path / "events2.jsonl"
+    assert main(["dms", "replay", str(run), "--preset", "eu-addw", "--events", str(ev2), "--states",
+                 "--set", "calibration.mode=off"]) == 0
+    states = [json.loads(x) for x in ev2.read_text().splitlines() if '"state"' in x]
+    assert states[0]["zone"] != "forward_road"
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["dms", "replay", "/nonexistent/run.jsonl"], "run JSONL not found"),
+    (["dms", "replay", "RUN", "--preset", "nope"], "DMS preset not found"),
+    (["dms", "replay", "RUN", "--signals", "/nonexistent.csv"], "vehicle signals file not found"),
+    (["dms", "replay", "RUN", "--set", "vats.window_s=5"], "window_s"),
+    (["dms", "replay", "RUN", "--events", "/nonexistent/dir/ev.jsonl"], "does not exist"),
+    (["dms", "zones", "--preset", "euro-ncap-2023", "--set", "addw.bands=[{min_kmh: 50, max_kmh: 20}]"], "max_kmh"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, argv, msg):
+    run = tmp_path / "run.jsonl"
+    run.write_text('{"pts_ns": 0, "faces": []}\n')
+    argv = [str(run) if a == "RUN" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and msg in err and "Traceback" not in err
+
+
+def test_observer_flushes_events_before_close(tmp_path):
+    from edgepose.dms.timeline import Script, Segment, synthesize
+    from edgepose.dms.zones import build_zones
+
+    out = tmp_path / "ev.jsonl"
+    obs = DmsObserver("euro-ncap-2023", events_out=out, overrides=["calibration.mode=off"])
+    frames, _ = synthesize(Script(30, 0, [Segment(1, "forward_road"), Segment(4, "lap")]), build_zones(obs.cfg))
+    for f in frames:
+        lines = obs.process(f)
+    assert any(line.startswith("WARNING long_distraction") for line in lines)
+    # the onset is on disk while the run is still going (Ctrl-C keeps it)
+    assert '"long_distraction"' in out.read_text()
+    obs.close()
+    last = json.loads(out.read_text().splitlines()[-1])
+    assert last["phase"] == "end" and last["details"]["truncated"] is True
+
+
+def test_jsonl_sink_stdout(capsys):
+    sink = JsonlSink("-")
+    sink.write({"a": 1})
+    sink.close()
+    assert capsys.readouterr().out == '{"a":1}\n'
