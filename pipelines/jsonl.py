@@ -6,7 +6,7 @@ processed.  Schema (``schema: edgepose.run/1``):
 * ``{"type": "header", "schema", "source", "model", "detector", "width", "height", "fps", "platform"}``
 * ``{"type": "frame", "frame": int, "pts_ns": int, "faces": [face...], "latency_ms": {stage: ms}}``
   with ``face = {"track_id": int, "box": [x1, y1, x2, y2], "score": float, "yaw", "pitch", "roll": float deg,
-  "R": 3x3 nested list, "is_driver": bool}`` and optional ``"status": [str]`` from frame observers
+  "R": 3x3 nested list, "is_driver": bool, "valid": bool}`` and optional ``"status": [str]`` from frame observers
 * ``{"type": "summary", "frames": int, "fps": float, "latency_ms": {stage: {"mean", "p50", "p90", "p99"}}, ...}``
 """
 from __future__ import annotations
@@ -37,6 +37,8 @@ def face_record(face) -> dict:
         "yaw": _finite(round(yaw, 3)), "pitch": _finite(round(pitch, 3)), "roll": _finite(round(roll, 3)),
         "R": [[_finite(round(float(v), 6)) for v in row] for row in face.R],
         "is_driver": bool(getattr(face, "is_driver", False)),
+        # False when no finite pose exists this frame (not posed, or the model returned NaN)
+        "valid": bool(getattr(face, "valid", True)),
     }
     rv = getattr(face, "R_vehicle", None)
     if rv is not None:

@@ -48,6 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-overlay", action="store_true", help="write the video without drawings")
     p.add_argument("--dms", default=None, metavar="PRESET.yaml",
                    help="driver-monitoring preset; adds DMS status lines and events (edgepose.dms)")
+    p.add_argument("--config", default=None, help="runtime YAML (tracker, driver, camera, smoothing, ...)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="runtime option override (see edgepose.runtime.RuntimeConfig), repeatable")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -103,7 +104,7 @@ def build_processor(args):
     return rt_frame.FrameProcessor.from_options(
         model=args.model, detector=args.detector, detector_model=args.detector_model,
         detector_size=args.detector_size, detect_every=args.every, device=args.device,
-        threads=args.threads, overrides=args.overrides)
+        threads=args.threads, overrides=args.overrides, config=args.config)
 
 
 def run(args) -> int:

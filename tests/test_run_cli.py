@@ -1,0 +1,318 @@
+"""``edgepose run`` end to end: real videos, test sources, sinks, metadata, bad input, signals.
+
+Real components only: GStreamer, a small edgepose model exported to ONNX, ONNX Runtime, YuNet /
+Haar.  The pose model has random weights (angles are not checked here, only the pipeline).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepose.cli.main import main as cli
+from edgepose.pipelines.jsonl import validate_record
+
+REPO = Path(__file__).resolve().parents[1]
+VIDEOS = ["single_face.mp4", "no_face.mp4", "head-pose-face-detection-female.mp4",
+          "head-pose-face-detection-male.mp4", "WolfgangLanger_Pexels.mp4", "face_noface.mov",
+          "noface_face.mov", "multi_face_classroom.mp4"]
+FAST_ARGS = ["--detector", "yunet", "--every", "3", "--quiet", "--threads", "1"]
+
+
+def _export(model_dir: Path, name: str, input_size: int) -> Path:
+    import torch
+
+    from edgepose.export import export_onnx
+    from edgepose.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("mobilenetv3_small", head="6d", input_size=input_size).eval()
+    path = model_dir / f"{name}.onnx"
+    export_onnx(model, path, opset=17, simplify=False)  # the fast TorchScript exporter
+    return path
+
+
+def _nan_copy(src: Path, dst: Path) -> Path:
+    """Same model with NaN added to both outputs (what a broken INT8 calibration can produce)."""
+    import onnx
+    from onnx import helper
+
+    m = onnx.load(str(src))
+    nan = helper.make_tensor("edgepose_nan", onnx.TensorProto.FLOAT, [], [float("nan")])
+    m.graph.initializer.append(nan)
+    for out in m.graph.output:
+        raw = out.name + "_before_nan"
+        for node in m.graph.node:
+            node.output[:] = [raw if o == out.name else o for o in node.output]
+        m.graph.node.append(helper.make_node("Add", [raw, "edgepose_nan"], [out.name]))
+    onnx.save(m, str(dst))
+    shutil.copy(str(src) + ".json", str(dst) + ".json")
+    return dst
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pose_models")
+    p128 = _export(d, "mnv3s_128", 128)
+    return {"pose": p128, "pose96": _export(d, "mnv3s_96", 96), "nan": _nan_copy(p128, d / "nan_128.onnx")}
+
+
+@pytest.fixture(scope="module")
+def yunet(data_file):
+    return data_file("detectors/yunet/yunet_s_320_320.onnx")
+
+
+def _cv2_count(path) -> int:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while True:
+        ok, _ = cap.read()
+        if not ok:
+            break
+        n += 1
+    cap.release()
+    return n
+
+
+def _video_size(path) -> tuple[int, int, int]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    ok, img = cap.read()
+    cap.release()
+    assert ok, f"{path} does not decode"
+    return img.shape
+
+
+def _read_jsonl(path: Path) -> tuple[dict, list[dict], dict]:
+    lines = [json.loads(s) for s in path.read_text().splitlines()]
+    assert lines[0]["type"] == "header" and lines[-1]["type"] == "summary"
+    frames = [r for r in lines if r["type"] == "frame"]
+    for r in frames:
+        validate_record(r)
+    pts = [r["pts_ns"] for r in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:])), "pts must increase strictly"
+    assert [r["frame"] for r in frames] == list(range(len(frames)))
+    return lines[0], frames, lines[-1]
+
+
+def _run(tmp_path, source, models, yunet, *extra, model="pose", name="out"):
+    out, meta = tmp_path / f"{name}.mp4", tmp_path / f"{name}.jsonl"
+    rc = cli(["run", str(source), "--model", str(models[model]), "--detector-model", str(yunet),
+              "--output", str(out), "--jsonl", str(meta), *FAST_ARGS, *extra])
+    return rc, out, meta
+
+
+@pytest.mark.parametrize("name", [v for v in VIDEOS if v != "multi_face_classroom.mp4"])
+def test_run_every_shared_video(tmp_path, data_file, models, yunet, name):
+    video = data_file(f"videos/{name}")
+    rc, out, meta = _run(tmp_path, video, models, yunet)
+    assert rc == 0
+    header, frames, summary = _read_jsonl(meta)
+    n = _cv2_count(video)
+    assert len(frames) == n == summary["frames"] == summary["frames_written"]
+    assert _cv2_count(out) == n
+    assert _video_size(out)[:2] == _video_size(video)[:2]
+    stages = summary["latency_ms"]
+    for stage in ("decode", "detect", "track", "pose", "smooth", "overlay", "encode", "total"):
+        assert stages[stage]["n"] == n and 0 <= stages[stage]["p50"] <= stages[stage]["p99"]
+    faces = [len(r["faces"]) for r in frames]
+    if name == "no_face.mp4":
+        assert sum(faces) == 0  # negative clip: empty face lists, no crash
+    elif name in ("single_face.mp4", "WolfgangLanger_Pexels.mp4"):
+        assert sum(f >= 1 for f in faces) >= 0.8 * n
+        f = next(face for r in frames for face in r["faces"] if face["valid"])
+        R = np.array(f["R"])
+        np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-4)
+    elif name == "face_noface.mov":  # the face is lost after the cut at frame ~72
+        assert any(faces[:60]) and not any(faces[100:])
+    elif name == "noface_face.mov":  # and found after the cut at frame ~96
+        assert not any(faces[:80]) and any(faces[110:])
+
+
+def test_run_classroom_many_faces(tmp_path, data_file, models, yunet):
+    video = data_file("videos/multi_face_classroom.mp4")
+    rc, out, meta = _run(tmp_path, video, models, yunet, "--max-frames", "40")
+    assert rc == 0
+    _, frames, summary = _read_jsonl(meta)
+    assert len(frames) == 40 == _cv2_count(out)
+    assert max(len(r["faces"]) for r in frames) >= 2
+    for r in frames:
+        ids = [f["track_id"] for f in r["faces"]]
+        assert len(ids) == len(set(ids))
+
+
+@pytest.mark.slow
+def test_run_classroom_every_frame(tmp_path, data_file, models, yunet):
+    video = data_file("videos/multi_face_classroom.mp4")
+    rc, out, meta = _run(tmp_path, video, models, yunet)
+    assert rc == 0
+    _, frames, _ = _read_jsonl(meta)
+    assert len(frames) == _cv2_count(video) == _cv2_count(out)
+
+
+@pytest.mark.parametrize("uri, shape", [
+    ("test://smpte?width=321&height=241&num=8", (242, 322, 3)),  # odd: padded rows in, even out
+    ("test://ball?width=640&height=360&num=8&format=GRAY8", (360, 640, 3)),  # IR: 1 channel in
+    ("test://smpte?width=3840&height=2160&num=3", (2160, 3840, 3)),  # 4K
+])
+def test_run_test_sources(tmp_path, models, yunet, uri, shape):
+    rc, out, meta = _run(tmp_path, uri, models, yunet)
+    assert rc == 0
+    header, frames, summary = _read_jsonl(meta)
+    num = int(uri.split("num=")[1].split("&")[0])
+    assert len(frames) == num == _cv2_count(out)
+    assert _video_size(out) == shape
+    assert header["format"] == ("GRAY8" if "GRAY8" in uri else "BGR")
+
+
+def test_run_other_input_size_and_gray_faces(tmp_path, data_file, models, yunet):
+    """A 96-px model on the same video; the face crops follow the model's metadata."""
+    video = data_file("videos/single_face.mp4")
+    rc, _, meta = _run(tmp_path, f"file://{video}?format=GRAY8", models, yunet, "--max-frames", "12", model="pose96")
+    assert rc == 0
+    _, frames, _ = _read_jsonl(meta)
+    assert len(frames) == 12 and any(f["valid"] for r in frames for f in r["faces"])
+
+
+def test_run_nan_model(tmp_path, data_file, models, yunet, capsys):
+    video = data_file("videos/single_face.mp4")
+    rc, out, meta = _run(tmp_path, video, models, yunet, "--max-frames", "6", model="nan")
+    assert rc == 0
+    _, frames, _ = _read_jsonl(meta)
+    faces = [f for r in frames for f in r["faces"]]
+    assert faces and all(not f["valid"] and f["yaw"] is None and f["R"][0][0] is None for f in faces)
+    capsys.readouterr()
+    rc, out, meta = _run(tmp_path, video, models, yunet, "--max-frames", "6", "--set", "pose.on_nan=raise",
+                         model="nan", name="raise")
+    err = capsys.readouterr().err
+    assert rc == 2 and "non-finite" in err and "Traceback" not in err
+    _, frames, summary = _read_jsonl(meta)  # what ran before the error is kept and closed
+    assert summary["frames"] == len(frames)
+
+
+def test_run_bad_files(tmp_path, models, yunet, capsys):
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed (apt-get install ffmpeg)")
+    ok = tmp_path / "ok.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10", "-t", "1",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(ok)], check=True)
+    data = ok.read_bytes()
+    (tmp_path / "zero.mp4").write_bytes(b"")
+    (tmp_path / "corrupt.mp4").write_bytes(np.random.default_rng(1).integers(0, 256, 30000, np.uint8).tobytes())
+    (tmp_path / "codec.mp4").write_bytes(data.replace(b"avc1", b"edgQ"))
+    cases = {"missing.mp4": "not found", "zero.mp4": "empty", "corrupt.mp4": "corrupt",
+             "codec.mp4": "unsupported"}
+    for name, words in cases.items():
+        rc, _, _ = _run(tmp_path, tmp_path / name, models, yunet, name=name)
+        err = capsys.readouterr().err
+        assert rc == 2, (name, err)
+        assert err.startswith("error: ") and name in err and words in err and "Traceback" not in err
+
+
+def test_run_observers_and_bad_flags(tmp_path, models, yunet, capsys):
+    from edgepose.pipelines import run_pipeline
+    from edgepose.runtime import FrameProcessor
+
+    seen = []
+
+    class Observer:
+        closed = False
+
+        def __call__(self, result):
+            seen.append(len(result.faces))
+            return [f"frame {result.frame_index}"]
+
+        def close(self):
+            Observer.closed = True
+
+    with FrameProcessor.from_options(model=models["pose"], detector="yunet", detector_model=yunet) as proc:
+        s = run_pipeline("test://ball?num=5", proc, jsonl=tmp_path / "o.jsonl", observers=[Observer()],
+                         progress=False, output=tmp_path / "o.mp4")
+    _, frames, _ = _read_jsonl(tmp_path / "o.jsonl")
+    assert s.frames == 5 == len(seen) and Observer.closed
+    assert [r["status"] for r in frames] == [[f"frame {i}"] for i in range(5)]
+    for args, words in [(["--every", "0"], "--every"), (["--max-frames", "0"], "--max-frames"),
+                        (["--platform", "jetson", "--max-frames", "1"], None)]:
+        rc = cli(["run", "csi://0" if "jetson" in args else "test://ball?num=2", "--model", str(models["pose"]),
+                  "--detector-model", str(yunet), "--quiet", *args])
+        err = capsys.readouterr().err
+        assert rc == 2 and "Traceback" not in err, err
+        assert words is None or words in err
+
+
+def _wait_for(pred, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _spawn(args: list[str]) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    return subprocess.Popen([sys.executable, "-m", "edgepose.cli.main", "run", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _frame_lines(path: Path) -> int:
+    return path.read_text().count('"type":"frame"') if path.exists() else 0
+
+
+def test_sigint_finalises_outputs(tmp_path, models, yunet):
+    out, meta = tmp_path / "live.mp4", tmp_path / "live.jsonl"
+    proc = _spawn(["test://ball?width=320&height=240&fps=30&live=1", "--model", str(models["pose"]),
+                   "--detector-model", str(yunet), "--output", str(out), "--jsonl", str(meta), "--quiet"])
+    try:
+        assert _wait_for(lambda: _frame_lines(meta) >= 15, 60), proc.stderr.read() if proc.poll() is not None else ""
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    _, frames, summary = _read_jsonl(meta)
+    assert summary["interrupted"] and summary["frames"] == len(frames) >= 15
+    assert _cv2_count(out) == summary["frames_written"] == len(frames)  # EOS wrote a complete file
+
+
+def test_rtsp_output_with_local_client(tmp_path, models, yunet):
+    from edgepose.pipelines.gst import gst
+
+    Gst = gst().Gst
+    port = 18554 + os.getpid() % 1000
+    proc = _spawn(["test://ball?width=320&height=240&fps=30&live=1", "--model", str(models["pose"]),
+                   "--detector-model", str(yunet), "--rtsp-port", str(port), "--quiet",
+                   "--jsonl", str(tmp_path / "r.jsonl")])
+    got = []
+    try:
+        assert _wait_for(lambda: _frame_lines(tmp_path / "r.jsonl") >= 3, 60)
+        client = Gst.parse_launch(f"rtspsrc location=rtsp://127.0.0.1:{port}/edgepose latency=0 ! rtph264depay ! "
+                                  f"avdec_h264 ! videoconvert ! video/x-raw,format=BGR ! appsink name=sink sync=false")
+        sink = client.get_by_name("sink")
+        client.set_state(Gst.State.PLAYING)
+        end = time.monotonic() + 30
+        while len(got) < 5 and time.monotonic() < end:
+            sample = sink.try_pull_sample(Gst.SECOND)
+            if sample is not None:
+                caps = sample.get_caps().get_structure(0)
+                got.append((caps.get_value("width"), caps.get_value("height")))
+        client.set_state(Gst.State.NULL)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(got) >= 5 and set(got) == {(320, 240)}
+    assert proc.returncode == 0
