@@ -149,3 +149,25 @@ def test_provider_selection():
         select_providers(providers=["NoSuchExecutionProvider"])
     with pytest.raises(ModelError, match="unknown device"):
         select_providers("quantum")
+
+
+def test_real_posemodel_checkpoint_through_torch_runner(tmp_path):
+    """A real (untrained) PoseModel checkpoint: suffix dispatch -> TorchRunner.from_checkpoint,
+    metadata from the checkpoint, outputs equal to the model's own forward.  (ONNX export parity
+    is tested by the exporter's tests; the dynamo export is too slow to repeat here.)"""
+    models = pytest.importorskip("edgepose.models")
+    import torch
+
+    model = models.create_model("mobilenetv3_small", head="6d", input_size=96).eval()
+    ckpt = model.save_checkpoint(tmp_path / "m.pt")
+    boxes = [(20, 20, 120, 140), (150, 40, 260, 170), (0, 0, 60, 60)]
+    frame = _frame(5)
+    with load_backend(ckpt) as be:
+        assert isinstance(be.runner, TorchRunner)
+        assert be.meta.preprocess.input_size == 96 and be.meta.model == "mobilenetv3_small"
+        out = be.predict(frame, boxes)
+        batch = preprocess_batch(frame, boxes, be.spec)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(batch))["R"].numpy()
+    assert out["valid"].all()
+    np.testing.assert_allclose(out["R"], ref, atol=1e-5)
