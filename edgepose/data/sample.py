@@ -75,6 +75,8 @@ def read_image(path: str | Path, gray: str = "keep") -> np.ndarray:
     file is missing or not an image."""
     import cv2
 
+    if gray not in ("keep", "bgr"):
+        raise DataError(f"gray must be 'keep' or 'bgr', got {gray!r}")
     p = Path(path)
     if not p.is_file():
         raise DataError(f"image not found: {p}; check the dataset root / the image column")
@@ -90,8 +92,6 @@ def read_image(path: str | Path, gray: str = "keep") -> np.ndarray:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
     if img.ndim == 2 and gray == "bgr":
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    if gray not in ("keep", "bgr"):
-        raise DataError(f"gray must be 'keep' or 'bgr', got {gray!r}")
     return img
 
 
