@@ -99,7 +99,7 @@ def test_runtime_vehicle_pose_used_without_mount():
     Rv = geometry.euler_to_matrix([0.0, 50.0, 0.0])
     inp = DmsInput(t=0, face_visible=True, R=np.eye(3), R_vehicle=Rv)
     assert np.allclose(DmsEngine(cfg).vehicle_pose(inp), Rv)  # the runtime's vehicle frame
-    m = CameraMount.from_angles(yaw=10)
+    m = CameraMount.from_road_pose(yaw=10)
     assert np.allclose(DmsEngine(cfg, mount=m).vehicle_pose(inp), m.to_vehicle(np.eye(3)))  # own mount wins
 
 
@@ -123,7 +123,7 @@ def test_cli_simulate_replay_roundtrip(tmp_path, capsys):
     script.write_text(SCRIPT)
     run, sig, ev = tmp_path / "run.jsonl", tmp_path / "sig.csv", tmp_path / "events.jsonl"
     mount = tmp_path / "mount.yaml"
-    mount.write_text("yaw: -25\npitch: -15\n")
+    mount.write_text("road_pose_deg: [15, 25, 0]\n")
     assert main(["dms", "simulate", str(script), "--out", str(run), "--signals-out", str(sig), "--mount", str(mount)]) == 0
     assert main(["dms", "replay", str(run), "--preset", "eu-addw", "--signals", str(sig), "--mount", str(mount),
                  "--events", str(ev), "--states"]) == 0

@@ -106,7 +106,7 @@ def test_polygon_zone(cfg):
 
 def test_mount_formula_matches_camera_frame_form():
     rng = np.random.default_rng(3)
-    mount = CameraMount.from_angles(yaw=-25, pitch=-18, roll=4)
+    mount = CameraMount.from_road_pose(pitch=18, yaw=25, roll=4)
     for R in geometry.random_rotations(20, rng):
         Rv = mount.to_vehicle(R)
         # camera-frame form: R_vehicle_head = R_vehicle_cam . R_cam_head with R_cam_head = R^T
@@ -114,25 +114,36 @@ def test_mount_formula_matches_camera_frame_form():
         assert geometry.is_rotation(Rv)
 
 
-def test_mount_driver_looking_into_lens():
-    # by definition: a frontal face in the camera (R = I) is the mount pose in the vehicle frame
-    mount = CameraMount.from_angles(yaw=-30, pitch=-20)
-    p, y, r = geometry.matrix_to_euler(mount.to_vehicle(np.eye(3)))
-    assert (p, y, r) == pytest.approx((-20, -30, 0), abs=1e-9)
-    # a driver looking down the road sees a camera below-left as a head turned up and to the right
-    p, y, _ = geometry.matrix_to_euler(np.eye(3) @ mount.C.T)
-    assert y > 0 and p > 0
+def test_mount_road_pose_definition():
+    # by definition: the camera-frame road pose maps to straight ahead in the vehicle frame
+    mount = CameraMount.from_road_pose(pitch=15, yaw=-30, roll=2)
+    assert np.allclose(mount.to_vehicle(geometry.euler_to_matrix([15, -30, 2])), np.eye(3), atol=1e-12)
+    # a camera below the line of sight (sees the road-looking driver pitched up): looking into the lens
+    # (frontal in the camera) is looking DOWN in the vehicle frame
+    p, y, _ = geometry.matrix_to_euler(CameraMount.from_road_pose(pitch=20).to_vehicle(np.eye(3)))
+    assert p == pytest.approx(-20) and y == pytest.approx(0, abs=1e-9)
+
+
+def test_mount_matches_runtime_vehicle_frame():
+    camera = pytest.importorskip("edgepose.runtime.camera", reason="runtime not available")
+    rng = np.random.default_rng(7)
+    pose = [12.0, -20.0, 3.0]
+    R = geometry.random_rotations(5, rng)
+    assert np.allclose(CameraMount.from_road_pose(*pose).to_vehicle(R), camera.VehicleFrame.from_euler(pose).apply(R))
 
 
 def test_mount_file(tmp_path):
     f = tmp_path / "mount.yaml"
-    f.write_text("yaw: -30\npitch: -20\nroll: 0\n")
+    f.write_text("road_pose_deg: [15, -30, 0]\n")
     a = CameraMount.from_file(f)
     f.write_text(f"R_vehicle_cam: {a.R_vehicle_cam.tolist()}\n")
-    assert np.allclose(CameraMount.from_file(f).C, a.C)
-    for bad, msg in (("yaw: left\n", "numbers"), ("R_vehicle_cam: [[1, 0], [0, 1]]\n", "3x3"),
-                     ("R_vehicle_cam: [[2, 0, 0], [0, 1, 0], [0, 0, 1]]\n", "rotation"), ("yawn: 3\n", "unknown"),
-                     ("- 1\n", "mapping")):
+    assert np.allclose(CameraMount.from_file(f).R_vehicle_cam, a.R_vehicle_cam)
+    f.write_text("pose: {model: x}\nvehicle:\n  road_pose_deg: [15, -30, 0]\n")  # a runtime config
+    assert np.allclose(CameraMount.from_file(f).R_vehicle_cam, a.R_vehicle_cam)
+    for bad, msg in (("road_pose_deg: [left, 0, 0]\n", "numbers"), ("road_pose_deg: [1, 2]\n", "pitch, yaw, roll"),
+                     ("R_vehicle_cam: [[1, 0], [0, 1]]\n", "3x3"),
+                     ("R_vehicle_cam: [[2, 0, 0], [0, 1, 0], [0, 0, 1]]\n", "rotation"), ("yaw: 3\n", "unknown"),
+                     ("- 1\n", "mapping"), ("description: x\n", "exactly one")):
         f.write_text(bad)
         with pytest.raises(DmsConfigError, match=msg):
             CameraMount.from_file(f)
@@ -141,7 +152,7 @@ def test_mount_file(tmp_path):
 
 
 def test_mounted_camera_timeline_classifies_in_vehicle_frame(cfg):
-    mount = CameraMount.from_angles(yaw=-35, pitch=-15, roll=3)
+    mount = CameraMount.from_road_pose(pitch=15, yaw=35, roll=3)
     frames, _ = synthesize(Script(10, 0, [Segment(1, "forward_road"), Segment(1, "infotainment")]), build_zones(cfg), mount)
     # camera-relative poses are far from the vehicle frame ...
     p, y, _ = geometry.matrix_to_euler(frames[0].R)

@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("run_jsonl", help="per-frame JSONL written by `edgepose run SOURCE --jsonl FILE`")
     p.add_argument("--preset", default="euro-ncap-2023", help="preset YAML or shipped name (default: euro-ncap-2023)")
     p.add_argument("--signals", help="vehicle signals .csv/.jsonl (t or pts_ns, speed_kmh, indicator)")
-    p.add_argument("--mount", help="camera mount YAML (yaw/pitch/roll of a driver looking into the lens, or R_vehicle_cam)")
-    p.add_argument("--events", default="-", help="events JSONL output (default: stdout '-')")
+    p.add_argument("--mount", help="camera mount YAML: road_pose_deg [pitch, yaw, roll] (camera-frame pose of the driver looking down the road) or R_vehicle_cam")
+    p.add_argument("--events", help="events JSONL output; '-' = stdout (default: the preset's outputs.events, else stdout)")
     p.add_argument("--states", action="store_true", help="also write periodic state records to the events output")
     p.add_argument("--mqtt", help="also publish to a broker: mqtt://HOST:PORT/topic/prefix")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
@@ -41,9 +41,11 @@ def run(args) -> int:
     if args.action == "replay":
         from ..dms.replay import replay
 
-        summary = replay(args.run_jsonl, args.preset, events_out=args.events, signals=args.signals,
-                         mount=args.mount, overrides=args.overrides, write_states=args.states, mqtt=args.mqtt)
-        print(json.dumps({"record": "summary", **summary}), file=sys.stderr if args.events == "-" else sys.stdout)
+        cfg = load_preset(args.preset, args.overrides)
+        events = args.events or cfg.outputs.events or "-"
+        summary = replay(args.run_jsonl, cfg, events_out=events, signals=args.signals,
+                         mount=args.mount, write_states=args.states, mqtt=args.mqtt)
+        print(json.dumps({"record": "summary", **summary}), file=sys.stderr if events == "-" else sys.stdout)
         return 0
     if args.action == "simulate":
         from ..dms.mount import CameraMount

@@ -15,12 +15,12 @@ from .signals import VehicleSignals
 
 __all__ = ["DmsConfig", "DmsConfigError", "load_preset", "DmsEngine", "Event", "Status", "JsonlSink",
            "DmsInput", "from_frame_result", "from_run_record", "read_run_jsonl", "CameraMount",
-           "VehicleSignals", "DmsObserver"]
+           "VehicleSignals", "DmsObserver", "create_frame_observer"]
 
 
 def __getattr__(name):  # DmsObserver pulls in the output plumbing; import it on first use
-    if name == "DmsObserver":
-        from .observer import DmsObserver
+    if name in ("DmsObserver", "create_frame_observer"):
+        from . import observer
 
-        return DmsObserver
+        return getattr(observer, name)
     raise AttributeError(name)

@@ -17,7 +17,7 @@ from ..errors import UserError
 
 __all__ = [
     "DmsConfigError", "ZoneConfig", "LongDistractionConfig", "VatsConfig", "AddwBand", "AddwConfig",
-    "AvailabilityConfig", "IndicatorConfig", "CalibrationConfig", "DmsConfig", "load_preset",
+    "AvailabilityConfig", "IndicatorConfig", "CalibrationConfig", "OutputsConfig", "DmsConfig", "load_preset",
     "resolve_preset_path", "PRESET_DIR",
 ]
 
@@ -138,6 +138,23 @@ class CalibrationConfig:
 
 
 @dataclass
+class OutputsConfig:
+    """Where a live observer (``edgepose run --dms PRESET``) sends its records and reads its inputs.
+
+    Empty = off.  Paths are relative to the working directory.  Arguments given to
+    :class:`~edgepose.dms.observer.DmsObserver` / ``edgepose dms replay`` take precedence.
+    """
+
+    events: str = ""  # JSONL path or "-" (stdout)
+    write_states: bool = False  # periodic state records in the events JSONL as well
+    mqtt: str = ""  # mqtt://host:port/topic/prefix
+    mqtt_client_id: str = "edgepose-dms"
+    mqtt_signals_topic: str = ""  # vehicle signals in over MQTT
+    signals: str = ""  # vehicle signals file (.csv / .jsonl)
+    mount: str = ""  # camera mount YAML
+
+
+@dataclass
 class DmsConfig:
     name: str = ""
     drive_side: str = "lhd"  # lhd | rhd (rhd mirrors the zones: yaw -> -yaw, left <-> right)
@@ -153,6 +170,7 @@ class DmsConfig:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     signals_stale_after_s: float = 5.0  # a vehicle signal older than this is unknown
     status_every_s: float = 1.0  # periodic state records (JSONL / retained MQTT status); 0 = off
+    outputs: OutputsConfig = field(default_factory=OutputsConfig)
 
 
 def resolve_preset_path(preset: str | Path) -> Path:

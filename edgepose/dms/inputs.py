@@ -56,16 +56,19 @@ def _pick_driver(faces: list, get) -> Any | None:
     flagged = [f for f in faces if get(f, "is_driver")]
     if flagged:
         return flagged[0]
-    if any(get(f, "is_driver") is False for f in faces) and len(faces) > 0 and all(
-            get(f, "is_driver") is False for f in faces):
-        return None  # the runtime decided none of these faces is the driver
+    if all(get(f, "is_driver") is False for f in faces):
+        return None  # the runtime decided that none of these faces is the driver
     return max(faces, key=lambda f: _box_area(get(f, "box")))
 
 
 def _matrix(value) -> np.ndarray | None:
+    """3x3 (nested or flat 9) -> array; None when absent or not finite (JSON null = invalid pose)."""
     if value is None:
         return None
-    m = np.asarray(value, dtype=np.float64)
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
     if m.size != 9 or not np.all(np.isfinite(m)):
         return None
     return m.reshape(3, 3)
@@ -79,6 +82,8 @@ def from_frame_result(fr) -> DmsInput:
     t = float(getattr(fr, "pts_ns")) / 1e9
     if face is None:
         return DmsInput(t=t, face_visible=False)
+    if getattr(face, "valid", True) is False:  # detected, but no finite pose this frame
+        return DmsInput(t=t, face_visible=True)
     euler = getattr(face, "euler", None)
     e = np.asarray(euler, dtype=np.float64).reshape(-1) if euler is not None else None
     tid = getattr(face, "track_id", None)
@@ -123,6 +128,8 @@ def from_run_record(rec: dict) -> DmsInput | None:
     face = _pick_driver(faces, lambda f, k: f.get(k) if isinstance(f, dict) else None)
     if face is None:
         return DmsInput(t=t, face_visible=False)
+    if face.get("valid") is False:  # detected, but no finite pose this frame
+        return DmsInput(t=t, face_visible=True)
     eul = face.get("euler") if isinstance(face.get("euler"), dict) else face
     if isinstance(face.get("euler"), (list, tuple)) and len(face["euler"]) == 3:
         eul = dict(zip(("pitch", "yaw", "roll"), face["euler"]))

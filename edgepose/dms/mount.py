@@ -11,20 +11,19 @@ Formula (camera-frame form, deployment.md 7.2)::
 
 so in the canonical convention (rows = head axes)::
 
-    R_vehicle = (R_vehicle_cam R^T)^T = R . R_vehicle_cam^T = R . C,   C = R_vehicle_cam^T
+    R_vehicle = (R_vehicle_cam R^T)^T = R . R_vehicle_cam^T = geometry.relative_to_neutral(R, R_vehicle_cam)
 
-The mount file gives C directly as ``yaw/pitch/roll``: **the vehicle-frame head pose of a driver
-who looks straight into the lens** (the pose at which the camera sees a frontal face, R = I).
-A camera on the steering column below the line of sight has ``pitch: -20``; one on the left
-A-pillar of a left-hand-drive car ``yaw: -40``.  Alternatively ``R_vehicle_cam`` gives the 3x3
-camera->vehicle rotation in camera-frame form.
+This is the same definition as the runtime's ``vehicle:`` section (:mod:`edgepose.runtime.camera`)
+and the mount file uses the same keys, so one file serves both:
 
-Mount file (YAML)::
+* ``road_pose_deg: [pitch, yaw, roll]``: the camera-frame pose (what ``edgepose run`` reports
+  without a mount) of the driver looking straight down the road; R_vehicle_cam =
+  euler_to_matrix(road_pose_deg).  Easiest to measure: record the driver looking at the road.
+  A camera on the steering column, below the line of sight, sees the road-looking driver with
+  the head pitched UP (e.g. ``[15, 0, 0]``).
+* ``R_vehicle_cam: [[...], [...], [...]]``: the 3x3 camera->vehicle rotation (camera-frame form).
 
-    yaw: -10.0      # degrees
-    pitch: -18.0
-    roll: 0.0
-    # or:  R_vehicle_cam: [[...], [...], [...]]
+Either key may sit at the top level or under ``vehicle:`` (a runtime config file works as is).
 """
 from __future__ import annotations
 
@@ -40,16 +39,17 @@ __all__ = ["CameraMount"]
 
 
 class CameraMount:
-    """Maps camera-frame head poses (canonical R) to the vehicle frame."""
+    """Maps canonical camera-frame head poses to the vehicle frame with a fixed R_vehicle_cam."""
 
-    def __init__(self, C: np.ndarray | None = None):
-        C = np.eye(3) if C is None else np.asarray(C, dtype=np.float64)
-        if C.shape != (3, 3) or not bool(geometry.is_rotation(C, atol=1e-4)):
-            raise DmsConfigError("camera mount must be a 3x3 rotation matrix (orthonormal, det +1)")
-        self.C = C
+    def __init__(self, R_vehicle_cam: np.ndarray | None = None):
+        M = np.eye(3) if R_vehicle_cam is None else np.asarray(R_vehicle_cam, dtype=np.float64)
+        if M.shape != (3, 3) or not bool(geometry.is_rotation(M, atol=1e-4)):
+            raise DmsConfigError("camera mount R_vehicle_cam must be a 3x3 rotation matrix (orthonormal, det +1)")
+        self.R_vehicle_cam = M
 
     @classmethod
-    def from_angles(cls, yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> "CameraMount":
+    def from_road_pose(cls, pitch: float = 0.0, yaw: float = 0.0, roll: float = 0.0) -> "CameraMount":
+        """From the camera-frame pose of a driver looking straight down the road (degrees)."""
         return cls(geometry.euler_to_matrix([pitch, yaw, roll]))
 
     @classmethod
@@ -63,36 +63,34 @@ class CameraMount:
             raise DmsConfigError(f"cannot read camera mount file {path}: {exc}") from None
         except yaml.YAMLError as exc:
             raise DmsConfigError(f"camera mount file {path} is not valid YAML: {exc}") from None
+        if isinstance(data, dict) and isinstance(data.get("vehicle"), dict):
+            data = data["vehicle"]  # a runtime config file
+        hint = "use road_pose_deg: [pitch, yaw, roll] (degrees) or R_vehicle_cam: 3x3"
         if not isinstance(data, dict):
-            raise DmsConfigError(f"camera mount file {path} must be a mapping (yaw/pitch/roll or R_vehicle_cam)")
-        unknown = set(data) - {"yaw", "pitch", "roll", "R_vehicle_cam", "description"}
+            raise DmsConfigError(f"camera mount file {path} must be a mapping; {hint}")
+        unknown = set(data) - {"road_pose_deg", "R_vehicle_cam", "description"}
         if unknown:
-            raise DmsConfigError(f"camera mount file {path}: unknown key(s) {sorted(unknown)}; "
-                                 "use yaw/pitch/roll (degrees) or R_vehicle_cam (3x3)")
-        if "R_vehicle_cam" in data:
-            if any(k in data for k in ("yaw", "pitch", "roll")):
-                raise DmsConfigError(f"camera mount file {path}: give either yaw/pitch/roll or R_vehicle_cam, not both")
-            try:
-                M = np.asarray(data["R_vehicle_cam"], dtype=np.float64)
-            except (TypeError, ValueError):
-                raise DmsConfigError(f"camera mount file {path}: R_vehicle_cam must be a 3x3 list of numbers") from None
-            if M.shape != (3, 3):
-                raise DmsConfigError(f"camera mount file {path}: R_vehicle_cam must be 3x3, got shape {M.shape}")
-            return cls(M.T)
+            raise DmsConfigError(f"camera mount file {path}: unknown key(s) {sorted(unknown)}; {hint}")
+        have = [k for k in ("road_pose_deg", "R_vehicle_cam") if data.get(k) is not None]
+        if len(have) != 1:
+            raise DmsConfigError(f"camera mount file {path}: give exactly one of road_pose_deg / R_vehicle_cam")
         try:
-            return cls.from_angles(float(data.get("yaw", 0.0)), float(data.get("pitch", 0.0)), float(data.get("roll", 0.0)))
+            value = np.asarray(data[have[0]], dtype=np.float64)
         except (TypeError, ValueError):
-            raise DmsConfigError(f"camera mount file {path}: yaw/pitch/roll must be numbers in degrees") from None
+            raise DmsConfigError(f"camera mount file {path}: {have[0]} must hold numbers; {hint}") from None
+        if have[0] == "road_pose_deg":
+            if value.shape != (3,):
+                raise DmsConfigError(f"camera mount file {path}: road_pose_deg must be [pitch, yaw, roll], got {value.tolist()}")
+            return cls.from_road_pose(*value)
+        if value.shape != (3, 3):
+            raise DmsConfigError(f"camera mount file {path}: R_vehicle_cam must be 3x3, got shape {value.shape}")
+        return cls(value)
 
     @property
-    def R_vehicle_cam(self) -> np.ndarray:
-        return self.C.T
+    def C(self) -> np.ndarray:
+        """R_vehicle_cam^T: the vehicle-frame pose of a driver looking straight into the lens."""
+        return self.R_vehicle_cam.T
 
     def to_vehicle(self, R_cam: np.ndarray) -> np.ndarray:
-        """Canonical camera-frame pose R -> canonical vehicle-frame pose R . C."""
-        # R . C = R . (R_vehicle_cam)^T: the same product as a neutral-pose offset
+        """Canonical camera-frame pose R -> canonical vehicle-frame pose R . R_vehicle_cam^T."""
         return geometry.relative_to_neutral(R_cam, self.R_vehicle_cam)
-
-    @property
-    def is_identity(self) -> bool:
-        return bool(np.allclose(self.C, np.eye(3)))

@@ -26,7 +26,7 @@ from .inputs import DmsInput, from_frame_result
 from .mount import CameraMount
 from .signals import VehicleSignals
 
-__all__ = ["DmsObserver"]
+__all__ = ["DmsObserver", "create_frame_observer"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,15 @@ class DmsObserver:
                  mount: str | Path | CameraMount | None = None, overrides: list[str] | None = None,
                  write_states: bool = False):
         self.cfg = preset if isinstance(preset, DmsConfig) else load_preset(preset, overrides)
+        o = self.cfg.outputs  # the preset's outputs section fills what the caller left out
+        events_out = events_out if events_out is not None else (o.events or None)
+        signals = signals if signals is not None else (o.signals or None)
+        mount = mount if mount is not None else (o.mount or None)
+        write_states = write_states or o.write_states
+        if mqtt is None and o.mqtt:
+            from .mqtt import MqttSettings
+
+            mqtt = MqttSettings.from_url(o.mqtt, client_id=o.mqtt_client_id, signals_topic=o.mqtt_signals_topic or None)
         if isinstance(signals, (str, Path)):
             signals = VehicleSignals.from_file(signals, self.cfg.signals_stale_after_s)
         if isinstance(mount, (str, Path)):
@@ -146,3 +155,9 @@ class DmsObserver:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def create_frame_observer(preset: str | Path, **kwargs) -> DmsObserver:
+    """The hook ``edgepose run --dms PRESET`` calls; keyword arguments as for :class:`DmsObserver`
+    (``events_out``, ``mqtt``, ``signals``, ``mount``, ``overrides``, ``write_states``)."""
+    return DmsObserver(preset, **kwargs)
