@@ -115,7 +115,7 @@ class PoseModel(nn.Module):
             model=self.name, head=self.head_kind, model_kwargs=kwargs,
             preprocess=PreprocessSpec.from_dict(self.preprocess.to_dict()),
             bins={a: BinSpec(s.lo, s.hi, s.width, s.wrap) for a, s in self.bins.items()},
-            outputs=_outputs_doc(self.head_kind), provenance=dict(self.provenance), format="torch")
+            provenance=dict(self.provenance), format="torch")
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: str | os.PathLike, **extra) -> Path:
@@ -209,13 +209,7 @@ def _make_spec(name: str, input_size: int | None, preprocess) -> PreprocessSpec:
                               color_order=cfg.get("color_order", "RGB"),
                               mean=cfg.get("mean", (0.485, 0.456, 0.406)), std=cfg.get("std", (0.229, 0.224, 0.225)))
     if spec.input_size < 32:
-        raise ModelError(f"input_size {spec.input_size} is too small: backbones downsample by 32; use >= 64")
+        raise ModelError(f"input_size {spec.input_size} is too small: the backbones downsample by 32; "
+                         f"use at least 32 (64 or more recommended)")
     return spec
 
-
-def _outputs_doc(head: str) -> dict[str, str]:
-    out = {"rotation": "(N,3,3) float32 rotation matrix R, convention below",
-           "euler": "(N,3) float32 (pitch, yaw, roll) in degrees, decoded from R"}
-    if "bins" in head:
-        out["bins"] = "per-axis bin logits; angles = expectation over bin centres (circular mean when wrap)"
-    return out
