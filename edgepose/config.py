@@ -18,13 +18,17 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .errors import UserError
+
 __all__ = ["load_config", "save_config", "apply_overrides", "from_dict", "to_dict", "ConfigError"]
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the key and the fix."""
+class ConfigError(UserError, ValueError):
+    """A config file or override is invalid; the message names the key and the fix.
+
+    A UserError, so the CLI prints it on one line without a traceback."""
 
 
 def to_dict(obj) -> Any:
