@@ -185,3 +185,28 @@ def test_jsonl_sink_stdout(capsys):
     sink.write({"a": 1})
     sink.close()
     assert capsys.readouterr().out == '{"a":1}\n'
+
+
+def test_real_runtime_frame_result_and_jsonl_record():
+    """The adapters against the runtime's own FrameResult and the pipeline's JSONL face record."""
+    frame = pytest.importorskip("edgepose.runtime.frame", reason="edgepose.runtime not available")
+    R = geometry.euler_to_matrix([-4.0, 25.0, 1.0])
+    driver = frame.FaceResult(track_id=2, box=(50, 40, 150, 160), score=0.95, R=R,
+                              euler=geometry.matrix_to_euler(R), is_driver=True, valid=True)
+    other = frame.FaceResult(track_id=5, box=(300, 40, 420, 180), score=0.9, R=np.eye(3), euler=np.zeros(3),
+                             is_driver=False, valid=True)
+    fr = frame.FrameResult(pts_ns=3_000_000_000, faces=[other, driver])
+    inp = from_frame_result(fr)
+    assert inp.t == 3.0 and inp.track_id == 2 and np.allclose(inp.R, R)
+    # a detected driver without a finite pose is not a valid observation
+    bad = frame.FaceResult(track_id=2, box=(50, 40, 150, 160), score=0.95, R=np.full((3, 3), np.nan),
+                           euler=np.full(3, np.nan), is_driver=True, valid=False)
+    assert not from_frame_result(frame.FrameResult(pts_ns=1, faces=[bad])).has_pose
+    # the same through the JSON record layouts (FrameResult.to_dict and the pipeline writer)
+    rec = fr.to_dict()
+    assert np.allclose(from_run_record(json.loads(json.dumps(rec))).R, R, atol=1e-5)
+    jsonl = pytest.importorskip("edgepose.pipelines.jsonl", reason="edgepose.pipelines not available")
+    rec = {"type": "frame", "frame": 0, "pts_ns": 5, "faces": [jsonl.face_record(other), jsonl.face_record(driver)]}
+    assert np.allclose(from_run_record(json.loads(json.dumps(rec))).R, R, atol=1e-5)
+    bad_rec = json.loads(json.dumps({"type": "frame", "pts_ns": 5, "faces": [bad.to_dict()]}))
+    assert not from_run_record(bad_rec).has_pose
