@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from edgepose import geometry
-from edgepose.config import ConfigError
 from edgepose.errors import SourceError, UserError
 from edgepose.runtime.backend import load_backend
 from edgepose.runtime.camera import VehicleFrame, intrinsics_from_hfov
@@ -186,7 +185,7 @@ def test_from_options_and_config_errors(pose_model, yunet_path):
     with FrameProcessor.from_options(model=pose_model, detector="yunet", detector_model=yunet_path, detect_every=4,
                                      overrides=["smoothing.beta=2.0", "driver.mode=roi"]) as proc:
         assert proc.cfg.detector.every == 4 and proc.cfg.smoothing.beta == 2.0 and proc.driver.mode == "roi"
-    with pytest.raises(ConfigError, match="unknown config key"):
+    with pytest.raises(UserError, match="unknown config key"):
         build_config(overrides=["smoothing.betta=1"])
     with pytest.raises(UserError, match="detector.every"):
         FrameProcessor(None, None, build_config(overrides=["detector.every=0"]))

@@ -101,17 +101,20 @@ class FrameResult:
 
 def build_config(config_path=None, overrides: Sequence[str] | None = None, **explicit) -> RuntimeConfig:
     """Defaults <- YAML file <- explicit values (``"section.key": value``) <- ``key=value`` overrides."""
-    from ..config import load_config
+    from ..config import ConfigError, load_config
 
-    cfg = load_config(RuntimeConfig, config_path)
-    data = to_dict(cfg)
-    for key, value in explicit.items():
-        if value is None:
-            continue
-        section, name = key.split(".", 1)
-        data[section][name] = value
-    apply_overrides(data, list(overrides or []))
-    return from_dict(RuntimeConfig, data)
+    try:
+        cfg = load_config(RuntimeConfig, config_path)
+        data = to_dict(cfg)
+        for key, value in explicit.items():
+            if value is None:
+                continue
+            section, name = key.split(".", 1)
+            data[section][name] = value
+        apply_overrides(data, list(overrides or []))
+        return from_dict(RuntimeConfig, data)
+    except ConfigError as exc:  # a user mistake: one clear line in the CLI, no traceback
+        raise UserError(f"runtime option: {exc}") from None
 
 
 def _as_frame(frame) -> np.ndarray:
