@@ -108,3 +108,14 @@ def test_driver_bad_options():
         DriverSelector("roi", roi=[0.5, 0, 0.2, 1])
     with pytest.raises(UserError, match="drive_side"):
         DriverSelector("roi", drive_side="middle")
+
+
+def test_predicted_boxes_never_collapse():
+    """A shrinking, jumping detection sequence must not drive predicted boxes to empty/inverted."""
+    tr = IoUTracker(iou_threshold=0.1, min_hits=1, max_age=5)
+    tr.update([D(100, 100, 200, 260)])
+    tr.update([D(110, 100, 170, 240)])  # big shrink in one frame
+    for _ in range(40):
+        for t in tr.predict():
+            assert t.box[2] > t.box[0] and t.box[3] > t.box[1]
+            assert t.box[2] - t.box[0] >= 0.5 * 60 - 1e-9

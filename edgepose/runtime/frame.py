@@ -258,7 +258,8 @@ class FrameProcessor:
         if self.backend is None or not faces:
             return []
         t0 = time.perf_counter()
-        idx = [i for i, f in enumerate(faces) if self.cfg.driver.pose_for == "all" or f.is_driver]
+        idx = [i for i, f in enumerate(faces) if (self.cfg.driver.pose_for == "all" or f.is_driver)
+               and f.box[2] > f.box[0] and f.box[3] > f.box[1]]
         idx = sorted(idx, key=lambda i: -tracks[i].area)[: self.cfg.pose.max_faces]
         out = self.backend.predict(frame, [faces[i].box for i in idx]) if idx else None
         valid = []

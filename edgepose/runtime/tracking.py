@@ -30,6 +30,21 @@ class Track:
     frames_since_detection: int = 0
     confirmed: bool = False
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box change per frame
+    det_size: tuple[float, float] = (0.0, 0.0)  # width, height of the last detection
+
+    def __post_init__(self):
+        if self.det_size == (0.0, 0.0):
+            self.det_size = (float(self.box[2] - self.box[0]), float(self.box[3] - self.box[1]))
+
+    def advance(self) -> None:
+        """Move the box one frame along its velocity, never shrinking it below half the size
+        of the last detection (a noisy velocity must not produce an empty or inverted box)."""
+        box = self.box + self.velocity
+        w0, h0 = self.det_size
+        cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+        w = max(box[2] - box[0], 0.5 * w0, 1.0)
+        h = max(box[3] - box[1], 0.5 * h0, 1.0)
+        self.box = np.array([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0])
 
     @property
     def area(self) -> float:
@@ -63,7 +78,7 @@ class IoUTracker:
         for t in self.tracks:
             t.frames_since_detection += 1
             if self.predict_motion:
-                t.box = t.box + t.velocity
+                t.advance()
         return self.confirmed
 
     def update(self, detections: list[Detection]) -> list[Track]:
@@ -86,7 +101,7 @@ class IoUTracker:
                 t.misses += 1
                 t.frames_since_detection += 1
                 if self.predict_motion:
-                    t.box = t.box + t.velocity
+                    t.advance()
         self.tracks = [t for t in self.tracks if t.misses <= self.max_age]
         for di, d in enumerate(detections):
             if di not in matched_d:
@@ -105,7 +120,13 @@ class IoUTracker:
         measured = carried + (new_box - (t.box + carried)) / frames
         a = self.velocity_smoothing
         t.velocity = a * t.velocity + (1 - a) * measured
+        # a face cannot move or grow by more than a quarter of its size per frame: anything
+        # larger is a mismatch or detector noise, not motion
+        w, h = new_box[2] - new_box[0], new_box[3] - new_box[1]
+        limit = 0.25 * np.array([w, h, w, h])
+        t.velocity = np.clip(t.velocity, -limit, limit)
         t.box = new_box
+        t.det_size = (float(w), float(h))
         t.score = float(d.score)
         t.landmarks = d.landmarks
         t.hits += 1
