@@ -1,0 +1,229 @@
+"""``edgepose eval``: pose metrics of a model on labelled datasets, plus robustness variants.
+
+For every dataset the test set is evaluated as is and in CLERF-style variants: the crop rotated
+counter-clockwise by fixed angles (default -30, -15, 15, 30, 90 and 180 deg) and mirrored.  The
+images go through the same path as training augmentation (:func:`edgepose.data.augment.crop_sample`
+-> :func:`edgepose.preprocess.crop_image`), and the labels through :mod:`edgepose.geometry`
+(``rotate_label`` then ``flip_label``), so image and label always agree.
+
+The model is fed with the preprocessing recorded in its own metadata.  Results: a JSON file and
+a table (per variant: Euler MAE p/y/r/mean, GE, MAEV, wrapped MAE, two-solution MAE and, with
+``aligned=True``, the aligned GE).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from . import geometry
+from .errors import DataError, ModelError
+from .metrics import METRIC_LABELS, pose_metrics
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Variant", "DEFAULT_ANGLES", "default_variants", "parse_variants", "load_predictor",
+           "TorchPredictor", "variant_batch", "evaluate_reader", "evaluate", "format_table"]
+
+DEFAULT_ANGLES = (-30.0, -15.0, 15.0, 30.0, 90.0, 180.0)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One view of the test set: crop rotated CCW by ``angle`` deg, then mirrored if ``flip``."""
+
+    name: str
+    angle: float = 0.0
+    flip: bool = False
+
+    def transform_label(self, R: np.ndarray) -> np.ndarray:
+        # same order as crop_affine: rotate the crop, then mirror it
+        if self.angle:
+            R = geometry.rotate_label(R, self.angle)
+        if self.flip:
+            R = geometry.flip_label(R)
+        return R
+
+
+def _angle_name(a: float) -> str:
+    return f"rot{a:+g}"
+
+
+def default_variants(angles: Iterable[float] = DEFAULT_ANGLES, flip: bool = True) -> list[Variant]:
+    out = [Variant("original")]
+    out += [Variant(_angle_name(a), float(a)) for a in angles if float(a) % 360 != 0]
+    if flip:
+        out.append(Variant("flip", 0.0, True))
+    return out
+
+
+def parse_variants(text: str | None) -> list[Variant]:
+    """``"-30,15,180,flip"`` -> variants (``original`` always first); ``"none"`` -> original only;
+    ``"rot30+flip"`` style items combine a rotation and a mirror."""
+    if text is None:
+        return default_variants()
+    out = [Variant("original")]
+    if text.strip().lower() in ("", "none", "original"):
+        return out
+    for item in text.split(","):
+        item = item.strip().lower()
+        if not item or item == "original":
+            continue
+        flip = item == "flip" or item.endswith("+flip")
+        core = item[:-5] if item.endswith("+flip") else ("" if item == "flip" else item)
+        core = core[3:] if core.startswith("rot") else core
+        try:
+            angle = float(core) if core else 0.0
+        except ValueError:
+            raise DataError(f"--variants item {item!r}: expected an angle in degrees (e.g. 30, -15), "
+                            f"'flip' or 'ANGLE+flip'") from None
+        name = (_angle_name(angle) if angle else "") + ("+flip" if flip and angle else ("flip" if flip else ""))
+        if name and all(v.name != name for v in out):
+            out.append(Variant(name, angle, flip))
+    return out
+
+
+# ---------------------------------------------------------------------------------- models
+
+class TorchPredictor:
+    """Fallback when :mod:`edgepose.runtime` is absent: a PoseModel checkpoint in eval mode."""
+
+    def __init__(self, path: str | Path, device: str = "cpu"):
+        from .models.pose_model import PoseModel
+
+        self.model = PoseModel.from_checkpoint(path, map_location=device)
+        self.meta = self.model.metadata()
+        self.device = device
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            R = self.model(torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device))["R"]
+        R = R.float().cpu().numpy()
+        return {"R": R, "euler": geometry.matrix_to_euler(R)}
+
+    def close(self) -> None:
+        self.model = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def load_predictor(path: str | Path, device: str = "cpu"):
+    """Any model artifact -> object with ``.meta`` and ``.infer(batch) -> {"R": ...}``.
+
+    Uses :func:`edgepose.runtime.load_backend` (checkpoints, ONNX, TensorRT engines) when the
+    runtime package is installed, else rebuilds a checkpoint with ``PoseModel.from_checkpoint``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model not found: {path}")
+    try:
+        from .runtime import load_backend
+    except ImportError:
+        load_backend = None
+    if load_backend is not None:
+        return load_backend(path, device=device)
+    if path.suffix.lower() not in (".pt", ".pth", ".ckpt"):
+        raise ModelError(f"{path.name}: only .pt checkpoints can be evaluated without edgepose.runtime")
+    return TorchPredictor(path, device)
+
+
+# ---------------------------------------------------------------------------------- data
+
+def variant_batch(samples: Sequence, spec, variant: Variant) -> tuple[np.ndarray, np.ndarray]:
+    """Samples -> (network inputs (N, C, S, S), transformed labels (N, 3, 3)) for one variant."""
+    from .data.augment import crop_sample
+    from .preprocess import normalize
+
+    xs, Rs = [], []
+    for s in samples:
+        crop, R, _ = crop_sample(s, spec, angle_deg=variant.angle, flip=variant.flip)
+        xs.append(normalize(crop, spec))
+        Rs.append(R)
+    return np.stack(xs).astype(np.float32), np.stack(Rs).astype(np.float64)
+
+
+def _labelled(reader) -> list:
+    samples = [s for s in reader if s.R is not None]
+    if not samples:
+        raise DataError("the dataset has no labelled samples (no pose labels found); eval needs labels")
+    return samples
+
+
+def evaluate_reader(predictor, reader, variants: Sequence[Variant], batch_size: int = 32,
+                    aligned: bool = False, progress: bool = True, desc: str = "eval") -> dict[str, Any]:
+    """Metrics per variant for one dataset."""
+    from tqdm import tqdm
+
+    samples = _labelled(reader)
+    spec = predictor.meta.preprocess
+    n_batches = math.ceil(len(samples) / batch_size)
+    results: dict[str, Any] = {}
+    bar = tqdm(total=n_batches * len(variants), desc=desc, disable=not progress, leave=False)
+    for v in variants:
+        preds, gts = [], []
+        for start in range(0, len(samples), batch_size):
+            x, R_gt = variant_batch(samples[start:start + batch_size], spec, v)
+            preds.append(np.asarray(predictor.infer(x)["R"], np.float64))
+            gts.append(R_gt)
+            bar.update(1)
+        P, G = np.concatenate(preds), np.concatenate(gts)
+        ok = np.isfinite(P).all(axis=(1, 2))
+        if not ok.any():
+            raise ModelError(f"the model produced no finite pose for variant {v.name}; check the model")
+        m = pose_metrics(P[ok], G[ok], aligned=aligned)
+        m["invalid"] = int((~ok).sum())
+        results[v.name] = {"angle": v.angle, "flip": v.flip, "metrics": m}
+    bar.close()
+    return results
+
+
+def evaluate(model_path: str | Path, datasets: dict[str, dict], variants: Sequence[Variant] | None = None,
+             batch_size: int = 32, aligned: bool = False, device: str = "cpu", progress: bool = True) -> dict:
+    """Evaluate one model on named datasets; returns the JSON-able report."""
+    from .train.data import build_eval_reader
+
+    variants = list(variants) if variants is not None else default_variants()
+    readers = {name: build_eval_reader(cfg, where=f"dataset {name!r}") for name, cfg in datasets.items()}
+    with load_predictor(model_path, device=device) as predictor:
+        meta = predictor.meta
+        report: dict[str, Any] = {
+            "model": str(model_path),
+            "model_info": {"name": meta.model, "head": meta.head, "precision": meta.precision,
+                           "format": meta.format, "input_size": meta.preprocess.input_size},
+            "variants": [asdict(v) for v in variants],
+            "datasets": {},
+        }
+        for name, reader in readers.items():
+            res = evaluate_reader(predictor, reader, variants, batch_size, aligned, progress, desc=name)
+            report["datasets"][name] = {"config": datasets[name], "results": res}
+    return report
+
+
+# ---------------------------------------------------------------------------------- output
+
+def format_table(report: dict, aligned: bool = False) -> str:
+    keys = ["mae_pitch", "mae_yaw", "mae_roll", "mae", "ge", "maev", "wrapped_mae", "two_solution_mae"]
+    if aligned:
+        keys.append("aligned_ge")
+    lines = []
+    for ds_name, ds in report["datasets"].items():
+        first = next(iter(ds["results"].values()))["metrics"]
+        lines.append(f"{ds_name} (n={first['n']}, degrees)")
+        head = f"{'variant':<14}" + "".join(f"{METRIC_LABELS[k]:>9}" for k in keys)
+        lines.append(head)
+        lines.append("-" * len(head))
+        for v_name, r in ds["results"].items():
+            m = r["metrics"]
+            lines.append(f"{v_name:<14}" + "".join(f"{m[k]:>9.2f}" for k in keys))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
