@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 
 HELP = "list and fetch known face-detector and pose models"
-DESCRIPTION = __doc__
+DESCRIPTION = ("List and fetch known face-detector models into the cache ($EDGEPOSE_CACHE, $XDG_CACHE_HOME/edgepose "
+               "or ~/.cache/edgepose), sha256-verified. Examples: `edgepose models list`, "
+               "`edgepose models fetch yunet`, `edgepose models path yunet`.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
