@@ -1,0 +1,159 @@
+"""INT8 post-training quantization of an edgepose ONNX file with ``onnxruntime.quantization``.
+
+``quantize_onnx(fp32.onnx, out.onnx, crops, profile="tensorrt"|"cpu", method="minmax")``:
+
+1. ``quant_pre_process`` (shape inference + graph optimisation: BN folding) into a temp file;
+2. the head (everything after the pooled features, :func:`.graph.head_node_names`) is excluded;
+3. ``quantize_static`` in Q/DQ format with the profile's types and options (:mod:`.profiles`) and
+   the chosen calibration (minmax / entropy / percentile);
+4. ``tensorrt`` results must pass the Q/DQ lint (:mod:`.lint`) or nothing is written;
+5. metadata: ``meta.derive(precision="int8-tensorrt"|"int8-cpu")`` with the calibration summary,
+   embedded + sidecar; the calibration manifest goes to ``<out>.calib.json``.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgepose.errors import ModelError, UserError
+from edgepose.metadata import ArtifactMetadata, file_sha256, load_metadata, save_sidecar
+
+from .calibration import CropCalibrationReader, write_manifest
+from .graph import head_node_names, opset_of
+from .lint import check_tensorrt_qdq
+from .profiles import CALIBRATION_METHODS, QuantProfile, get_profile
+
+__all__ = ["QuantResult", "quantize_onnx", "MIN_OPSET", "MAX_OPSET"]
+
+log = logging.getLogger(__name__)
+
+MIN_OPSET, MAX_OPSET = 13, 20  # QDQ per-axis needs 13; ORT static INT8 rejects >= 21 (deployment.md 2.1)
+
+
+@dataclass
+class QuantResult:
+    path: Path
+    profile: str
+    method: str
+    num_calibration: int
+    excluded_nodes: list[str]
+    num_q: int
+    num_dq: int
+    seconds: float
+    metadata: ArtifactMetadata = field(repr=False)
+    manifest_path: Path | None = None
+
+    def summary(self) -> str:
+        return (f"wrote {self.path} ({self.profile}, {self.method} calibration on {self.num_calibration} crops, "
+                f"{self.num_q} Q / {self.num_dq} DQ, {len(self.excluded_nodes)} head nodes kept in float, "
+                f"{self.seconds:.1f} s)")
+
+
+def _method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    name = name.lower()
+    if name not in CALIBRATION_METHODS:
+        raise UserError(f"unknown calibration method {name!r}; choose from {', '.join(CALIBRATION_METHODS)}")
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[name]
+
+
+def _check_input(fp32: Path) -> tuple[ArtifactMetadata, object]:
+    import onnx
+
+    if not fp32.is_file():
+        raise ModelError(f"ONNX model not found: {fp32}; export one with `edgepose export ckpt.pt -o model.onnx`")
+    try:
+        model = onnx.load(str(fp32))
+    except Exception as exc:  # noqa: BLE001 - protobuf errors
+        raise ModelError(f"{fp32} is not a readable ONNX file ({exc})") from None
+    meta = load_metadata(fp32)
+    if meta.precision != "fp32":
+        raise ModelError(f"{fp32} is already {meta.precision}; quantize the FP32 export, not a quantized model")
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        raise ModelError(f"{fp32} already contains Q/DQ nodes; quantize the FP32 export")
+    opset = opset_of(model)
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ModelError(f"{fp32} has opset {opset}; INT8 Q/DQ needs opset {MIN_OPSET}..{MAX_OPSET} "
+                         f"(re-export with `edgepose export --opset 18`)")
+    return meta, model
+
+
+def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantProfile = "tensorrt",
+                  method: str = "minmax", percentile: float = 99.999, manifest: dict | None = None,
+                  batch_size: int = 1, command: str | None = None) -> QuantResult:
+    """Quantize ``fp32_path`` into ``out_path`` (see module docstring); returns a :class:`QuantResult`."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    t0 = time.perf_counter()
+    fp32, out = Path(fp32_path), Path(out_path)
+    prof = profile if isinstance(profile, QuantProfile) else get_profile(profile)
+    if out.suffix.lower() != ".onnx":
+        raise UserError(f"output {out} must end in .onnx")
+    if out.resolve() == fp32.resolve():
+        raise UserError("the INT8 output would overwrite the FP32 input; choose another output path")
+    meta, _ = _check_input(fp32)
+    calib_method = _method(method)
+    spec = meta.preprocess
+    crops = np.asarray(crops, np.float32)
+    expect = (spec.channels, spec.input_size, spec.input_size)
+    if crops.ndim != 4 or tuple(crops.shape[1:]) != expect:
+        raise UserError(f"calibration crops have shape {crops.shape}, the model needs (N, {', '.join(map(str, expect))})")
+    act_type, w_type = prof.ort_types()
+    extra = dict(prof.extra_options)
+    if method == "percentile":
+        extra["CalibPercentile"] = float(percentile)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quantize-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        try:
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=False)
+        except Exception as exc:  # noqa: BLE001 - fall back to the raw graph; BN is already folded by export
+            log.warning("quant_pre_process failed (%s); quantizing the exported graph as is", exc)
+            pre = fp32
+        excluded = head_node_names(onnx.load(str(pre)).graph)
+        raw = Path(tmp) / "int8.onnx"
+        reader = CropCalibrationReader(crops, meta.input_name, batch_size=batch_size)
+        try:
+            quantize_static(str(pre), str(raw), reader, quant_format=QuantFormat.QDQ, per_channel=prof.per_channel,
+                            activation_type=act_type, weight_type=w_type, calibrate_method=calib_method,
+                            nodes_to_exclude=excluded, extra_options=extra)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"onnxruntime quantize_static failed for {fp32} ({type(exc).__name__}: {exc}); "
+                             f"set EDGEPOSE_DEBUG=1 for the trace") from exc
+        model = onnx.load(str(raw))
+        if prof.name == "tensorrt":
+            check_tensorrt_qdq(model, source=f"{out.name} (tensorrt profile)")
+        num_q = sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
+        num_dq = sum(n.op_type == "DequantizeLinear" for n in model.graph.node)
+        from edgepose.export.checks import embed_metadata
+
+        out_meta = meta.derive(
+            precision=prof.precision,
+            provenance={"parent": {"path": str(fp32), "sha256": file_sha256(fp32), "format": "onnx"},
+                        "parent_provenance": meta.provenance,
+                        "command": command if command is not None else " ".join(sys.argv)},
+            extra={**meta.extra, "quantization": {
+                "profile": prof.name, "description": prof.description, "method": method,
+                "percentile": percentile if method == "percentile" else None,
+                "activation_type": prof.activation_type, "weight_type": prof.weight_type,
+                "per_channel": prof.per_channel, "extra_options": extra, "format": "QDQ",
+                "num_calibration": int(len(crops)), "excluded_nodes": excluded,
+                "calibration_manifest": None if manifest is None else f"{out.name}.calib.json"}})
+        embed_metadata(model, out_meta, out)
+    save_sidecar(out, out_meta)
+    mpath = write_manifest(out, manifest) if manifest is not None else None
+    result = QuantResult(out, prof.name, method, int(len(crops)), excluded, num_q, num_dq,
+                         time.perf_counter() - t0, out_meta, mpath)
+    log.info(result.summary())
+    return result
