@@ -99,6 +99,7 @@ class TrainConfig:
     deterministic: bool = True  # deterministic kernels where torch offers them (cudnn)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     output: str = "runs/train"
+    ddp_find_unused: bool = False  # DDP: set true when some parameters get no gradient (aux heads without a loss)
     max_iters_per_epoch: int = 0  # 0 = full epoch; >0 caps an epoch (smoke tests, quick sweeps)
 
     @property

@@ -113,7 +113,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DDP(module, device_ids=ids)
+            self.model = DDP(module, device_ids=ids, find_unused_parameters=cfg.ddp_find_unused)
         self.method.device = self.device
         self._setup_amp()
 
