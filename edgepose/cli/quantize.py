@@ -1,0 +1,87 @@
+"""``edgepose quantize``: INT8 PTQ in the tensorrt and/or cpu profile, with a size/latency/accuracy report.
+
+    edgepose quantize student.onnx --calib incar.mp4 --calib faces/ --eval aflw2000:/data/AFLW2000 \\
+        --profiles tensorrt,cpu --method minmax -o out/
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+HELP = "INT8 post-training quantization (tensorrt and cpu profiles) with a report"
+DESCRIPTION = (HELP + ". Calibration crops come from the face detector + the model's own crop policy; "
+               "the tensorrt profile is checked by the Q/DQ lint before it is written.")
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="FP32 ONNX file written by `edgepose export` (with its .json sidecar)")
+    p.add_argument("--calib", action="append", required=True, metavar="DIR_OR_VIDEO",
+                   help="calibration images / videos / folders (repeatable); in-domain cabin footage, night/IR included")
+    p.add_argument("--eval", dest="eval_set", metavar="FORMAT:PATH",
+                   help="labelled evaluation set, e.g. aflw2000:/data/AFLW2000 (omit to skip accuracy)")
+    p.add_argument("--profiles", default="tensorrt,cpu", help="comma list of tensorrt, cpu (default: both)")
+    p.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"],
+                   help="calibration method (default minmax, TensorRT's recommendation)")
+    p.add_argument("--percentile", type=float, default=99.999, help="percentile for --method percentile")
+    p.add_argument("--max-crops", type=int, default=512, help="calibration crops used at most (default 512)")
+    p.add_argument("--detector", default="yunet", help="face detector: yunet | ultraface | haar (default yunet)")
+    p.add_argument("--detector-model", help="detector model file (default: the edgepose cache)")
+    p.add_argument("--video-step", type=int, default=10, help="use every N-th video frame (default 10)")
+    p.add_argument("-o", "--out-dir", help="output folder (default: next to the model)")
+    p.add_argument("--runs", type=int, default=100, help="timed runs per model for the latency report")
+    p.add_argument("--threads", type=int, default=2, help="ORT intra-op threads for the latency report")
+    p.add_argument("--no-report", action="store_true", help="only quantize; skip latency and accuracy")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgepose.distill.faces import DetectorSettings
+    from edgepose.metadata import load_metadata
+    from edgepose.quantize.calibration import build_calibration_set
+    from edgepose.quantize.profiles import parse_profiles
+    from edgepose.quantize.ptq import quantize_onnx
+
+    model = Path(args.model)
+    if not model.is_file():
+        raise UserError(f"model not found: {model}; export one with `edgepose export ckpt.pt -o model.onnx`")
+    if model.suffix.lower() != ".onnx":
+        raise UserError(f"{model} is not an ONNX file; quantize works on `edgepose export` output (.onnx)")
+    profiles = parse_profiles(args.profiles)
+    meta = load_metadata(model)
+    reader = None
+    if args.eval_set:  # validate the eval set before the slow part
+        from edgepose.train.data import build_eval_reader, parse_data_arg
+
+        reader = build_eval_reader(parse_data_arg(args.eval_set), where="--eval")
+    out_dir = Path(args.out_dir) if args.out_dir else model.parent
+    settings = DetectorSettings(name=args.detector, model_path=args.detector_model, video_step=args.video_step)
+    calib = build_calibration_set(args.calib, meta.preprocess, settings, max_crops=args.max_crops)
+    log.info("calibration: %d face crops from %d file(s)", len(calib.crops), len(calib.manifest["files"]))
+    command = "edgepose quantize " + " ".join(sys.argv[2:])
+    outputs = {"fp32": model}
+    for prof in profiles:
+        out = out_dir / f"{model.stem}-int8-{prof.name}.onnx"
+        res = quantize_onnx(model, out, calib.crops, prof, method=args.method, percentile=args.percentile,
+                            manifest=calib.manifest, command=command)
+        outputs[f"int8-{prof.name}"] = out
+    if args.no_report:
+        return 0
+    from edgepose.quantize.report import build_report, eval_batch, format_markdown, write_report
+
+    ex = eR = None
+    if reader is not None:
+        ex, eR = eval_batch(reader, meta.preprocess)
+    report = build_report(outputs, ex, eR, calib.crops[:1], runs=args.runs, threads=args.threads,
+                          eval_name=args.eval_set or "")
+    report["calibration"] = {"method": args.method, "crops": int(len(calib.crops)),
+                             "files": [f["path"] for f in calib.manifest["files"]]}
+    report["command"] = command
+    js, md = write_report(report, out_dir / f"{model.stem}-quantize-report")
+    print(format_markdown(report))
+    print(f"report: {js} and {md}")
+    return 0
