@@ -255,3 +255,22 @@ def test_real_whenet_signs_on_faces_aws(whenet_model, data_file):
                 assert np.sign(value) == int(sign), (r["file"], yaw, pitch, r)
                 checked += 1
     assert checked >= 15
+
+
+@pytest.mark.parametrize("opset", [17, pytest.param(18, marks=pytest.mark.slow)])
+def test_real_whenet_exports_to_onnx(whenet_model, aflw_dir, tmp_path, opset):
+    """The imported teacher exports (TF padding, SE, bins decode in-graph) and the runtime reads it."""
+    from edgepose import geometry
+    from edgepose.data.mat import AFLW2000Reader
+    from edgepose.export import export_onnx
+    from edgepose.runtime import load_backend
+
+    rep = export_onnx(whenet_model, tmp_path / "whenet.onnx", opset=opset, max_batch=4)
+    assert rep.worst_rotation_diff < 1e-4
+    reader = AFLW2000Reader(aflw_dir, crop="landmarks")
+    with load_backend(rep.path) as backend:
+        assert backend.meta.bins["yaw"].num_bins == 120
+        for i in range(len(reader)):
+            s = reader.get(i)
+            R = backend.predict(s.image, [s.box])["R"][0].astype(np.float64)
+            assert geometry.geodesic_distance(R, s.R) < 25.0, s.source
