@@ -310,24 +310,21 @@ def build_head(ident: HeadIdentity, detail: int = 1) -> HeadMesh:
     bld.ellipsoid(mid, [0.0075, np.linalg.norm(v) / 2, 0.009], _rot(ax=np.degrees(np.arctan2(v[2], v[1]))),
                   skin, "skin", n=(8, 12))
 
-    # --- lips: two bent ellipsoids; corners are skull surface points ------------------------------
+    # --- lips: a surface-following patch that bulges out of the skin; corners are surface points -
     corners = skull.surface(direction([-i.mouth_az, i.mouth_az], [i.mouth_el, i.mouth_el]))
-    mw = (corners[1, 0] - corners[0, 0]) / 2
-    face_r = i.half_width * 1.15
-
-    def bent(center, radii_, color):
-        tmp = _Builder()
-        tmp.ellipsoid(center, radii_, np.eye(3), color, "lips", n=(8, 14))
-        p = tmp.parts[False][0]
-        p.pos = p.pos.copy()
-        p.pos[:, 2] -= (p.pos[:, 0] ** 2) / (2 * face_r)
-        bld.parts[False].append(p)
-
-    up = skull.surface(direction(0, i.mouth_el + 2.5))
-    lo = skull.surface(direction(0, i.mouth_el - 3.0))
+    up_el = np.degrees(i.lip_thickness / i.half_height) * 1.1    # upper-lip height in degrees
+    lo_el = np.degrees(i.lip_thickness / i.half_height) * 1.5
+    la, le = np.meshgrid(np.linspace(-1, 1, 15), np.linspace(-1, 1, 9))
+    el = i.mouth_el + np.where(le > 0, le * up_el, le * lo_el)
+    ld = direction(la * i.mouth_az, el).reshape(-1, 3)
+    across = np.sqrt(np.clip(1 - la ** 2, 0, 1))
+    bulge = (i.lip_thickness * 0.45 * across * np.cos(le * np.pi / 2) ** 0.5).reshape(-1, 1)
+    lp = skull.surface(ld) + skull.normal(ld) * (bulge + 0.0004)
+    lt = _grid_tris(9, 15)
     lips = np.array(i.lips)
-    bent(up + [0, 0, 0.001], [mw, i.lip_thickness * 0.5, 0.005], lips)
-    bent(lo + [0, 0, 0.001], [mw * 0.88, i.lip_thickness * 0.65, 0.006], lips * 1.05)
+    lcol = np.broadcast_to(lips, lp.shape).copy()
+    lcol[np.abs(le.ravel()) < 0.2] *= 0.45  # the dark line between the lips
+    bld.add(lp, _vertex_normals(lp, lt, outward=ld), lt, lcol, "lips")
     cn = skull.normal(direction([-i.mouth_az, i.mouth_az], [i.mouth_el, i.mouth_el]))
     kp["right_mouth"], kp["left_mouth"] = corners[0] + cn[0] * 0.001, corners[1] + cn[1] * 0.001
     kpn["right_mouth"], kpn["left_mouth"] = cn[0], cn[1]
@@ -348,20 +345,21 @@ def build_head(ident: HeadIdentity, detail: int = 1) -> HeadMesh:
         # the ellipsoid's pole axis is local z; orient its thin axis along x
         bld.ellipsoid(c, radii, Re, None, "skin", n=(10, 14), color_fn=ear_col)
         kp[name] = _extreme_point(c, radii, Re, np.array([s * 1.0, 0, 0]))
-        kpn[name] = np.array([s * 1.0, 0, 0])
+        # the ear's rim is seen from the front too: its facing normal leans 30 deg forward
+        kpn[name] = np.array([s * np.cos(np.radians(30)), 0, np.sin(np.radians(30))])
 
     # --- neck and shoulders ----------------------------------------------------------------------
     n_a = 20
     th = np.linspace(0, 2 * np.pi, n_a)
-    ys = np.linspace(-0.035, -0.23, 6)
+    ys = np.linspace(-0.035, -0.2, 6)
     T, Y = np.meshgrid(th, ys, indexing="ij")
-    neck = np.stack([i.neck_radius * np.cos(T), Y, i.neck_radius * 1.05 * np.sin(T) - 0.012], -1).reshape(-1, 3)
+    neck = np.stack([i.neck_radius * np.cos(T), Y, i.neck_radius * 1.05 * np.sin(T) - 0.02], -1).reshape(-1, 3)
     nt = _grid_tris(n_a, len(ys))
     out = np.stack([np.cos(T), np.zeros_like(T), np.sin(T)], -1).reshape(-1, 3)
     bld.add(neck, out, nt, skin * 0.95, "skin")
     cloth = np.array(i.clothing)
-    bld.ellipsoid([0, -0.31, -0.02], [0.20, 0.085, 0.11], _rot(ax=90), cloth, "cloth", n=(10, 20))
-    bld.ellipsoid([0, -0.215, -0.012], [i.neck_radius + 0.01, 0.025, i.neck_radius + 0.012], _rot(ax=90),
+    bld.ellipsoid([0, -0.265, -0.03], [0.19, 0.10, 0.07], _rot(ax=90), cloth, "cloth", n=(10, 20))
+    bld.ellipsoid([0, -0.19, -0.02], [i.neck_radius + 0.01, i.neck_radius + 0.012, 0.02], _rot(ax=90),
                   cloth * 0.9, "cloth", n=(8, 16))
 
     # --- hair ----------------------------------------------------------------------------------
@@ -423,7 +421,8 @@ def build_head(ident: HeadIdentity, detail: int = 1) -> HeadMesh:
         _glasses(bld, i, kp)
 
     top = skull.surface(direction(0, 90)) + np.array([0, top_extra, 0])
-    kp["head_top"], kpn["head_top"] = top, np.array([0, 1.0, 0])
+    # the crown sits on the silhouette of a frontal view; lean its facing normal 25 deg forward
+    kp["head_top"], kpn["head_top"] = top, np.array([0, np.cos(np.radians(25)), np.sin(np.radians(25))])
 
     # face region (detector-like box): forehead above the brows to the chin, ear to ear
     forehead = i.eye_el + i.brow_gap + 0.45 * (i.hairline_el - i.eye_el - i.brow_gap)

@@ -9,7 +9,8 @@ centre console.  Outputs, next to ``OUT.mp4``:
   and ``R`` (camera axes: what the runtime reports after perspective correction), ``R_crop``
   (relative to the viewing ray: what a face crop shows), ``box``, ``keypoints``, ``visible``;
 * ``OUT.poses.csv`` -- the same per-frame pose as CSV (frame, t, phase, pitch, yaw, roll, r00..r22);
-* ``OUT.json`` -- intrinsics ``K``, image size, fps, identity, the neutral (road-forward) pose.
+* ``OUT.json`` -- intrinsics ``K``, image size, fps, identity, the neutral (road-forward) pose;
+* ``OUT.mount.yaml`` -- that neutral pose as an ``edgepose dms --mount`` file (``road_pose_deg``).
 
 The mp4 is encoded with PyAV (libx264, yuv420p).  Files are written under temporary names and
 renamed at the end, also on Ctrl-C, so the frames rendered so far are kept.
@@ -166,5 +167,8 @@ def render_video(out: str | Path, seconds: float = 10.0, fps: float = 30.0, seed
         tmp = side.with_name(side.name + ".partial")
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
         os.replace(tmp, side)
+        mount = out.with_suffix(".mount.yaml")
+        mount.write_text("description: synthetic driver camera of `edgepose synth video` (road-forward pose)\n"
+                         f"road_pose_deg: [{NEUTRAL[0]}, {NEUTRAL[1]}, {NEUTRAL[2]}]\n")
     log.info("wrote %s (%d frames) + %s", out, done, jsonl.name)
     return meta
