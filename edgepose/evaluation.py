@@ -40,14 +40,6 @@ class Variant:
     angle: float = 0.0
     flip: bool = False
 
-    def transform_label(self, R: np.ndarray) -> np.ndarray:
-        # same order as crop_affine: rotate the crop, then mirror it
-        if self.angle:
-            R = geometry.rotate_label(R, self.angle)
-        if self.flip:
-            R = geometry.flip_label(R)
-        return R
-
 
 def _angle_name(a: float) -> str:
     return f"rot{a:+g}"

@@ -123,12 +123,18 @@ def test_cli_errors_are_one_line(repo_root, aflw_dir, tmp_path, overrides, messa
 
 
 def test_cli_empty_dataset_and_missing_resume(repo_root, tmp_path, capsys):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    proc = _cli(str(repo_root / "configs" / "overfit-aflw2000.yaml"), f"data.train.root={empty}",
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,pitch,yaw,roll\n")  # a header and no rows
+    proc = _cli(str(repo_root / "configs" / "overfit-aflw2000.yaml"), "data.train={format: folder, labels: "
+                f"{labels}}}", "data.val=null", f"output={tmp_path / 'r'}", cwd=repo_root, capsys=capsys)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "empty dataset" in proc.stderr
+    folder = tmp_path / "no-images"
+    folder.mkdir()
+    proc = _cli(str(repo_root / "configs" / "overfit-aflw2000.yaml"), f"data.train.root={folder}",
                 "data.val=null", f"output={tmp_path / 'r'}", cwd=repo_root, capsys=capsys)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "no samples" in proc.stderr or "empty" in proc.stderr
+    assert "AFLW2000" in proc.stderr
     proc = _cli("--resume", str(tmp_path / "nothing-here"), cwd=repo_root, capsys=capsys)
     assert proc.returncode == 2 and "no such run" in proc.stderr
 
