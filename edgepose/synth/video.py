@@ -81,7 +81,9 @@ def pose_track(n_frames: int, fps: float, seed: int = 0, script=DRIVE_SCRIPT, ne
     wob = np.cumsum(rng.normal(0, 0.35, (n_frames, 3)), 0)
     kernel = np.hanning(max(3, int(fps)))
     kernel /= kernel.sum()
-    wob = np.stack([np.convolve(wob[:, j], kernel, mode="same") for j in range(3)], 1)
+    L = len(kernel)
+    wob = np.stack([np.convolve(np.pad(wob[:, j], L, mode="edge"), kernel, mode="same")[L:L + n_frames]
+                    for j in range(3)], 1)
     wob -= np.linspace(0, 1, n_frames)[:, None] * (wob[-1] - wob[0]) + wob[0]
     pyr += np.clip(wob, -4, 4) * [0.6, 1.0, 0.4] + np.array(neutral, float)
     return pyr, phases
