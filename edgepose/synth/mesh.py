@@ -135,7 +135,16 @@ class _Builder:
     def __init__(self):
         self.parts: dict[bool, list[_Part]] = {False: [], True: []}
 
-    def add(self, pos, nrm, tris, color, material: str, transparent: bool = False):
+    def add(self, pos, nrm, tris, color, material: str, transparent: bool = False, two_sided: bool = False):
+        """Add a part.  Triangles are re-wound counter-clockwise around the given (outward)
+        normals so the renderer can cull back faces; open or thin parts (hair and mask shells,
+        brim, frames, lenses) are ``two_sided`` and get both windings."""
+        pos, nrm, tris = np.asarray(pos, float), np.asarray(nrm, float), np.asarray(tris)
+        fn = np.cross(pos[tris[:, 1]] - pos[tris[:, 0]], pos[tris[:, 2]] - pos[tris[:, 0]])
+        flip = (fn * nrm[tris].sum(1)).sum(-1) < 0
+        tris = np.where(flip[:, None], tris[:, ::-1], tris)
+        if two_sided:
+            tris = np.concatenate([tris, tris[:, ::-1]])
         col = np.asarray(color, float)
         if col.ndim == 1:
             col = np.broadcast_to(col, (len(pos), col.shape[0]))
@@ -164,6 +173,7 @@ class _Builder:
         for f in faces:
             q = corners[list(f)] * size @ np.asarray(R).T + center
             n = np.cross(q[1] - q[0], q[2] - q[0])
+            n = n if np.dot(n, q.mean(0) - center) > 0 else -n  # outward
             base = len(pos) * 1
             pos += list(q)
             nrm += [n / max(np.linalg.norm(n), 1e-12)] * 4
@@ -224,6 +234,7 @@ def _hair_region(A, E, i: HeadIdentity, style: str) -> np.ndarray:
 
 def _shell(builder, skull, A, E, dirs, region, offset, color_fn, material, n_el, n_az,
            extra=None):
+    # an open shell (hair, cap, mask): seen from inside at its rim, so two-sided
     pts = skull.surface(dirs) + dirs * offset
     if extra is not None:
         pts = extra(pts)
@@ -231,7 +242,7 @@ def _shell(builder, skull, A, E, dirs, region, offset, color_fn, material, n_el,
     keep = region.ravel()[tris].all(1)
     tris = tris[keep]
     nrm = _vertex_normals(pts, tris, outward=dirs)
-    builder.add(pts, nrm, tris, color_fn(pts), material)
+    builder.add(pts, nrm, tris, color_fn(pts), material, two_sided=True)
 
 
 def build_head(ident: HeadIdentity, detail: int = 1) -> HeadMesh:
@@ -356,7 +367,7 @@ def build_head(ident: HeadIdentity, detail: int = 1) -> HeadMesh:
     neck = np.stack([i.neck_radius * np.cos(T), Y, i.neck_radius * 1.05 * np.sin(T) - 0.02], -1).reshape(-1, 3)
     nt = _grid_tris(n_a, len(ys))
     out = np.stack([np.cos(T), np.zeros_like(T), np.sin(T)], -1).reshape(-1, 3)
-    bld.add(neck, out, nt, skin * 0.95, "skin")
+    bld.add(neck, out, nt, skin * 0.95, "skin", two_sided=True)  # an open tube
     cloth = np.array(i.clothing)
     bld.ellipsoid([0, -0.265, -0.03], [0.19, 0.10, 0.07], _rot(ax=90), cloth, "cloth", n=(10, 20))
     bld.ellipsoid([0, -0.19, -0.02], [i.neck_radius + 0.01, i.neck_radius + 0.012, 0.02], _rot(ax=90),
@@ -401,7 +412,7 @@ def build_head(ident: HeadIdentity, detail: int = 1) -> HeadMesh:
                                   0.075 * np.cos(np.radians(az)) ** 2 + 0.005], -1)
         bp = np.concatenate([inner, outer])
         bt = _grid_tris(2, len(az))
-        bld.add(bp, np.tile([0, 1.0, 0.1], (len(bp), 1)), bt, capc * 0.85, "cap")
+        bld.add(bp, np.tile([0, 1.0, 0.1], (len(bp), 1)), bt, capc * 0.85, "cap", two_sided=True)
     if i.mask:
         region = (E < i.nose_el + 9) & (E > i.chin_el - 12) & (np.abs(A) < 78)
         tip = kp["nose_tip"]
@@ -463,10 +474,11 @@ def _glasses(bld: _Builder, i: HeadIdentity, kp: dict) -> None:
         inner = np.stack([ha * np.cos(t), hb * np.sin(t), np.zeros_like(t)], -1) + c
         outer = np.stack([(ha + w) * np.cos(t), (hb + w) * np.sin(t), np.zeros_like(t)], -1) + c
         pts = np.concatenate([inner, outer])
-        bld.add(pts, np.tile([0, 0, 1.0], (len(pts), 1)), _grid_tris(2, len(t)), frame, "frame")
+        bld.add(pts, np.tile([0, 0, 1.0], (len(pts), 1)), _grid_tris(2, len(t)), frame, "frame", two_sided=True)
         disc = np.concatenate([c[None], inner])
         tris = np.array([(0, k + 1, k + 2) for k in range(len(t) - 1)])
-        bld.add(disc, np.tile([0, 0, 1.0], (len(disc), 1)), tris, lens_rgba, "lens", transparent=True)
+        bld.add(disc, np.tile([0, 0, 1.0], (len(disc), 1)), tris, lens_rgba, "lens", transparent=True,
+                two_sided=True)
         # temple arm back to the ear
         s = -1 if name == "right_eye" else 1
         a = c + np.array([s * (ha + w), 0.004, 0])

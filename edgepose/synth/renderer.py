@@ -272,7 +272,7 @@ class HeadRenderer:
         ctx.disable(gl.DEPTH_TEST | gl.BLEND | gl.CULL_FACE)
         self.bg_tex.use(0)
         self.bg_vao.render(gl.TRIANGLE_STRIP)
-        ctx.enable(gl.DEPTH_TEST)
+        ctx.enable(gl.DEPTH_TEST | gl.CULL_FACE)  # meshes are wound outward; thin parts are two-sided
         vaos[0][0].render(gl.TRIANGLES)
         if vaos[1] is not None:
             ctx.enable(gl.BLEND)
@@ -281,12 +281,11 @@ class HeadRenderer:
             vaos[1][0].render(gl.TRIANGLES)
             self.fbo.depth_mask = True
             ctx.disable(gl.BLEND)
+        ctx.disable(gl.CULL_FACE)
         raw = np.frombuffer(self.fbo.read(components=3, alignment=1), np.uint8).reshape(H * s, W * s, 3)
-        depth = np.frombuffer(self.fbo.read(components=1, attachment=-1, dtype="f4", alignment=1), np.float32)
-        depth = depth.reshape(H * s, W * s)[::-1]
         img = _finish(raw[::-1], s, scene)
 
-        kps, vis = self._keypoints(mesh, R3, t, f, cx, cy, depth)
+        kps, vis = self._keypoints(mesh, R3, t, f, cx, cy)
         fp = _project(mesh.face_points @ R3.T + t, f, cx, cy)
         box = (float(fp[:, 0].min()), float(fp[:, 1].min()), float(fp[:, 0].max()), float(fp[:, 1].max()))
         K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1.0]])
@@ -296,7 +295,17 @@ class HeadRenderer:
         return RenderResult(image=img, R=R.copy(), R_crop=R_crop, box=box, keypoints=kps, visible=vis, K=K,
                             center_uv=cuv, identity_seed=int(identity.seed), scene=scene)
 
-    def _keypoints(self, mesh: HeadMesh, R3, t, f, cx, cy, depth):
+    def _depth_window(self, x: int, y: int) -> np.ndarray:
+        """Depth buffer values in the 3x3 window around supersampled pixel (x, y) (y down)."""
+        Ws, Hs = self.width * self.ssaa, self.height * self.ssaa
+        x0, x1 = max(x - 1, 0), min(x + 2, Ws)
+        y0, y1 = max(y - 1, 0), min(y + 2, Hs)
+        # GL rows run bottom-up
+        vp = (x0, Hs - y1, x1 - x0, y1 - y0)
+        raw = self.fbo.read(viewport=vp, components=1, attachment=-1, dtype="f4", alignment=1)
+        return np.frombuffer(raw, np.float32)
+
+    def _keypoints(self, mesh: HeadMesh, R3, t, f, cx, cy):
         p = mesh.keypoints @ R3.T + t
         uv = _project(p, f, cx, cy)
         W, H, s = self.width, self.height, self.ssaa
@@ -308,8 +317,7 @@ class HeadRenderer:
         B = -2 * _FAR * _NEAR / (_FAR - _NEAR)
         for k in np.flatnonzero(vis):
             x, y = int(uv[k, 0] * s), int(uv[k, 1] * s)
-            win = depth[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2]
-            z_ndc = 2.0 * float(win.max()) - 1.0
+            z_ndc = 2.0 * float(self._depth_window(x, y).max()) - 1.0
             z_buf = -B / (z_ndc + A)  # linear depth (negative, camera looks down -z)
             vis[k] = z_buf <= p[k, 2] + 0.006  # nothing more than 6 mm in front of the point
         return uv, vis
