@@ -138,7 +138,7 @@ def convert_fp16(onnx_path: str | os.PathLike, out_path: str | os.PathLike | Non
                  keep_decode_fp32: bool = True) -> Path:
     """Write ``<stem>.fp16.onnx`` (float16 weights/activations, float32 IO) with its sidecar."""
     onnx = require("onnx", "cpu", "FP16 ONNX conversion")
-    float16 = require("onnxconverter_common.float16", "trt",
+    float16 = require("onnxconverter_common.float16", "fp16",
                       "FP16 ONNX conversion for TensorRT 11 (strongly typed FP16)")
     src = Path(onnx_path)
     if not src.is_file():
