@@ -220,27 +220,39 @@ def _skull_grid(n_el: int, n_az: int):
     return A, E, direction(A, E).reshape(-1, 3)
 
 
-def _hair_region(A, E, i: HeadIdentity, style: str) -> np.ndarray:
-    """Boolean mask over the skull grid where hair grows for ``style``."""
+def _hair_margin(A, E, i: HeadIdentity, style: str) -> np.ndarray:
+    """Signed distance (degrees) inside the region where hair grows for ``style`` (> 0 inside)."""
     nape = {"buzz": -15.0, "short": -25.0, "medium": -40.0, "long": -85.0, "bun": -35.0}[style]
     side = i.ear_el + (5.0 if style != "long" else -40.0)
     b = np.interp(np.abs(A), [0, 35, 70, 88, 110, 180],
                   [i.hairline_el, i.hairline_el - 4, i.ear_el + 22, side, side - 6, nape])
-    region = E > b
-    if style != "long":  # keep the ears free
-        region &= ~((np.abs(np.abs(A) - 90) < 14) & (np.abs(E - i.ear_el) < 16))
-    return region
+    margin = E - b
+    if style != "long":  # keep the ears free: an elliptic hole around each ear
+        ear = np.sqrt(((np.abs(A) - 92) / 15.0) ** 2 + ((E - i.ear_el) / 17.0) ** 2)
+        margin = np.minimum(margin, (ear - 1.0) * 15.0)
+    return margin
 
 
 def _shell(builder, skull, A, E, dirs, region, offset, color_fn, material, n_el, n_az,
            extra=None):
-    # an open shell (hair, cap, mask): seen from inside at its rim, so two-sided
-    pts = skull.surface(dirs) + dirs * offset
+    """An open shell over the skull (hair, cap, mask), seen from inside at its rim: two-sided.
+
+    ``region`` is a boolean mask, or a signed margin in degrees (> 0 inside): then the shell
+    sinks 2.5 mm under the skin just outside the region, so its visible edge is the smooth curve
+    where it crosses the skin instead of the grid's stair-steps."""
+    region = np.asarray(region).ravel()
+    if region.dtype == bool:
+        off, keep_v = np.full(region.shape, float(offset)), region
+        tris = _grid_tris(n_el, n_az)
+        tris = tris[keep_v[tris].all(1)]
+    else:
+        w = _smoothstep(-2.0, 3.0, region)
+        off = offset * w - 0.0025 * (1.0 - w)
+        tris = _grid_tris(n_el, n_az)
+        tris = tris[(region[tris] > -6.0).any(1)]
+    pts = skull.surface(dirs) + dirs * off[:, None]
     if extra is not None:
         pts = extra(pts)
-    tris = _grid_tris(n_el, n_az)
-    keep = region.ravel()[tris].all(1)
-    tris = tris[keep]
     nrm = _vertex_normals(pts, tris, outward=dirs)
     builder.add(pts, nrm, tris, color_fn(pts), material, two_sided=True)
 
@@ -378,7 +390,7 @@ def build_head(ident: HeadIdentity, detail: int = 1) -> HeadMesh:
     top_extra = 0.0
     if i.hair_style != "bald":
         thick = 0.002 if i.hair_style == "buzz" else i.hair_thickness
-        region = _hair_region(A, E, i, i.hair_style)
+        region = _hair_margin(A, E, i, i.hair_style)
         stripes = 1.0 + 0.08 * np.sin(np.radians(A.ravel()) * 60) + rng.normal(0, 0.04, A.size)
 
         def hair_col(p):
@@ -399,7 +411,7 @@ def build_head(ident: HeadIdentity, detail: int = 1) -> HeadMesh:
     # --- accessories -----------------------------------------------------------------------------
     if i.cap:
         off = top_extra + 0.006
-        region = (E > 12) | ((E > i.hairline_el - 14) & (np.abs(A) < 70))
+        region = np.maximum(E - 12, np.minimum(E - (i.hairline_el - 14), 70 - np.abs(A)))
         capc = np.array(i.cap_color)
         _shell(bld, skull, A, E, dirs, region, off, lambda p: np.broadcast_to(capc, p.shape), "cap",
                n_el, n_az)
