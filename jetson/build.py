@@ -94,10 +94,16 @@ def check_onnx_precision(onnx_path: Path, precision: str) -> None:
         raise BuildOptionsError(f"{onnx_path.name} holds float16 weights: build it with --precision fp16")
 
 
-def fp16_route(version: TrtVersion, precision: str) -> str:
-    """How FP16 reaches the engine: BuilderFlag.FP16 on TRT 10, an FP16 ONNX on TRT 11."""
+def fp16_route(version: TrtVersion, precision: str, onnx_is_fp16: bool = False) -> str:
+    """How FP16 reaches the engine: BuilderFlag.FP16 on TRT 10, an FP16 ONNX on TRT 11.
+
+    An ONNX that already holds float16 weights (``edgepose engine fp16``) is built as it is,
+    strongly typed, on both versions.
+    """
     if precision != "fp16":
         return "none"
+    if onnx_is_fp16:
+        return "onnx"
     return "builder-flag" if version.weakly_typed_available else "onnx"
 
 
@@ -241,7 +247,8 @@ def build_engine(onnx_path: str | Path, options: BuildOptions, cache_dir: str | 
                 "--precision fp16 on DLA, or INT8 on the GPU (see docs/jetson.md, 'DLA')")
         check_dla(version, read_jetson_info(), options.dla_core)
     device = current_device()
-    route = fp16_route(version, options.precision)
+    onnx_is_fp16 = onnx_quantization(onnx_path) == "fp16"
+    route = fp16_route(version, options.precision, onnx_is_fp16)
     key = EngineKey(onnx_sha256=file_sha256(onnx_path), trt_version=str(version), device=device,
                     options=options, profile=profile, fp16_route=route)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -252,7 +259,7 @@ def build_engine(onnx_path: str | Path, options: BuildOptions, cache_dir: str | 
         log.info("engine cache hit: %s", plan_path)
     else:
         built_from = onnx_path
-        if route == "onnx":
+        if route == "onnx" and not onnx_is_fp16:
             from .fp16 import convert_fp16
 
             built_from = convert_fp16(onnx_path, cache_dir / "onnx" / f"{key.digest()}.fp16.onnx")

@@ -114,6 +114,8 @@ def test_fp16_route_by_version():
     assert fp16_route(TrtVersion.parse("10.3.0"), "fp16") == "builder-flag"
     assert fp16_route(TrtVersion.parse("11.4.1"), "fp16") == "onnx"
     assert fp16_route(TrtVersion.parse("11.4.1"), "int8") == "none"
+    # an ONNX converted to FP16 already is built strongly typed as it is, on both versions
+    assert fp16_route(TrtVersion.parse("10.3.0"), "fp16", onnx_is_fp16=True) == "onnx"
 
 
 def _tiny_onnx(path, qdq: bool, batch="N"):
