@@ -1,0 +1,96 @@
+"""Accuracy of every benchmark row on a labelled set, with Polygraphy-style deltas.
+
+Each artifact predicts the whole set once (the network inputs come from
+:func:`edgepose.evaluation.variant_batch`, i.e. the same crop path as ``edgepose eval``).
+Metrics vs ground truth come from :func:`edgepose.metrics.pose_metrics`; against the peer's
+FP32 reference (its PyTorch checkpoint, else its FP32 ONNX) the row also gets the mean
+geodesic angle between the two predictions and the largest absolute Euler difference, which
+is what shows an INT8 / FP16 conversion error independently of label noise.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgepose.errors import DataError
+
+from .suite import DatasetSpec, expand_path
+
+__all__ = ["EvalSet", "load_eval_set", "predict", "accuracy_block", "agreement"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalSet:
+    name: str
+    samples: list
+    _inputs: dict = field(default_factory=dict)  # preprocess spec -> (x, R_gt)
+
+    def inputs(self, spec):
+        key = repr(spec.to_dict())
+        if key not in self._inputs:
+            from edgepose.evaluation import Variant, variant_batch
+
+            self._inputs[key] = variant_batch(self.samples, spec, Variant("original"))
+        return self._inputs[key]
+
+
+def load_eval_set(ds: DatasetSpec) -> EvalSet:
+    """Read a labelled dataset from the suite (DataError with the fix when it is missing)."""
+    from edgepose.data.registry import build_reader
+
+    root = expand_path(ds.root)
+    if root is None or not root.exists():
+        raise DataError(f"accuracy set {ds.name!r}: {root} not found; set EDGEPOSE_TEST_DATA or fix accuracy.root")
+    cfg = {"format": ds.format, "root": str(root), **ds.options}
+    samples = [s for s in build_reader(cfg) if s.R is not None]
+    if ds.max_samples:
+        samples = samples[:ds.max_samples]
+    if not samples:
+        raise DataError(f"accuracy set {ds.name!r} at {root} has no labelled samples")
+    return EvalSet(ds.name or ds.format, samples)
+
+
+def predict(backend, eval_set: EvalSet, batch: int = 16) -> np.ndarray:
+    """(N, 3, 3) float64 predictions of an opened PoseBackend (NaN rows = invalid outputs)."""
+    x, _ = eval_set.inputs(backend.spec)
+    step = backend.max_batch or batch
+    out = [np.asarray(backend.infer(x[i:i + step])["R"], np.float64) for i in range(0, len(x), step)]
+    return np.concatenate(out)
+
+
+def agreement(P: np.ndarray, P_ref: np.ndarray) -> dict[str, float]:
+    """Mean geodesic angle (deg) and largest |Euler| difference between two prediction sets."""
+    from edgepose import geometry
+    from edgepose.metrics import geodesic_errors, wrapped_errors
+
+    ok = np.isfinite(P).all(axis=(1, 2)) & np.isfinite(P_ref).all(axis=(1, 2))
+    if not ok.any():
+        return {}
+    ge = geodesic_errors(P[ok], P_ref[ok])
+    de = wrapped_errors(geometry.matrix_to_euler(P[ok]), geometry.matrix_to_euler(P_ref[ok]))
+    return {"ref_ge": float(ge.mean()), "ref_max_abs_deg": float(np.max(de))}
+
+
+def accuracy_block(P: np.ndarray, eval_set: EvalSet, spec, ref: dict | None = None,
+                   P_ref: np.ndarray | None = None) -> dict:
+    """Metrics of predictions ``P`` vs labels, plus deltas to the reference block / predictions."""
+    from edgepose.metrics import pose_metrics
+
+    _, R_gt = eval_set.inputs(spec)
+    ok = np.isfinite(P).all(axis=(1, 2))
+    out: dict = {"dataset": eval_set.name, "n": int(ok.sum()), "invalid": int((~ok).sum())}
+    if not ok.any():
+        out["error"] = "no finite predictions"
+        return out
+    m = pose_metrics(P[ok], R_gt[ok], aligned=False)
+    out.update({k: m[k] for k in ("mae_pitch", "mae_yaw", "mae_roll", "mae", "ge")})
+    if ref and ref.get("mae") is not None:
+        out["delta_mae"] = out["mae"] - ref["mae"]
+        out["delta_ge"] = out["ge"] - ref["ge"]
+    if P_ref is not None:
+        out.update(agreement(P, P_ref))
+    return out

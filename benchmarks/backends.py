@@ -1,0 +1,112 @@
+"""Which benchmark backends exist here, and how each opens an artifact.
+
+=============  ============  ===================================================================
+backend        artifact      engine
+=============  ============  ===================================================================
+torch          .pt           PyTorch (CPU, or CUDA when ``device`` is cuda)
+ort-cpu        .onnx         ONNX Runtime, CPUExecutionProvider
+ort-cuda       .onnx         ONNX Runtime, CUDAExecutionProvider (onnxruntime-gpu)
+ort-trt        .onnx         ONNX Runtime, TensorrtExecutionProvider (engine cache on)
+tensorrt       .engine       TensorRT engine via edgepose.jetson.trt_runtime (pycuda)
+=============  ============  ===================================================================
+
+``availability(backend)`` returns ``None`` when the backend can run, else the reason a row is
+skipped (what is missing and how to install it).  Everything opens through
+:func:`edgepose.runtime.load_backend`, the same path ``edgepose run`` uses.
+"""
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+
+__all__ = ["FORMAT_OF", "VALID_PRECISIONS", "availability", "open_backend", "sync_fn"]
+
+#: artifact format each backend consumes
+FORMAT_OF = {"torch": "torch", "ort-cpu": "onnx", "ort-cuda": "onnx", "ort-trt": "onnx", "tensorrt": "tensorrt"}
+
+#: precisions that make sense per backend (fp16 on a CPU and S8S8-on-CUDA are not deployment options)
+VALID_PRECISIONS = {
+    "torch": ("fp32", "fp16"),
+    "ort-cpu": ("fp32", "int8-cpu", "int8-tensorrt"),
+    "ort-cuda": ("fp32", "fp16"),
+    "ort-trt": ("fp32", "fp16", "int8-tensorrt"),
+    "tensorrt": ("fp32", "fp16", "int8-tensorrt"),
+}
+
+_ORT_PROVIDER = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider",
+                 "ort-trt": "TensorrtExecutionProvider"}
+
+
+@lru_cache(maxsize=None)
+def _ort_providers() -> tuple[str, ...] | None:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    import onnxruntime as ort
+
+    return tuple(ort.get_available_providers())
+
+
+@lru_cache(maxsize=None)
+def _torch_cuda() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def availability(backend: str, precision: str = "fp32", device: str = "cpu") -> str | None:
+    """None if ``backend`` can run ``precision`` here, else the skip reason."""
+    if backend not in FORMAT_OF:
+        return f"unknown backend {backend!r}"
+    if precision not in VALID_PRECISIONS[backend]:
+        return f"{precision} is not a {backend} deployment option"
+    if backend == "torch":
+        if importlib.util.find_spec("torch") is None:
+            return "torch is not installed (pip install 'edgepose[cpu]')"
+        if precision == "fp16" and not (device.startswith("cuda") and _torch_cuda()):
+            return "torch fp16 needs a CUDA device (run the suite with device: cuda on a GPU machine)"
+        if device.startswith("cuda") and not _torch_cuda():
+            return "torch has no CUDA here (CPU-only build or no GPU)"
+        return None
+    if backend.startswith("ort-"):
+        providers = _ort_providers()
+        if providers is None:
+            return "onnxruntime is not installed (pip install 'edgepose[cpu]')"
+        wanted = _ORT_PROVIDER[backend]
+        if wanted not in providers:
+            return (f"onnxruntime has no {wanted} here (available: {', '.join(providers)}); "
+                    f"install onnxruntime-gpu on a CUDA machine (JetPack: the Jetson wheel)")
+        return None
+    # tensorrt engines
+    if importlib.util.find_spec("tensorrt") is None:
+        return ("tensorrt is not installed (no Python module 'tensorrt'; on Jetson it comes with JetPack, "
+                "on a desktop GPU `pip install tensorrt`)")
+    try:
+        import pycuda.driver  # noqa: F401
+    except Exception as exc:  # ImportError or a driver error from the CUDA library
+        return f"pycuda cannot load the CUDA driver ({exc}); TensorRT engines need a GPU and pycuda"
+    return None
+
+
+def open_backend(backend: str, path, device: str = "cpu", threads: int | None = None):
+    """Open ``path`` on ``backend`` -> edgepose.runtime.PoseBackend (a context manager)."""
+    from edgepose.runtime import load_backend
+
+    if backend == "torch":
+        return load_backend(path, device=device, on_nan="flag")
+    if backend in _ORT_PROVIDER:
+        providers = [_ORT_PROVIDER[backend]]
+        if backend != "ort-cpu":
+            providers.append("CPUExecutionProvider")
+        return load_backend(path, device=device, providers=providers, intra_op_threads=threads, on_nan="flag")
+    return load_backend(path, device="cuda", on_nan="flag")
+
+
+def sync_fn(backend: str, device: str):
+    """Device synchronisation for timing (torch CUDA launches are asynchronous)."""
+    if backend == "torch" and device.startswith("cuda") and _torch_cuda():
+        import torch
+
+        return torch.cuda.synchronize
+    return None  # onnxruntime and the TensorRT runner return host arrays: already synchronised

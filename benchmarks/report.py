@@ -1,0 +1,199 @@
+"""Write a bench report as JSON (the source of truth), CSV (one flat row each) and Markdown."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from edgepose.metadata import atomic_write_text
+
+from .schema import validate_report
+
+__all__ = ["STAGES", "CSV_COLUMNS", "flat_row", "write_json", "write_csv", "write_markdown", "markdown",
+           "write_all", "load_report"]
+
+#: pipeline stages in order (edgepose.pipelines.stats.STAGES without "total")
+STAGES = ("decode", "detect", "track", "pose", "smooth", "overlay", "encode")
+
+CSV_COLUMNS = [
+    "kind", "name", "role", "backend", "precision", "device", "batch", "input_size", "status", "reason",
+    "size_mb", "build_s", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "n_iters", "fps", "peak_mem_mb",
+    "mem_kind", "acc_dataset", "acc_n", "mae_pitch", "mae_yaw", "mae_roll", "mae", "ge", "delta_mae",
+    "delta_ge", "ref_ge", "ref_max_abs_deg", "power_w", "compute_w", "mj_per_inference", "max_temp_c",
+    "gr3d_pct", "emc_pct", "power_samples", "frames", "dropped_frames", "late_frames", "e2e_p50_ms",
+    "e2e_p99_ms", "pipeline_fps", *[f"{s}_ms" for s in STAGES], "nvpmodel", "jetson_clocks", "tensorrt",
+    "jetpack", "l4t", "artifact", "model",
+]
+
+
+def _r(v: Any, nd: int = 3):
+    if isinstance(v, float):
+        return round(v, nd) if math.isfinite(v) else None
+    return v
+
+
+def flat_row(row: dict, report: dict | None = None) -> dict:
+    lat, acc, pw, pl = row.get("latency_ms") or {}, row.get("accuracy") or {}, row.get("power") or {}, \
+        row.get("pipeline") or {}
+    out = {k: row.get(k) for k in ("kind", "name", "role", "backend", "precision", "device", "batch", "input_size",
+                                   "status", "reason", "size_mb", "build_s", "fps", "peak_mem_mb", "mem_kind",
+                                   "artifact", "model")}
+    out.update({"p50_ms": lat.get("p50"), "p90_ms": lat.get("p90"), "p99_ms": lat.get("p99"),
+                "mean_ms": lat.get("mean"), "std_ms": lat.get("std"), "n_iters": lat.get("n")})
+    out.update({"acc_dataset": acc.get("dataset"), "acc_n": acc.get("n"),
+                **{k: acc.get(k) for k in ("mae_pitch", "mae_yaw", "mae_roll", "mae", "ge", "delta_mae", "delta_ge",
+                                           "ref_ge", "ref_max_abs_deg")}})
+    out.update({"power_w": pw.get("total_w"), "compute_w": pw.get("compute_w"),
+                "mj_per_inference": pw.get("energy_mj_per_inference"), "max_temp_c": pw.get("max_temp_c"),
+                "gr3d_pct": pw.get("gr3d_pct"), "emc_pct": pw.get("emc_pct"), "power_samples": pw.get("samples")})
+    e2e = pl.get("e2e_ms") or {}
+    stages = pl.get("stages_ms") or {}
+    out.update({"frames": pl.get("frames"), "dropped_frames": pl.get("dropped_frames"),
+                "late_frames": pl.get("late_frames"), "e2e_p50_ms": e2e.get("p50"), "e2e_p99_ms": e2e.get("p99"),
+                "pipeline_fps": pl.get("fps")})
+    out.update({f"{s}_ms": (stages.get(s) or {}).get("mean") for s in STAGES})
+    if report is not None:
+        board, versions = report.get("board") or {}, (report.get("platform") or {}).get("versions") or {}
+        out.update({"nvpmodel": board.get("nvpmodel_mode"), "jetson_clocks": board.get("jetson_clocks"),
+                    "tensorrt": versions.get("tensorrt"), "jetpack": versions.get("jetpack"), "l4t": versions.get("l4t")})
+    return {k: _r(out.get(k)) for k in CSV_COLUMNS}
+
+
+def write_json(report: dict, path: str | Path) -> Path:
+    validate_report(report)
+    atomic_write_text(path, json.dumps(report, indent=2, default=str) + "\n")
+    return Path(path)
+
+
+def write_csv(report: dict, path: str | Path) -> Path:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for row in report["rows"]:
+        w.writerow(flat_row(row, report))
+    atomic_write_text(path, buf.getvalue())
+    return Path(path)
+
+
+def _f(v, fmt: str = "{:.2f}", empty: str = "-") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return empty
+    return fmt.format(v)
+
+
+def _platform_lines(report: dict) -> list[str]:
+    p = report.get("platform") or {}
+    v = p.get("versions") or {}
+    b = report.get("board") or {}
+    gpu = (p.get("gpu") or {}).get("name") or "none"
+    jet = p.get("jetson") or {}
+    load = p.get("loadavg_start")
+    lines = [f"- **Machine:** {p.get('cpu')} ({p.get('cpu_cores')} cores, {p.get('machine')}), GPU: {gpu}"
+             + (f", Jetson: {jet.get('model')} (L4T {jet.get('l4t')}, JetPack {jet.get('jetpack_major')})" if jet else ""),
+             "- **Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items() if val is not None),
+             f"- **Board:** nvpmodel {b.get('nvpmodel_mode') or 'n/a'}, jetson_clocks "
+             f"{ {True: 'on', False: 'off'}.get(b.get('jetson_clocks'), 'n/a') }"]
+    if load:
+        end = p.get("loadavg_end")
+        lines.append(f"- **Load average** (1/5/15 min) at start: {', '.join(f'{x:.2f}' for x in load)}"
+                     + (f"; at end: {', '.join(f'{x:.2f}' for x in end)}" if end else "")
+                     + (" - other jobs shared the CPU, latencies are pessimistic" if load[0] > 0.5 * (p.get('cpu_cores') or 1) else ""))
+    return lines
+
+
+def markdown(report: dict) -> str:
+    rows = report["rows"]
+    suite = report.get("suite") or {}
+    out = [f"# edgepose-bench: {suite.get('name', 'suite')}", "",
+           f"`{report.get('command')}` - {report.get('created')}, {_f(report.get('duration_s'), '{:.0f}')} s", ""]
+    out += _platform_lines(report) + [""]
+    notes: list[str] = []
+
+    def note(text: str) -> str:
+        notes.append(text)
+        return f"[{len(notes)}]"
+
+    model_rows = [r for r in rows if r["kind"] == "model"]
+    if model_rows:
+        out += ["## Pose model", "",
+                "Latency in ms per call of `batch` faces (p50 / p90 / p99, mean ± std); faces/s = batch / mean. "
+                "MAE / GE in degrees on the accuracy set; Δ = difference to the FP32 reference of the same peer; "
+                "vs ref = mean geodesic angle between this row's and the reference's predictions.", "",
+                "| peer | backend | precision | batch | input | status | size MB | p50 | p90 | p99 | mean ± std "
+                "| faces/s | peak MB | MAE p/y/r | MAE | GE | Δ MAE | vs ref | W | mJ/inf |",
+                "|---|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|"]
+        for r in model_rows:
+            lat, acc, pw = r.get("latency_ms") or {}, r.get("accuracy") or {}, r.get("power") or {}
+            status = r["status"] if r["status"] == "ok" else f"{r['status']} {note(r.get('reason', ''))}"
+            pyr = (f"{_f(acc.get('mae_pitch'), '{:.1f}')}/{_f(acc.get('mae_yaw'), '{:.1f}')}/"
+                   f"{_f(acc.get('mae_roll'), '{:.1f}')}") if acc.get("mae") is not None else "-"
+            if acc.get("skipped"):
+                pyr = f"- {note(acc['skipped'])}"
+            out.append(
+                f"| {r['name']} | {r['backend']} | {r['precision']} | {r['batch']} | {r.get('input_size') or '-'} "
+                f"| {status} | {_f(r.get('size_mb'), '{:.1f}')} | {_f(lat.get('p50'))} | {_f(lat.get('p90'))} "
+                f"| {_f(lat.get('p99'))} | {_f(lat.get('mean'))} ± {_f(lat.get('std'))} | {_f(r.get('fps'), '{:.0f}')} "
+                f"| {_f(r.get('peak_mem_mb'), '{:.0f}')} | {pyr} | {_f(acc.get('mae'))} | {_f(acc.get('ge'))} "
+                f"| {_f(acc.get('delta_mae'), '{:+.2f}')} | {_f(acc.get('ref_ge'))} | {_f(pw.get('total_w'))} "
+                f"| {_f(pw.get('energy_mj_per_inference'))} |")
+        out.append("")
+    pipe_rows = [r for r in rows if r["kind"] == "pipeline"]
+    if pipe_rows:
+        out += ["## Pipeline (edgepose run, end to end)", "",
+                "Frame-to-output latency (decode wait -> overlay/encode done) in ms; stages are means per frame. "
+                "dropped = frames of the file not processed; late = frames slower than the source frame interval "
+                "(a live camera would drop them).", "",
+                "| peer | backend | precision | status | frames | FPS | e2e p50 | e2e p99 | dropped | late | "
+                + " | ".join(STAGES) + " | W | mJ/frame |",
+                "|---|---|---|---|--:|--:|--:|--:|--:|--:|" + "--:|" * len(STAGES) + "--:|--:|"]
+        for r in pipe_rows:
+            pl, pw = r.get("pipeline") or {}, r.get("power") or {}
+            e2e, stages = pl.get("e2e_ms") or {}, pl.get("stages_ms") or {}
+            status = r["status"] if r["status"] == "ok" else f"{r['status']} {note(r.get('reason', ''))}"
+            out.append(f"| {r['name']} | {r['backend']} | {r['precision']} | {status} | {_f(pl.get('frames'), '{}')} "
+                       f"| {_f(pl.get('fps'), '{:.1f}')} | {_f(e2e.get('p50'))} | {_f(e2e.get('p99'))} "
+                       f"| {_f(pl.get('dropped_frames'), '{}')} | {_f(pl.get('late_frames'), '{}')} | "
+                       + " | ".join(_f((stages.get(s) or {}).get("mean")) for s in STAGES)
+                       + f" | {_f(pw.get('total_w'))} | {_f(pw.get('energy_mj_per_inference'))} |")
+        out.append("")
+    if notes:
+        out += ["## Notes", ""] + [f"{i}. {t}" for i, t in enumerate(notes, 1)] + [""]
+    n = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")}
+    out.append(f"{len(rows)} rows: {n['ok']} ok, {n['skipped']} skipped, {n['failed']} failed.")
+    return "\n".join(out) + "\n"
+
+
+def write_markdown(report: dict, path: str | Path) -> Path:
+    atomic_write_text(path, markdown(report))
+    return Path(path)
+
+
+def write_all(report: dict, out_dir: str | Path, stem: str = "bench", plots: bool = True) -> dict[str, Path]:
+    """JSON + CSV + Markdown (+ PNG plots) into ``out_dir``; returns {format: path}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": write_json(report, out_dir / f"{stem}.json"),
+             "csv": write_csv(report, out_dir / f"{stem}.csv"),
+             "md": write_markdown(report, out_dir / f"{stem}.md")}
+    if plots:
+        from .plots import plot_latency_accuracy, plot_pipeline_stages
+
+        paths["latency_accuracy_png"] = plot_latency_accuracy(report, out_dir / f"{stem}_latency_accuracy.png")
+        paths["pipeline_stages_png"] = plot_pipeline_stages(report, out_dir / f"{stem}_pipeline_stages.png")
+    return paths
+
+
+def load_report(path: str | Path) -> dict:
+    from .schema import ReportError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"bench report not found: {path}; pass the JSON written by a previous edgepose-bench run")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path} is not valid JSON ({exc}); pass the .json report, not the .csv/.md") from None
+    return validate_report(doc, source=str(path))
