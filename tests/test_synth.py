@@ -306,3 +306,31 @@ def test_pose_dataset_integration(renderer):
     assert tuple(item["image"].shape) == (3, 64, 64) and item["image"].dtype == torch.float32
     raw = ds.source[1]
     np.testing.assert_allclose(item["R"].numpy(), raw.R, atol=1e-6)
+
+
+def test_face_box_agrees_with_yunet_on_frontal_renders(renderer, data_file):
+    """The face box is detector-like: OpenCV's YuNet finds most frontal synthetic faces and its
+    boxes overlap ours (IoU) with about the same size."""
+    import cv2
+
+    from edgepose.synth.renderer import get_renderer
+
+    model = data_file("detectors/yunet/yunet_s_640_640.onnx")
+    det = cv2.FaceDetectorYN.create(str(model), "", (256, 256), 0.5)
+    r = get_renderer(256, 2)
+    rng = np.random.default_rng(0)
+    ious, found = [], 0
+    for k in range(12):
+        scene = SceneParams.sample(rng, ir_fraction=0.0, fill=(0.45, 0.6))
+        res = r.render(HeadIdentity.from_seed(2000 + k, accessories=0.3), sample_pose(rng, "frontal"), scene)
+        _, faces = det.detect(res.image)
+        if faces is None:
+            continue
+        found += 1
+        x, y, w, h = faces[0][:4]
+        a = res.box
+        iw = max(0.0, min(a[2], x + w) - max(a[0], x))
+        ih = max(0.0, min(a[3], y + h) - max(a[1], y))
+        ious.append(iw * ih / ((a[2] - a[0]) * (a[3] - a[1]) + w * h - iw * ih))
+    assert found >= 6, found
+    assert np.median(ious) > 0.6, ious

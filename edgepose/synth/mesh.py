@@ -447,9 +447,10 @@ def build_head(ident: HeadIdentity, detail: int = 1) -> HeadMesh:
     # the crown sits on the silhouette of a frontal view; lean its facing normal 25 deg forward
     kp["head_top"], kpn["head_top"] = top, np.array([0, np.cos(np.radians(25)), np.sin(np.radians(25))])
 
-    # face region (detector-like box): forehead above the brows to the chin, ear to ear
-    forehead = i.eye_el + i.brow_gap + 0.45 * (i.hairline_el - i.eye_el - i.brow_gap)
-    fa, fe = np.meshgrid(np.linspace(-84, 84, 13), np.linspace(i.chin_el, forehead, 9))
+    # face region (detector-like box): hairline to chin, ear to ear (azimuth +-84 deg, in front of
+    # the ears), plus the nose tip.  On frontal renders this matches OpenCV YuNet's boxes (median
+    # width 1.05x, height 0.96x, same centre; see docs/synth.md).
+    fa, fe = np.meshgrid(np.linspace(-84, 84, 13), np.linspace(i.chin_el, i.hairline_el, 9))
     face_pts = np.concatenate([skull.surface(direction(fa.ravel(), fe.ravel())), kp["nose_tip"][None]])
 
     op, oi = bld.build(False)
