@@ -162,6 +162,9 @@ class GpuPreprocessor:
     def _stat_buffers(self, p: KernelParams):
         key = (p.out_channels, tuple(p.mean.tolist()), tuple(p.std.tolist()))
         if key not in self._stats:
+            for m, s in self._stats.values():  # one statistics pair at a time
+                m.free()
+                s.free()
             self._stats = {key: (self.cuda.to_device(p.mean), self.cuda.to_device(p.std))}
         return self._stats[key]
 

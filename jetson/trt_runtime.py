@@ -58,6 +58,8 @@ class TrtRunner:
             self._preprocessor = None
         except BaseException:
             self._ctx.pop()
+            self._ctx.detach()
+            self._ctx = None  # nothing to free in close()
             raise
         self._ctx.pop()
         ins = self.inputs
@@ -176,7 +178,9 @@ class TrtRunner:
         results = []
         self._ctx.push()
         try:
-            if self._preprocessor is None:
+            if self._preprocessor is None or self._preprocessor.spec != spec:
+                if self._preprocessor is not None:
+                    self._preprocessor.close()
                 self._preprocessor = GpuPreprocessor(spec)
             for start, stop, run in batch_chunks(len(boxes), s):
                 shapes = self._bind(run)
