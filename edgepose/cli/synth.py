@@ -26,7 +26,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True, metavar="{export,video,preview}")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="{export,video,preview,boxcheck}")
     e = sub.add_parser("export", help="render N images + labels.csv (folder format read by edgepose.data)")
     e.add_argument("--n", type=int, required=True, help="number of images")
     e.add_argument("--out", required=True, help="output folder (images/, labels.csv, synth.json)")
@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--out", required=True, help="output image (.png/.jpg)")
     _common(p)
+
+    b = sub.add_parser("boxcheck", help="compare synthetic face boxes / key points with OpenCV YuNet detections")
+    b.add_argument("--yunet", required=True, help="YuNet .onnx (e.g. from `edgepose models fetch yunet`)")
+    b.add_argument("--n", type=int, default=40, help="frontal renders (default 40)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--pose-range", default="frontal")
 
 
 def _config(args):
@@ -85,5 +91,14 @@ def run(args) -> int:
             raise UserError(f"--n must be in 1..400, got {args.n}")
         contact_sheet(args.out, args.n, seed=args.seed, config=_config(args))
         print(args.out)
+        return 0
+    if args.action == "boxcheck":
+        import json
+
+        from ..synth.boxcheck import compare_with_yunet
+
+        if args.n < 1:
+            raise UserError(f"--n must be >= 1, got {args.n}")
+        print(json.dumps(compare_with_yunet(args.yunet, args.n, args.seed, pose_range=args.pose_range)))
         return 0
     raise UserError(f"unknown action {args.action!r}")  # pragma: no cover - argparse guards it
