@@ -49,12 +49,14 @@ class VideoSource:
 
     def __init__(self, spec: SourceSpec, platform: str | None = None, *, max_reconnects: int = 5,
                  backoff_s: tuple[float, float] = (0.5, 8.0), first_frame_timeout_s: float = 30.0,
+                 stall_timeout_s: float = 5.0,
                  should_stop: Callable[[], bool] = lambda: False):
         self.spec = spec
         self.platform = platform
         self.max_reconnects = max_reconnects
         self.backoff_s = backoff_s
         self.first_frame_timeout_s = first_frame_timeout_s
+        self.stall_timeout_s = stall_timeout_s  # live sources: no frame this long = lost, reconnect
         self.should_stop = should_stop
         self.launch = source_pipeline(spec, platform)
         self.fps: float | None = None
@@ -200,7 +202,7 @@ class VideoSource:
     def _pull_frames(self):
         Gst = gst().Gst
         timeout = 100 * Gst.MSECOND
-        started = time.monotonic()
+        last_frame = time.monotonic()
         first = True
         while True:
             t0 = time.perf_counter()
@@ -211,10 +213,15 @@ class VideoSource:
                     return
                 if self.should_stop():
                     return
-                if first and not self.spec.live and time.monotonic() - started > self.first_frame_timeout_s:
+                waited = time.monotonic() - last_frame
+                if first and not self.spec.live and waited > self.first_frame_timeout_s:
                     raise _PipelineFailure(f"no video frame after {self.first_frame_timeout_s:.0f} s "
                                            f"(no video stream, or a stream nothing here can decode)")
+                if self.spec.reconnects and waited > (self.first_frame_timeout_s if first else self.stall_timeout_s):
+                    # a dead network camera often sends nothing at all instead of an error
+                    raise _PipelineFailure(f"no frame for {waited:.1f} s (stream stalled)")
                 continue
+            last_frame = time.monotonic()
             if first:
                 self._read_caps(sample)
                 first = False

@@ -84,6 +84,7 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
     t_start = time.perf_counter()
     fps_ema = None
     t_prev = None
+    reconnects_seen = 0
     try:
         for frame in src:
             t0 = time.perf_counter()
@@ -103,6 +104,11 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
                     from .rtsp import RtspOutput
 
                     rtsp = RtspOutput(rtsp_port, src.width, src.height, out_fps, mount=rtsp_mount, platform=platform)
+            if src.reconnect_count != reconnects_seen:
+                reconnects_seen = src.reconnect_count
+                reset = getattr(processor, "reset", None)
+                if callable(reset):
+                    reset()  # tracks and filters from before the outage are stale
             result = processor.process(frame.image, frame.pts_ns)
             timings = {"decode": frame.decode_ms}
             timings.update({k: float(v) for k, v in (getattr(result, "timings", None) or {}).items()})
@@ -117,8 +123,14 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
             if video or rtsp:
                 t_ov = time.perf_counter()
                 from ..overlay import draw_frame_result
+                from ..preprocess import to_bgr
 
                 img = draw_frame_result(frame.image, result, fps_ema, status) if draw else frame.image
+                if img.shape[:2] != (summary.height, summary.width):
+                    # a reconnected camera may come back at another size; the outputs keep theirs
+                    import cv2
+
+                    img = cv2.resize(to_bgr(img), (summary.width, summary.height), interpolation=cv2.INTER_AREA)
                 t_enc = time.perf_counter()
                 timings["overlay"] = (t_enc - t_ov) * 1e3
                 if video:

@@ -27,17 +27,25 @@ VIDEOS = ["single_face.mp4", "no_face.mp4", "head-pose-face-detection-female.mp4
 FAST_ARGS = ["--detector", "yunet", "--every", "3", "--quiet", "--threads", "1"]
 
 
-def _export(model_dir: Path, name: str, input_size: int) -> Path:
-    import torch
-
-    from edgepose.export import export_onnx
-    from edgepose.models import create_model
-
+_EXPORT = """
+import sys, torch
+from edgepose.export import export_onnx
+from edgepose.models import create_model
+for path, size in zip(sys.argv[1::2], sys.argv[2::2]):
     torch.manual_seed(0)
-    model = create_model("mobilenetv3_small", head="6d", input_size=input_size).eval()
-    path = model_dir / f"{name}.onnx"
+    model = create_model("mobilenetv3_small", head="6d", input_size=int(size)).eval()
     export_onnx(model, path, opset=17, simplify=False)  # the fast TorchScript exporter
-    return path
+"""
+
+
+def _export(model_dir: Path, sizes: dict[str, int]) -> dict[str, Path]:
+    # In a fresh interpreter: in a pytest process that already ran GStreamer pipelines the
+    # TorchScript exporter was seen to abort (pybind11::stop_iteration), so keep them apart.
+    paths = {name: model_dir / f"{name}.onnx" for name in sizes}
+    args = [str(a) for name in sizes for a in (paths[name], sizes[name])]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    subprocess.run([sys.executable, "-c", _EXPORT, *args], check=True, env=env, cwd=REPO, capture_output=True)
+    return paths
 
 
 def _nan_copy(src: Path, dst: Path) -> Path:
@@ -61,8 +69,9 @@ def _nan_copy(src: Path, dst: Path) -> Path:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("pose_models")
-    p128 = _export(d, "mnv3s_128", 128)
-    return {"pose": p128, "pose96": _export(d, "mnv3s_96", 96), "nan": _nan_copy(p128, d / "nan_128.onnx")}
+    paths = _export(d, {"pose": 128, "pose96": 96})
+    paths["nan"] = _nan_copy(paths["pose"], d / "nan_128.onnx")
+    return paths
 
 
 @pytest.fixture(scope="module")
