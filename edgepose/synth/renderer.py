@@ -76,7 +76,9 @@ void main() {
         v_base = albedo * ambient * exposure;
         v_direct = (albedo * light_col * diff + light_col * spec) * exposure;
     }
-    v_cam = p; v_alpha = in_col.a;
+    v_cam = p;
+    // most sunglasses pass NIR: lenses turn nearly clear under the illuminator
+    v_alpha = (ir == 1 && m == %(lens)d) ? min(in_col.a, 0.2) : in_col.a;
     gl_Position = proj * vec4(p, 1.0);
 }
 """
@@ -167,7 +169,8 @@ class HeadRenderer:
         self.width, self.height, self.ssaa, self.detail = int(w), int(h), int(ssaa), int(detail)
         self.cache_size = cache_size
         self.ctx = _context()
-        self.prog = self.ctx.program(vertex_shader=_VS % {"n": _N_MAT, "sclera": MATERIALS["sclera"]},
+        self.prog = self.ctx.program(vertex_shader=_VS % {"n": _N_MAT, "sclera": MATERIALS["sclera"],
+                                                               "lens": MATERIALS["lens"]},
                                      fragment_shader=_FS)
         self.prog["ir_refl"].value = tuple(float(v) for v in _IR_REFL)
         self.prog["shine"].value = tuple(float(v) for v in _SHINE)
