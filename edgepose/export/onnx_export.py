@@ -222,6 +222,8 @@ def export_onnx(model_or_ckpt, out_path: str | os.PathLike, *, input_size: int |
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".export-") as tmpdir:
         tmp = Path(tmpdir) / "raw.onnx"
+        log.info("exporting %s/%s at %d px, opset %d (%s exporter; dynamo takes 5-60 s)", meta.model, meta.head,
+                 size, opset, "dynamo" if opset >= 18 else "legacy")
         try:
             exporter = _export_graph(wrapper, torch.from_numpy(random_batch[:2] if dynamic_batch else random_batch[:1]),
                                      tmp, opset, dynamic_batch, max_batch)
