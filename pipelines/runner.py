@@ -74,6 +74,10 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
     platform = platform or detect_platform()
     if max_frames is not None and max_frames <= 0:
         raise UserError(f"--max-frames must be positive, got {max_frames}")
+    if display:
+        from .writer import check_display
+
+        check_display(platform)
     # open the JSONL first: a bad path fails before any work is done
     writer = JsonlWriter(jsonl) if jsonl else None
     stats = LatencyStats()

@@ -31,6 +31,18 @@ def numpy_to_buffer(frame: np.ndarray, pts_ns: int, duration_ns: int | None):
     return buf
 
 
+def check_display(platform: str | None) -> None:
+    """A window needs a graphical session; without one autovideosink may pick a KMS/framebuffer
+    sink that crashes the process, so refuse early with a clear message."""
+    import os
+
+    from .templates import detect_platform
+
+    if (platform or detect_platform()) == "desktop" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise UserError("--display needs a graphical session (DISPLAY / WAYLAND_DISPLAY are not set); run it on "
+                        "the desktop, or watch remotely with --rtsp-port 8554, or record with --output out.mp4")
+
+
 class VideoOutput:
     """Write BGR frames of one fixed size to the requested sinks."""
 
@@ -44,6 +56,8 @@ class VideoOutput:
             if self.file.exists() and self.file.is_dir():
                 raise UserError(f"--output {self.file} is a directory; give a file name such as {self.file}/out.mp4")
             self.file.parent.mkdir(parents=True, exist_ok=True)
+        if display:
+            check_display(platform)
         launch = output_branches(platform, str(self.file) if self.file else None, display, self.out_width,
                                  self.out_height, fps, bitrate_kbps, gop)
         if launch is None:

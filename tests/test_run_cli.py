@@ -325,3 +325,28 @@ def test_rtsp_output_with_local_client(tmp_path, models, yunet):
             proc.kill()
     assert len(got) >= 5 and set(got) == {(320, 240)}
     assert proc.returncode == 0
+
+
+def test_display_branch_and_headless_error(tmp_path, models, yunet, monkeypatch, capsys):
+    """Without a graphical session --display fails cleanly; with one, the tee feeds both the
+    window and the MP4 (a template folder swaps the window for a fakesink, as a deployment may)."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    rc = cli(["run", "test://ball?num=3", "--model", str(models["pose"]), "--detector-model", str(yunet),
+              "--display", "--quiet", "--platform", "desktop"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--display needs a graphical session" in err
+    import yaml
+
+    from edgepose.pipelines.templates import TEMPLATE_DIR
+
+    tpl = yaml.safe_load((TEMPLATE_DIR / "desktop.yaml").read_text())
+    tpl["sinks"]["display"] = "videoconvert ! fakesink name=window sync=false"
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "tpl" / "desktop.yaml").write_text(yaml.safe_dump(tpl))
+    monkeypatch.setenv("EDGEPOSE_PIPELINE_TEMPLATES", str(tmp_path / "tpl"))
+    monkeypatch.setenv("DISPLAY", ":0")
+    rc, out, meta = _run(tmp_path, "test://ball?num=12", models, yunet, "--display", "--platform", "desktop")
+    assert rc == 0
+    _, frames, summary = _read_jsonl(meta)
+    assert len(frames) == 12 == summary["frames_written"] == _cv2_count(out)
