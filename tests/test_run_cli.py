@@ -350,3 +350,18 @@ def test_display_branch_and_headless_error(tmp_path, models, yunet, monkeypatch,
     assert rc == 0
     _, frames, summary = _read_jsonl(meta)
     assert len(frames) == 12 == summary["frames_written"] == _cv2_count(out)
+
+
+def test_dms_hook_adds_status_lines(tmp_path, data_file, models, yunet, capsys):
+    dms = pytest.importorskip("edgepose.dms")
+    if not hasattr(dms, "create_frame_observer"):
+        pytest.skip("edgepose.dms.create_frame_observer not available")
+    video = data_file("videos/single_face.mp4")
+    rc, out, meta = _run(tmp_path, video, models, yunet, "--max-frames", "8", "--dms", "euro-ncap-2023")
+    assert rc == 0, capsys.readouterr().err
+    _, frames, _ = _read_jsonl(meta)
+    assert all(r.get("status") and all(isinstance(s, str) for s in r["status"]) for r in frames)
+    rc = cli(["run", str(video), "--model", str(models["pose"]), "--detector-model", str(yunet), "--quiet",
+              "--dms", str(tmp_path / "no_such_preset.yaml")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no_such_preset" in err and "Traceback" not in err
