@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing (scripts/setup.sh), then runs the offline demo.
+# The main job: installs what is missing (scripts/setup.sh), then runs the offline demo
+# (interim: train on the AFLW2000 fixtures + evaluate; see `edgepose demo --help`).
 # Extra arguments go to `edgepose demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
