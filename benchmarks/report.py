@@ -113,8 +113,9 @@ def markdown(report: dict) -> str:
     notes: list[str] = []
 
     def note(text: str) -> str:
-        notes.append(text)
-        return f"[{len(notes)}]"
+        if text not in notes:  # the same reason (e.g. a missing GPU) gets one number
+            notes.append(text)
+        return f"[{notes.index(text) + 1}]"
 
     model_rows = [r for r in rows if r["kind"] == "model"]
     if model_rows:

@@ -1,0 +1,172 @@
+"""edgepose-bench end to end on a tiny real ONNX model: rows and statuses, reports, CLI gate.
+
+The model is a 3-node ONNX graph (global average pool -> linear -> 6D) with an edgepose
+sidecar: ONNX Runtime really runs it, it loads through edgepose.runtime like any exported
+model, and it is fast enough for a unit test.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edgepose.benchmarks.backends import availability
+from edgepose.cli.main import main
+
+
+def _tiny_onnx(path: Path, size: int = 32) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgepose.metadata import ArtifactMetadata, save_sidecar
+    from edgepose.preprocess import PreprocessSpec
+
+    rng = np.random.default_rng(0)
+    W = (0.05 * rng.standard_normal((3, 6))).astype(np.float32)
+    b = np.array([1, 0, 0, 0, 1, 0], np.float32)  # ~identity rotation, input-dependent tilt
+    g = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"]),
+         helper.make_node("Gemm", ["flat", "W", "b"], ["sixd"])],
+        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("sixd", TensorProto.FLOAT, ["batch", 6])],
+        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    save_sidecar(path, ArtifactMetadata(model="tiny-test", head="6d", preprocess=PreprocessSpec(input_size=size),
+                                        format="onnx"))
+    return path
+
+
+def _suite(tmp_path: Path, data_root: Path | None, model: Path, **extra) -> Path:
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"this is not an onnx file")
+    (tmp_path / "broken.onnx.json").write_text((model.parent / (model.name + ".json")).read_text())
+    suite = {
+        "name": "unit", "threads": 1, "warmup": 2, "iters": 8, "max_seconds": 1.0, "batch_sizes": [1, 3],
+        "backends": ["ort-cpu", "ort-cuda", "tensorrt"], "precisions": ["fp32"],
+        "peers": [{"name": "tiny", "role": "student", "source": {"path": str(model)}},
+                  {"name": "broken", "role": "student", "source": {"path": str(broken)}},
+                  {"name": "missing", "role": "teacher", "source": {"path": str(tmp_path / "nope.pt")}}],
+        "accuracy": ([{"name": "aflw", "format": "aflw2000", "root": str(data_root / "aflw2000-sample")}]
+                     if data_root else []),
+        "pipeline": {"enabled": data_root is not None, "peers": ["tiny"], "precisions": ["fp32"],
+                     "backends": ["ort-cpu"], "warmup_frames": 2, "max_frames": 12, "encode": False,
+                     "video": str(data_root / "videos" / "single_face.mp4") if data_root else "",
+                     "detector": "yunet",
+                     "detector_model": str(data_root / "detectors/yunet/yunet_s_320_320.onnx") if data_root else None},
+        "power": "auto",
+    }
+    suite.update(extra)
+    path = tmp_path / "unit.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory, data_root):
+    tmp = tmp_path_factory.mktemp("bench")
+    model = _tiny_onnx(tmp / "tiny.onnx")
+    suite = _suite(tmp, data_root, model)
+    out = tmp / "out"
+    rc = main(["bench", "--suite", str(suite), "--out", str(out), "--quiet"])
+    return rc, out, suite, tmp
+
+
+def _rows(out: Path) -> list[dict]:
+    return json.loads((out / "bench.json").read_text())["rows"]
+
+
+def test_run_writes_every_format(bench_run):
+    rc, out, _, _ = bench_run
+    assert rc == 0
+    for name in ("bench.json", "bench.csv", "bench.md", "bench_latency_accuracy.png", "bench_pipeline_stages.png"):
+        assert (out / name).stat().st_size > 100, name
+    doc = json.loads((out / "bench.json").read_text())
+    assert doc["schema"] == "edgepose.bench/1" and doc["duration_s"] > 0
+    assert doc["platform"]["loadavg_end"] is not None and "versions" in doc["platform"]
+
+
+def test_ok_rows_have_latency_accuracy_and_memory(bench_run):
+    _, out, _, _ = bench_run
+    ok = [r for r in _rows(out) if r["name"] == "tiny" and r["kind"] == "model" and r["status"] == "ok"]
+    assert sorted(r["batch"] for r in ok) == [1, 3]
+    for r in ok:
+        lat = r["latency_ms"]
+        assert 2 <= lat["n"] <= 8 and 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert r["fps"] == pytest.approx(r["batch"] * 1000 / lat["mean"])
+        assert r["size_mb"] > 0 and r["input_size"] == 32
+        assert r["peak_mem_mb"] is None or r["peak_mem_mb"] >= 0
+        acc = r["accuracy"]
+        assert acc["n"] == 6 and 0 <= acc["mae"] < 180 and acc["reference"] == "ort-cpu fp32"
+        assert acc["mae"] == pytest.approx(np.mean([acc["mae_pitch"], acc["mae_yaw"], acc["mae_roll"]]))
+
+
+def test_missing_backend_is_skipped_and_broken_model_failed(bench_run):
+    _, out, _, _ = bench_run
+    rows = _rows(out)
+    for backend in ("ort-cuda", "tensorrt"):
+        reason = availability(backend)
+        row = next(r for r in rows if r["name"] == "tiny" and r["backend"] == backend)
+        if reason:
+            assert row["status"] == "skipped" and row["reason"] == reason
+    broken = [r for r in rows if r["name"] == "broken" and r["backend"] == "ort-cpu"]
+    assert broken and all(r["status"] == "failed" and "onnxruntime cannot load" in r["reason"] for r in broken)
+    (missing,) = [r for r in rows if r["name"] == "missing"]
+    assert missing["status"] == "skipped" and "nope.pt not found" in missing["reason"]
+
+
+def test_pipeline_row(bench_run):
+    _, out, _, _ = bench_run
+    (row,) = [r for r in _rows(out) if r["kind"] == "pipeline"]
+    assert row["status"] == "ok", row["reason"]
+    pl = row["pipeline"]
+    assert pl["frames"] == 12 and pl["fps"] > 0
+    assert {"decode", "detect", "track", "pose", "smooth"} <= set(pl["stages_ms"])
+    stage_sum = sum(s["mean"] for s in pl["stages_ms"].values())
+    assert stage_sum <= pl["e2e_ms"]["mean"] * 1.05 + 0.5  # stages are parts of the frame time
+    assert pl["e2e_ms"]["n"] == 12 and pl["late_frames"] is not None
+
+
+def test_compare_gate_exit_codes(bench_run, tmp_path):
+    _, out, suite, _ = bench_run
+    doc = json.loads((out / "bench.json").read_text())
+
+    def baseline(factor: float) -> Path:
+        d = json.loads(json.dumps(doc))
+        for r in d["rows"]:
+            for block in (r.get("latency_ms") or {}, (r.get("pipeline") or {}).get("e2e_ms") or {}):
+                for k in ("p50", "p90", "p99", "mean"):
+                    if k in block:
+                        block[k] *= factor
+        p = tmp_path / f"base{factor}.json"
+        p.write_text(json.dumps(d))
+        return p
+
+    args = ["bench", "--suite", str(suite), "--out", str(tmp_path / "o"), "--quiet", "--only", "model",
+            "--peers", "tiny", "--set", "accuracy=[]"]
+    # a baseline 100x faster than anything this run can measure -> regression -> exit 1
+    assert main(args + ["--compare", str(baseline(0.01))]) == 1
+    # a baseline 100x slower -> every ratio far below 1.2 -> exit 0
+    assert main(args + ["--compare", str(baseline(100.0))]) == 0
+
+
+def test_user_errors(tmp_path, capsys):
+    assert main(["bench", "--suite", "no-such-suite"]) == 2
+    assert "unknown suite" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "something/1"}')
+    assert main(["bench", "--compare", str(bad)]) == 2
+    assert "schema" in capsys.readouterr().err
+    (tmp_path / "s.yaml").write_text("name: x\npeers: []\n")
+    assert main(["bench", "--suite", str(tmp_path / "s.yaml")]) == 2
+    assert "no peers" in capsys.readouterr().err
+    (tmp_path / "t.yaml").write_text("name: x\nbackends: [cuda-magic]\npeers: [{name: a, source: {arch: resnet18}}]\n")
+    assert main(["bench", "--suite", str(tmp_path / "t.yaml")]) == 2
+    assert "unknown backend" in capsys.readouterr().err
+    assert main(["bench", "--list-suites"]) == 0
+    assert "default" in capsys.readouterr().out
