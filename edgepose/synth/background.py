@@ -29,18 +29,22 @@ def make_background(kind: str, width: int, height: int, rng: np.random.Generator
     if kind == "plain":
         return np.broadcast_to(_col(rng, 0.05, 0.95).astype(np.uint8), (h, w, 3)).copy()
     if kind == "gradient":
+        # a linear ramp is exact under bilinear upsampling: compute it on a coarse grid
         a, b = _col(rng), _col(rng)
         ang = rng.uniform(0, 2 * np.pi)
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        t = (np.cos(ang) * xx / w + np.sin(ang) * yy / h)
+        gh, gw = max(2, h // 8), max(2, w // 8)
+        yy, xx = np.mgrid[0:gh, 0:gw].astype(np.float32)
+        t = np.cos(ang) * xx / gw + np.sin(ang) * yy / gh
         t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
-        return (a + t[..., None] * (b - a)).astype(np.uint8)
+        small = (a + t[..., None] * (b - a)).astype(np.float32)
+        return np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), 0, 255).astype(np.uint8)
     if kind == "noise":
         small = rng.uniform(0, 255, (max(2, h // rng.integers(4, 17)), max(2, w // rng.integers(4, 17)), 3))
         img = cv2.resize(small.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-        img += rng.normal(0, 12, img.shape).astype(np.float32)
         return np.clip(img, 0, 255).astype(np.uint8)
-    return _cabin(w, h, rng)
+    # the cabin is drawn at half resolution: it is out of focus behind the driver anyway
+    hw, hh = max(16, (w + 1) // 2), max(16, (h + 1) // 2)
+    return cv2.resize(_cabin(hw, hh, rng), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _cabin(w: int, h: int, rng: np.random.Generator) -> np.ndarray:
@@ -89,6 +93,5 @@ def _cabin(w: int, h: int, rng: np.random.Generator) -> np.ndarray:
     for dx in (-0.08, 0.08):
         x = int(cx + dx * w)
         cv2.line(img, (x, int(hr_y + hr_h)), (x, int(hr_y + hr_h * 1.35)), (160, 160, 165), max(1, w // 100))
-    img += rng.normal(0, 3, img.shape).astype(np.float32)
     img = np.clip(img, 0, 255).astype(np.uint8)
     return img[:, ::-1].copy() if rng.uniform() < 0.5 else img

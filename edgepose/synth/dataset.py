@@ -77,6 +77,7 @@ class SynthHeadDataset(Reader):
         self.cfg = cfg.validate()
         self.n, self.seed, self.resample = int(n), int(seed), bool(resample)
         self.identity_pool = identity_seeds(cfg.split, cfg.n_identities)
+        self._identities: dict[int, HeadIdentity] = {}
 
     def __len__(self) -> int:
         return self.n
@@ -84,7 +85,10 @@ class SynthHeadDataset(Reader):
     def draw(self, rng: np.random.Generator) -> tuple[HeadIdentity, np.ndarray, SceneParams]:
         """Identity, pose and scene drawn from ``rng`` (the order of draws is fixed)."""
         c = self.cfg
-        ident = HeadIdentity.from_seed(int(rng.choice(self.identity_pool)), c.accessories)
+        seed = int(rng.choice(self.identity_pool))
+        ident = self._identities.get(seed)
+        if ident is None:  # identities are pure functions of their seed: keep them
+            ident = self._identities[seed] = HeadIdentity.from_seed(seed, c.accessories)
         R = sample_pose(rng, c.pose_range)
         scene = SceneParams.sample(rng, ir_fraction=c.ir_fraction, sun_fraction=c.sun_fraction,
                                    backgrounds=c.backgrounds, fov=tuple(c.fov), fill=tuple(c.fill),

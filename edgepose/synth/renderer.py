@@ -342,8 +342,10 @@ def _finish(rgb: np.ndarray, s: int, scene: SceneParams) -> np.ndarray:
         img = cv2.GaussianBlur(img, (0, 0), scene.blur_sigma)
     if scene.noise_sigma > 0:
         rng = np.random.default_rng(scene.noise_seed)
-        noise = rng.normal(0.0, scene.noise_sigma, img.shape).astype(np.float32)
-        img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+        noise = rng.standard_normal(img.shape, dtype=np.float32)
+        noise *= np.float32(scene.noise_sigma)
+        noise += img
+        img = np.clip(noise, 0, 255, out=noise).astype(np.uint8)
     return np.ascontiguousarray(img)
 
 
