@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import SourceError
 from .frames import sample_to_array
 from .gst import gst
-from .sources import SourceSpec, check_file_source
+from .sources import SourceSpec, check_device_source, check_file_source
 from .templates import source_pipeline
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class VideoSource:
         self.should_stop = should_stop
         self.launch = source_pipeline(spec, platform)
         self.fps: float | None = None
+        self.duration_ns: int | None = None  # files: container duration (progress estimate)
         self.width: int | None = None
         self.height: int | None = None
         self.reconnect_count = 0
@@ -139,6 +140,8 @@ class VideoSource:
     def __iter__(self) -> Iterator[Frame]:
         if self.spec.is_file:
             check_file_source(self.spec)
+        elif self.spec.kind == "v4l2":
+            check_device_source(self.spec)
         index, last_pts, offset = 0, None, 0
         attempts = 0
         try:
@@ -185,6 +188,15 @@ class VideoSource:
                     return
         finally:
             self.close()
+
+    @property
+    def expected_frames(self) -> int | None:
+        """Frame count estimated from duration x rate (for progress bars; not exact for VFR)."""
+        if self.spec.kind == "test" and self.spec.num_buffers > 0:
+            return self.spec.num_buffers
+        if self.duration_ns and self.fps:
+            return int(round(self.duration_ns * 1e-9 * self.fps))
+        return None
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep in small steps; True when a stop was requested meanwhile."""
@@ -234,6 +246,8 @@ class VideoSource:
 
     def _read_caps(self, sample) -> None:
         g = gst()
+        ok, dur = self._pipe.query_duration(g.Gst.Format.TIME)
+        self.duration_ns = int(dur) if ok and dur > 0 else None
         info = g.GstVideo.VideoInfo.new_from_caps(sample.get_caps())
         self.width, self.height = int(info.width), int(info.height)
         if info.fps_n > 0 and info.fps_d > 0:

@@ -94,6 +94,8 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
             t0 = time.perf_counter()
             if summary.frames == 0:
                 summary.width, summary.height, summary.source_fps = src.width, src.height, src.fps
+                if bar is not None and max_frames is None and src.expected_frames:
+                    bar.total = src.expected_frames
                 out_fps = src.fps or 30.0
                 if writer:
                     writer.write({"type": "header", "schema": SCHEMA, "source": spec.name, "platform": platform,

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import SourceError
 
-__all__ = ["SourceSpec", "parse_source", "check_file_source", "KINDS", "FORMATS"]
+__all__ = ["SourceSpec", "parse_source", "check_file_source", "check_device_source", "KINDS", "FORMATS"]
 
 KINDS = ("file", "v4l2", "csi", "rtsp", "test")
 FORMATS = ("BGR", "GRAY8")
@@ -134,3 +134,15 @@ def check_file_source(spec: SourceSpec) -> None:
     if path.stat().st_size == 0:
         raise SourceError(f"video file {path} is empty (0 bytes); the copy or recording was probably "
                           f"interrupted - record or copy it again")
+
+
+def check_device_source(spec: SourceSpec) -> None:
+    """A V4L2 device node that does not exist will not appear by reconnecting: fail at once."""
+    dev = Path(spec.location)
+    if not dev.exists():
+        found = sorted(str(p) for p in Path("/dev").glob("video*"))
+        raise SourceError(f"camera {dev} not found; cameras here: {', '.join(found) or 'none'} "
+                          f"(list them with `v4l2-ctl --list-devices`)")
+    if not os.access(dev, os.R_OK | os.W_OK):
+        raise SourceError(f"no permission to open camera {dev}; add the user to the 'video' group "
+                          f"(`sudo usermod -aG video $USER`, then log in again)")

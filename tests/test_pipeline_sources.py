@@ -54,6 +54,13 @@ def test_check_file_source_errors(tmp_path):
         check_file_source(parse_source(str(tmp_path)))
 
 
+def test_missing_camera_fails_at_once():
+    from edgepose.pipelines.sources import check_device_source
+
+    with pytest.raises(SourceError, match="camera /dev/video_edgepose_missing not found"):
+        check_device_source(parse_source("v4l2:///dev/video_edgepose_missing"))
+
+
 def test_platform_detection(tmp_path):
     assert detect_platform(tmp_path / "nv_tegra_release") == "desktop"
     marker = tmp_path / "nv_tegra_release"

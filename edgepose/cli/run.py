@@ -114,10 +114,12 @@ def run(args) -> int:
     if args.every < 1:
         raise UserError(f"--every must be at least 1, got {args.every}")
     spec = parse_source(args.source)  # bad URIs fail before models load
-    if spec.is_file:
-        from ..pipelines.sources import check_file_source
+    from ..pipelines.sources import check_device_source, check_file_source
 
+    if spec.is_file:  # fail on a bad path before the models load
         check_file_source(spec)
+    elif spec.kind == "v4l2":
+        check_device_source(spec)
     observers = dms_observers(args.dms)
     processor = build_processor(args)
     header = {"model": str(args.model), "detector": args.detector, "detect_every": args.every}
