@@ -8,7 +8,7 @@ validation).  A method owns what differs between recipes:
 * :meth:`Method.training_step` -- one batch -> ``(loss, logs)``;
 * :meth:`Method.pose_model` -- the deployable :class:`PoseModel` inside the trainable module,
   which is what checkpoints, validation and export see;
-* optional hooks: :meth:`param_groups`, :meth:`on_epoch_start`, :meth:`state_dict` /
+* optional hooks: :meth:`wrap_dataset`, :meth:`param_groups`, :meth:`on_epoch_start`, :meth:`state_dict` /
   :meth:`load_state_dict` for method state that is not in a module (loss histories, queues).
 
 Teacher methods (CLERF, PCL, HMTL, LDL) register themselves with :func:`register_method`;
@@ -121,6 +121,12 @@ class Method:
         return {k: cast(v) for k, v in out.items()}
 
     # -- hooks ----------------------------------------------------------------------------
+    def wrap_dataset(self, dataset, split: str):
+        """The dataset a split really uses; ``dataset`` is what ``data.<split>`` built (before
+        ``data.repeat``).  Methods that need more than (image, label) per item -- CLERF's
+        anchor/positive pairs -- wrap it here.  Default: unchanged."""
+        return dataset
+
     def on_epoch_start(self, epoch: int) -> None:
         pass
 

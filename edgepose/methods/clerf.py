@@ -1,0 +1,100 @@
+"""``method.name: clerf`` -- contrastive learning of equivariant representations (Wei et al.,
+arXiv 2412.02066; hpe-methods.md 5.4), on the synthetic head engine.
+
+Stage 1 (``epoch < pretrain_epochs``): anchor/positive pairs from :class:`ClerfPairs` (the
+positive: another identity at the anchor's pose, ``positive_mode: direct | roll_last``; one
+shared geometric transform incl. upside-down rotations, flips and mirrors; independent
+photometric augmentation).  Both go through the encoder (``PoseModel.forward_features``) and a
+projection MLP; l2-normalised embeddings; Circle loss with positives = same pose and negatives =
+batch samples farther than ``delta_deg`` (closer ones ignored).
+
+Stage 2: the PoseModel's 6D (or 6D+bins) head with the ``loss`` section (geodesic, + LDL when
+configured), encoder ``frozen`` or ``finetune``.  The pair data keeps flowing in stage 2 (the
+positive is just another labelled training image then).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.nn import functional as F
+
+from ..train.method import register_method
+from .base import TeacherMethod, TeacherModule, mlp
+from .data import ClerfPairs, GeometricAugment
+from .losses import circle_loss, clerf_masks
+
+__all__ = ["ClerfMethod", "ClerfOptions"]
+
+
+@dataclass
+class ClerfOptions:
+    pretrain_epochs: int = 4
+    positive_mode: str = "direct"  # direct | roll_last
+    delta_deg: float = 15.0        # negatives: geodesic distance above this
+    pos_deg: float = 1.0           # same pose: below this
+    margin: float = 0.25           # Circle loss m
+    gamma: float = 64.0            # Circle loss scale
+    embed_dim: int = 128
+    hidden: int = 512
+    encoder: str = "finetune"      # stage 2: frozen | finetune
+    identities: int = 500          # positives' identity pool (train split)
+    geometric: dict = field(default_factory=dict)  # GeometricAugment fields
+
+
+@register_method("clerf")
+class ClerfMethod(TeacherMethod):
+    Options = ClerfOptions
+
+    def __init__(self, cfg, options=None):
+        super().__init__(cfg, options)
+        from ..config import ConfigError
+
+        if self.opt.encoder not in ("frozen", "finetune"):
+            raise ConfigError(f"method.options.encoder must be frozen or finetune, got {self.opt.encoder!r}")
+        if self.opt.positive_mode not in ("direct", "roll_last"):
+            raise ConfigError(f"method.options.positive_mode must be direct or roll_last, got {self.opt.positive_mode!r}")
+        if not 0 <= self.opt.pos_deg <= self.opt.delta_deg:
+            raise ConfigError("method.options: need 0 <= pos_deg <= delta_deg")
+        self.geometric = GeometricAugment(**self.opt.geometric)
+
+    def wrap_dataset(self, dataset, split):
+        if split != "train":
+            return dataset
+        return ClerfPairs(dataset, self.geometric, self.opt.positive_mode, self.opt.identities, self.cfg.seed)
+
+    def build(self, model_cfg, spec):
+        pose = self.build_pose(model_cfg, spec)
+        proj = mlp(pose.num_features, self.opt.hidden, self.opt.embed_dim)
+        return TeacherModule(pose, {"proj": proj})
+
+    def training_step(self, batch, model):
+        core = getattr(model, "module", model)
+        if self.stage == "pretrain":
+            x = torch.cat([batch["image"], batch["image_pos"]], 0)
+            R = torch.cat([batch["R"], batch["R_pos"]], 0).float()
+            with self.autocast():
+                z = core.extra["proj"](core.features(x))
+            z = F.normalize(z.float(), dim=1)
+            pos, neg = clerf_masks(R, self.opt.delta_deg, self.opt.pos_deg)
+            loss = circle_loss(z @ z.t(), pos, neg, self.opt.margin, self.opt.gamma)
+            return loss, {"circle": loss.detach(), "neg_frac": neg.float().mean()}
+        x = torch.cat([batch["image"], batch["image_pos"]], 0)
+        b = {"R": torch.cat([batch["R"], batch["R_pos"]], 0),
+             "euler": torch.cat([batch["euler"], _euler(batch["R_pos"])], 0)}
+        pm = core.pose_model
+        with self.autocast():
+            if self.opt.encoder == "frozen":
+                pm.backbone.eval()  # frozen means frozen BatchNorm statistics too
+                with torch.no_grad():
+                    f = pm.forward_features(x)
+                out = pm.forward_head(f.detach())
+            else:
+                out = model(x)
+        return self.pose_loss(out, b)
+
+
+def _euler(R: torch.Tensor) -> torch.Tensor:
+    from ..geometry_torch import matrix_to_euler
+
+    return matrix_to_euler(R.double()).float()
