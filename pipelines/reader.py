@@ -33,6 +33,9 @@ class Frame:
     pts_ns: int  # monotonic presentation time in ns (source pts; synthesised when missing)
     index: int  # 0-based count of frames delivered
     decode_ms: float  # wait for the decoded frame + stride-aware copy
+    # live sources: how old the frame was when Python got it (pipeline clock minus its running
+    # time: capture, network, jitter buffer, decode and queueing); None for files
+    age_ms: float | None = None
 
 
 class _PipelineFailure(Exception):
@@ -124,6 +127,9 @@ class VideoSource:
                 f"{name}: no GStreamer decoder for this stream ({what}); the codec is unsupported here - install "
                 f"the plugin (gstreamer1.0-libav, -plugins-bad or -plugins-ugly) or transcode, e.g. "
                 f"`ffmpeg -i {name} -c:v libx264 -pix_fmt yuv420p out.mp4`")
+        if self.spec.is_file and "not-linked" in f.debug:
+            return SourceError(f"{name} has no video stream (audio only or an unknown stream type); check it with "
+                               f"`ffprobe {name}` and give a video file")
         if self.spec.is_file:
             return SourceError(
                 f"{name} cannot be decoded: {f.text} - the file is corrupt, truncated or not a video; "
@@ -158,7 +164,7 @@ class VideoSource:
                             offset += last_pts + step - pts
                             pts = last_pts + step
                         last_pts = pts
-                        yield Frame(image, pts, index, self._decode_ms)
+                        yield Frame(image, pts, index, self._decode_ms, self._age_ms)
                         index += 1
                     failure = None
                 except _PipelineFailure as f:
@@ -242,7 +248,18 @@ class VideoSource:
                 continue
             image, pts = sample_to_array(sample)
             self._decode_ms = (time.perf_counter() - t0) * 1e3
+            self._age_ms = self._frame_age_ms(sample) if self.spec.live else None
             yield image, pts
+
+    def _frame_age_ms(self, sample) -> float | None:
+        Gst = gst().Gst
+        buf, seg, clock = sample.get_buffer(), sample.get_segment(), self._pipe.get_clock()
+        if clock is None or seg is None or buf.pts == Gst.CLOCK_TIME_NONE:
+            return None
+        running = seg.to_running_time(Gst.Format.TIME, buf.pts)
+        if running == Gst.CLOCK_TIME_NONE:
+            return None
+        return (clock.get_time() - self._pipe.get_base_time() - running) / 1e6
 
     def _read_caps(self, sample) -> None:
         g = gst()

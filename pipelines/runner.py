@@ -147,6 +147,8 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
             t_end = time.perf_counter()
             # total = decode wait + everything this loop did with the frame
             timings["total"] = frame.decode_ms + (t_end - t0) * 1e3
+            if frame.age_ms is not None:  # live: capture -> results written (what an alert waits)
+                timings["capture_to_output"] = frame.age_ms + (t_end - t0) * 1e3
             stats.add(timings)
             if writer:
                 rec = {"type": "frame", "frame": frame.index, "pts_ns": int(frame.pts_ns),

@@ -8,8 +8,10 @@ __all__ = ["STAGES", "LatencyStats"]
 #: Stages in pipeline order.  decode = wait for the decoded frame + stride-aware copy; detect /
 #: track / pose / smooth come from the runtime's FrameProcessor; overlay = drawing; encode = the
 #: synchronous push through colour conversion, encoder and muxer (+ RTSP push); total = wall time
-#: per frame through the loop (observers included).
-STAGES = ("decode", "detect", "track", "pose", "smooth", "overlay", "encode", "total")
+#: per frame through the loop (observers included); capture_to_output (live sources only) = age of
+#: the frame when its results were written, from the pipeline clock (capture, transport, decode,
+#: queueing and processing).
+STAGES = ("decode", "detect", "track", "pose", "smooth", "overlay", "encode", "total", "capture_to_output")
 
 
 class LatencyStats:
@@ -39,7 +41,7 @@ class LatencyStats:
 
     def table(self) -> str:
         rows = self.summary()
-        lines = [f"{'stage':<9} {'mean':>8} {'p50':>8} {'p90':>8} {'p99':>8}   (ms per frame, n frames)"]
+        lines = [f"{'stage':<17} {'mean':>8} {'p50':>8} {'p90':>8} {'p99':>8}   (ms per frame, n frames)"]
         for k, s in rows.items():
-            lines.append(f"{k:<9} {s['mean']:>8.2f} {s['p50']:>8.2f} {s['p90']:>8.2f} {s['p99']:>8.2f}   n={s['n']}")
+            lines.append(f"{k:<17} {s['mean']:>8.2f} {s['p50']:>8.2f} {s['p90']:>8.2f} {s['p99']:>8.2f}   n={s['n']}")
         return "\n".join(lines)

@@ -132,6 +132,9 @@ def test_bad_files_raise_source_errors(tmp_path):
     assert data.count(b"avc1") >= 1
     (tmp_path / "unknown_codec.mp4").write_bytes(data.replace(b"avc1", b"edgQ"))
     cases["unknown_codec.mp4"] = "no GStreamer decoder.*unsupported"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac",
+                    str(tmp_path / "audio_only.mp4")], check=True)
+    cases["audio_only.mp4"] = "has no video stream"
     (tmp_path / "empty.mp4").write_bytes(b"")
     cases["empty.mp4"] = "empty \\(0 bytes\\)"
     cases["missing.mp4"] = "not found"

@@ -293,6 +293,8 @@ def test_sigint_finalises_outputs(tmp_path, models, yunet):
     assert proc.returncode == 0, err
     _, frames, summary = _read_jsonl(meta)
     assert summary["interrupted"] and summary["frames"] == len(frames) >= 15
+    age = summary["latency_ms"]["capture_to_output"]  # live source: frame age when results were out
+    assert 0 <= age["p50"] <= age["p99"] < 5000 and age["p50"] >= summary["latency_ms"]["pose"]["p50"]
     assert _cv2_count(out) == summary["frames_written"] == len(frames)  # EOS wrote a complete file
 
 
