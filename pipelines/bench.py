@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--no-output", action="store_true", help="skip the MP4 encode (inference + JSONL only)")
+    p.add_argument("--async-encode", action="store_true", help="encode in a GStreamer thread (see edgepose run)")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
 
@@ -65,14 +66,15 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.repeat):
                 proc.reset()
                 s = run_pipeline(args.source, proc, progress=False, jsonl=tmp / f"r{i}.jsonl",
-                                 output=None if args.no_output else tmp / f"r{i}.mp4")
+                                 output=None if args.no_output else tmp / f"r{i}.mp4",
+                                 async_encode=args.async_encode)
                 runs.append(s)
                 print(f"repeat {i + 1}/{args.repeat}: {s.frames} frames, {s.fps:.1f} FPS", file=sys.stderr)
     fps = [r.fps for r in runs]
     median = sorted(runs, key=lambda r: r.fps)[len(runs) // 2]
     result = {"source": args.source, "model": str(args.model or f"{args.arch} (random weights, fp32 ONNX)"),
               "detector": args.detector, "detector_model": args.detector_model, "every": args.every,
-              "threads": args.threads, "encode": not args.no_output, "fps": fps,
+              "threads": args.threads, "encode": not args.no_output, "async_encode": args.async_encode, "fps": fps,
               "fps_median": statistics.median(fps), "latency_ms": median.latency_ms,
               "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}}
     print(f"FPS per repeat: {', '.join(f'{f:.1f}' for f in fps)} (median {result['fps_median']:.1f})")

@@ -69,7 +69,8 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
                  rtsp_mount: str = "/edgepose", platform: str | None = None, max_frames: int | None = None,
                  observers: Sequence[Callable] = (), header: dict | None = None, draw: bool = True,
                  should_stop: Callable[[], bool] = lambda: False, progress: bool = True,
-                 max_reconnects: int = 5, stats_path: str | Path | None = None) -> RunSummary:
+                 max_reconnects: int = 5, stats_path: str | Path | None = None,
+                 async_encode: bool = False) -> RunSummary:
     spec = parse_source(source) if isinstance(source, str) else source
     platform = platform or detect_platform()
     if max_frames is not None and max_frames <= 0:
@@ -105,7 +106,7 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
                     from .writer import VideoOutput
 
                     video = VideoOutput(src.width, src.height, out_fps, file=output, display=display,
-                                        platform=platform)
+                                        platform=platform, async_encode=async_encode)
                 if rtsp_port:
                     from .rtsp import RtspOutput
 

@@ -93,8 +93,12 @@ def _sink_fields(bitrate_kbps: int, gop: int) -> dict:
 
 
 def output_branches(platform: str | None, file: str | None, display: bool, width: int, height: int, fps: float,
-                    bitrate_kbps: int = 4000, gop: int = 30) -> str | None:
-    """``appsrc name=src ... ! tee`` with one branch per requested sink, or None when no sink."""
+                    bitrate_kbps: int = 4000, gop: int = 30, async_encode: bool = False) -> str | None:
+    """``appsrc name=src ... ! tee`` with one branch per requested sink, or None when no sink.
+
+    ``async_encode``: a (blocking, never leaking) queue after appsrc moves conversion + encoding to
+    a GStreamer thread, overlapping it with the next frame's inference.
+    """
     if not file and not display:
         return None
     t = load_templates(platform)["sinks"]
@@ -109,7 +113,8 @@ def output_branches(platform: str | None, file: str | None, display: bool, width
     if display:
         branches.append(t["display"].format(**f))
     if len(branches) == 1:
-        return f"{head} ! {branches[0]}"
+        q = "queue max-size-buffers=4 max-size-bytes=0 max-size-time=0 ! " if async_encode else ""
+        return f"{head} ! {q}{branches[0]}"
     # queues decouple the display from the encoder so a slow window never stalls the recording
     return f"{head} ! tee name=t " + " ".join(f"t. ! queue ! {b}" for b in branches)
 

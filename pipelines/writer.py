@@ -47,7 +47,7 @@ class VideoOutput:
     """Write BGR frames of one fixed size to the requested sinks."""
 
     def __init__(self, width: int, height: int, fps: float, *, file: str | Path | None = None, display: bool = False,
-                 platform: str | None = None, bitrate_kbps: int = 4000, gop: int = 30):
+                 platform: str | None = None, bitrate_kbps: int = 4000, gop: int = 30, async_encode: bool = False):
         self.width, self.height, self.fps = width, height, fps
         # 4:2:0 encoders need even sizes: odd frames are padded by one replicated row/column
         self.out_width, self.out_height = width + (width % 2), height + (height % 2)
@@ -59,7 +59,7 @@ class VideoOutput:
         if display:
             check_display(platform)
         launch = output_branches(platform, str(self.file) if self.file else None, display, self.out_width,
-                                 self.out_height, fps, bitrate_kbps, gop)
+                                 self.out_height, fps, bitrate_kbps, gop, async_encode)
         if launch is None:
             raise ValueError("VideoOutput needs a file or a display")
         Gst = gst().Gst

@@ -151,7 +151,7 @@ def test_run_every_shared_video(tmp_path, data_file, models, yunet, name):
 
 def test_run_classroom_many_faces(tmp_path, data_file, models, yunet):
     video = data_file("videos/multi_face_classroom.mp4")
-    rc, out, meta = _run(tmp_path, video, models, yunet, "--max-frames", "40")
+    rc, out, meta = _run(tmp_path, video, models, yunet, "--max-frames", "40", "--async-encode")
     assert rc == 0
     _, frames, summary = _read_jsonl(meta)
     assert len(frames) == 40 == _cv2_count(out)
