@@ -72,6 +72,16 @@ def plot_latency_accuracy(report: dict, path: str | Path) -> Path:
         for b in sorted({r["backend"] for r in with_acc}):
             ax.scatter([], [], marker=_MARKERS.get(b, "o"), color="gray", label=b)
         ax.set_xscale("log")
+        from matplotlib.ticker import LogLocator, ScalarFormatter
+
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2, 3, 5)))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+        no_acc = sorted({r["name"] for r in b1 if r not in with_acc})
+        if no_acc:
+            ax.text(0.0, -0.16, f"not plotted (no accuracy: untrained weights or no eval set): {', '.join(no_acc)}",
+                    transform=ax.transAxes, fontsize=7, color="dimgray")
         ax.set_xlabel("p50 latency per call, ms (batch 1, log scale)")
         ax.set_ylabel(f"MAE, degrees ({with_acc[0]['accuracy'].get('dataset', 'eval set')})")
         ax.legend(fontsize=7, loc="best")

@@ -104,6 +104,24 @@ def _platform_lines(report: dict) -> list[str]:
     return lines
 
 
+def _skipped_lines(rows: list[dict], note) -> list[str]:
+    """Skipped rows grouped by reason: one line per reason instead of one table row per cell."""
+    if not rows:
+        return []
+    groups: dict[str, dict[str, list[str]]] = {}
+    for r in rows:
+        what = "whole peer" if r["backend"] == "-" else f"{r['backend']} {r['precision']}"
+        size = f"@{r['input_size']}" if r.get("input_size") else ""
+        groups.setdefault(r.get("reason", ""), {}).setdefault(f"{r['name']}{size}", [])
+        if what not in groups[r.get("reason", "")][f"{r['name']}{size}"]:
+            groups[r.get("reason", "")][f"{r['name']}{size}"].append(what)
+    out = ["Not measured here (rows with status `skipped` in the JSON / CSV):", ""]
+    for reason, peers in groups.items():
+        cells = "; ".join(f"{p}: {', '.join(w)}" for p, w in peers.items())
+        out.append(f"- {cells} {note(reason)}")
+    return out + [""]
+
+
 def markdown(report: dict) -> str:
     rows = report["rows"]
     suite = report.get("suite") or {}
@@ -111,6 +129,11 @@ def markdown(report: dict) -> str:
            f"`{report.get('command')}` - {report.get('created')}, {_f(report.get('duration_s'), '{:.0f}')} s", ""]
     out += _platform_lines(report) + [""]
     notes: list[str] = []
+    # power columns only where a row has power (a Jetson with tegrastats): keeps CPU tables narrow
+    has_power = any((r.get("power") or {}).get("total_w") is not None for r in rows)
+
+    def table_line(text: str) -> str:
+        return text if has_power else text.rsplit("|", 3)[0] + "|"
 
     def note(text: str) -> str:
         if text not in notes:  # the same reason (e.g. a missing GPU) gets one number
@@ -123,42 +146,43 @@ def markdown(report: dict) -> str:
                 "Latency in ms per call of `batch` faces (p50 / p90 / p99, mean ± std); faces/s = batch / mean. "
                 "MAE / GE in degrees on the accuracy set; Δ = difference to the FP32 reference of the same peer; "
                 "vs ref = mean geodesic angle between this row's and the reference's predictions.", "",
-                "| peer | backend | precision | batch | input | status | size MB | p50 | p90 | p99 | mean ± std "
-                "| faces/s | peak MB | MAE p/y/r | MAE | GE | Δ MAE | vs ref | W | mJ/inf |",
-                "|---|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|"]
-        for r in model_rows:
+                table_line("| peer | backend | precision | batch | input | status | size MB | p50 | p90 | p99 | mean ± std "
+                           "| faces/s | peak MB | MAE p/y/r | MAE | GE | Δ MAE | vs ref | W | mJ/inf |"),
+                table_line("|---|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|")]
+        for r in (r for r in model_rows if r["status"] != "skipped"):
             lat, acc, pw = r.get("latency_ms") or {}, r.get("accuracy") or {}, r.get("power") or {}
             status = r["status"] if r["status"] == "ok" else f"{r['status']} {note(r.get('reason', ''))}"
             pyr = (f"{_f(acc.get('mae_pitch'), '{:.1f}')}/{_f(acc.get('mae_yaw'), '{:.1f}')}/"
                    f"{_f(acc.get('mae_roll'), '{:.1f}')}") if acc.get("mae") is not None else "-"
             if acc.get("skipped"):
                 pyr = f"- {note(acc['skipped'])}"
-            out.append(
+            out.append(table_line(
                 f"| {r['name']} | {r['backend']} | {r['precision']} | {r['batch']} | {r.get('input_size') or '-'} "
                 f"| {status} | {_f(r.get('size_mb'), '{:.1f}')} | {_f(lat.get('p50'))} | {_f(lat.get('p90'))} "
                 f"| {_f(lat.get('p99'))} | {_f(lat.get('mean'))} ± {_f(lat.get('std'))} | {_f(r.get('fps'), '{:.0f}')} "
                 f"| {_f(r.get('peak_mem_mb'), '{:.0f}')} | {pyr} | {_f(acc.get('mae'))} | {_f(acc.get('ge'))} "
                 f"| {_f(acc.get('delta_mae'), '{:+.2f}')} | {_f(acc.get('ref_ge'))} | {_f(pw.get('total_w'))} "
-                f"| {_f(pw.get('energy_mj_per_inference'))} |")
+                f"| {_f(pw.get('energy_mj_per_inference'))} |"))
         out.append("")
+        out += _skipped_lines([r for r in model_rows if r["status"] == "skipped"], note)
     pipe_rows = [r for r in rows if r["kind"] == "pipeline"]
     if pipe_rows:
         out += ["## Pipeline (edgepose run, end to end)", "",
                 "Frame-to-output latency (decode wait -> overlay/encode done) in ms; stages are means per frame. "
                 "dropped = frames of the file not processed; late = frames slower than the source frame interval "
                 "(a live camera would drop them).", "",
-                "| peer | backend | precision | status | frames | FPS | e2e p50 | e2e p99 | dropped | late | "
-                + " | ".join(STAGES) + " | W | mJ/frame |",
-                "|---|---|---|---|--:|--:|--:|--:|--:|--:|" + "--:|" * len(STAGES) + "--:|--:|"]
+                table_line("| peer | backend | precision | status | frames | FPS | e2e p50 | e2e p99 | dropped | late | "
+                           + " | ".join(STAGES) + " | W | mJ/frame |"),
+                table_line("|---|---|---|---|--:|--:|--:|--:|--:|--:|" + "--:|" * len(STAGES) + "--:|--:|")]
         for r in pipe_rows:
             pl, pw = r.get("pipeline") or {}, r.get("power") or {}
             e2e, stages = pl.get("e2e_ms") or {}, pl.get("stages_ms") or {}
             status = r["status"] if r["status"] == "ok" else f"{r['status']} {note(r.get('reason', ''))}"
-            out.append(f"| {r['name']} | {r['backend']} | {r['precision']} | {status} | {_f(pl.get('frames'), '{}')} "
+            out.append(table_line(f"| {r['name']} | {r['backend']} | {r['precision']} | {status} | {_f(pl.get('frames'), '{}')} "
                        f"| {_f(pl.get('fps'), '{:.1f}')} | {_f(e2e.get('p50'))} | {_f(e2e.get('p99'))} "
                        f"| {_f(pl.get('dropped_frames'), '{}')} | {_f(pl.get('late_frames'), '{}')} | "
                        + " | ".join(_f((stages.get(s) or {}).get("mean")) for s in STAGES)
-                       + f" | {_f(pw.get('total_w'))} | {_f(pw.get('energy_mj_per_inference'))} |")
+                       + f" | {_f(pw.get('total_w'))} | {_f(pw.get('energy_mj_per_inference'))} |"))
         out.append("")
     if notes:
         out += ["## Notes", ""] + [f"{i}. {t}" for i, t in enumerate(notes, 1)] + [""]
