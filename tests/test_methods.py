@@ -156,3 +156,122 @@ def test_label_transforms_preserve_geodesic_distance():
         if flip:
             tA, tB = geometry.flip_label(tA), geometry.flip_label(tB)
         np.testing.assert_allclose(geometry.geodesic_distance(tA, tB), d0, atol=1e-6)
+
+
+# ------------------------------------------------------------------ CLERF pairs, by rendering
+
+@pytest.fixture(scope="module")
+def synth_base():
+    pytest.importorskip("moderngl")
+    from edgepose.data import PoseDataset
+    from edgepose.methods.data import MemoSynthReader
+    from edgepose.preprocess import CropPolicy, PreprocessSpec
+
+    try:
+        reader = MemoSynthReader(4, seed=5, split="train", n_identities=20, pose_range="full", size=64, ssaa=1)
+        reader.get(0)
+    except Exception as exc:  # no EGL driver on this machine
+        pytest.skip(f"synthetic renderer unavailable: {exc}")
+    return PoseDataset(reader, PreprocessSpec(input_size=48, crop=CropPolicy(scale=1.2)))
+
+
+@pytest.mark.parametrize("mode", ["direct", "roll_last"])
+def test_clerf_positive_same_pose_other_identity_same_transform(synth_base, mode):
+    from edgepose.data.augment import crop_sample
+    from edgepose.methods.data import ClerfPairs, GeometricAugment
+
+    pairs = ClerfPairs(synth_base, GeometricAugment(), positive_mode=mode, identities=20, seed=0)
+    rng = np.random.default_rng(3)
+    for i in range(len(pairs)):
+        anchor = synth_base.source.get(i)
+        pos, extra = pairs.positive(i, anchor)
+        assert pos.extra["identity"] != anchor.extra["identity"]
+        if mode == "direct":
+            assert extra == 0.0
+        # the positive's label after its own (roll-last) rotation is the anchor's pose
+        R_pos0 = geometry.rotate_label(pos.R, extra) if extra else pos.R
+        assert geometry.geodesic_distance(R_pos0, anchor.R) < 1.0
+        crop_a, R_a, crop_p, R_p, (angle, flip) = pairs.pair(i, rng)
+        assert geometry.geodesic_distance(R_a, R_p) < 1.0  # same geometric transform on both
+        want = geometry.rotate_label(anchor.R, angle)
+        want = geometry.flip_label(want) if flip else want
+        np.testing.assert_allclose(R_a, want, atol=1e-9)
+
+
+def test_clerf_pairs_item_tensors(synth_base):
+    from edgepose.methods.data import ClerfPairs, GeometricAugment
+
+    item = ClerfPairs(synth_base, GeometricAugment(), identities=20)[0]
+    assert item["image"].shape == item["image_pos"].shape == (3, 48, 48)
+    assert geometry.geodesic_distance(item["R"].double().numpy(), item["R_pos"].double().numpy()) < 1.0
+
+
+# ------------------------------------------------------------------ end to end through edgepose-train
+
+def _cfg(tmp_path, method: str, options: dict | None = None, head: str = "6d", loss: dict | None = None):
+    from edgepose.train.config import DataConfig, MethodConfig, ModelConfig, TrainConfig, LogConfig
+
+    synth = {"format": "synth", "n": 6, "seed": 1, "split": "train", "n_identities": 10, "pose_range": "full",
+             "size": 64, "ssaa": 1}
+    bins = {"pitch": {"lo": -90, "hi": 90, "width": 10}, "yaw": {"lo": -180, "hi": 180, "width": 10, "wrap": True},
+            "roll": {"lo": -180, "hi": 180, "width": 10, "wrap": True}}
+    return TrainConfig(
+        data=DataConfig(train=synth, val=dict(synth, n=4, split="val", seed=2), augment={"flip_p": 0.5}),
+        model=ModelConfig(name="resnet18", head=head, input_size=32, bins=bins if "bins" in head else None),
+        loss=loss or {"geodesic": 1.0}, method=MethodConfig(method, options or {}),
+        log=LogConfig(tensorboard=False), epochs=2, batch_size=3, workers=0, device="cpu",
+        output=str(tmp_path / method), max_iters_per_epoch=1)
+
+
+@pytest.mark.parametrize("method,options,head,loss", [
+    ("clerf", {"pretrain_epochs": 1, "positive_mode": "roll_last", "encoder": "frozen"}, "6d", None),
+    ("pcl", {"pretrain_epochs": 1, "pose_negatives": 2, "recon_size": 16}, "6d", None),
+    ("hmtl", {"pretrain_epochs": 1, "permutations": 10}, "6d+bins", {"geodesic": 1.0, "ldl": 0.5}),
+    ("ldl", {}, "6d+bins", {"geodesic": 1.0, "ldl": 0.5}),
+])
+def test_methods_train_end_to_end(synth_base, tmp_path, method, options, head, loss):
+    import edgepose.methods  # noqa: F401
+    from edgepose.models.pose_model import PoseModel
+    from edgepose.train import Trainer
+
+    res = Trainer(_cfg(tmp_path, method, options, head, loss)).fit()
+    assert np.isfinite(res["train_loss"]) and np.isfinite(res["val_ge"])
+    model = PoseModel.from_checkpoint(res["last"])  # the deployable model, nothing method-specific
+    R = model.eval()(torch.zeros(1, 3, 32, 32))["R"]
+    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3), atol=1e-4)
+
+
+def test_pcl_probe_fold_is_exact():
+    from edgepose.methods.pcl import fold_probe
+    from edgepose.models import create_model
+
+    pm = create_model("resnet18", head="6d+bins", input_size=32).eval()
+    bn = torch.nn.BatchNorm1d(pm.num_features, affine=False)
+    bn.running_mean.normal_()
+    bn.running_var.uniform_(0.5, 2.0)
+    bn.eval()
+    f = torch.randn(5, pm.num_features)
+    want = pm.forward_head(bn(f))
+    got = fold_probe(pm, bn).forward_head(f)
+    assert torch.allclose(want["sixd"], got["sixd"], atol=1e-4)
+    assert torch.allclose(want["logits"]["yaw"], got["logits"]["yaw"], atol=1e-4)
+
+
+@pytest.mark.parametrize("method,options,head,loss,match", [
+    ("ldl", {}, "6d", None, "binned head"),
+    ("ldl", {}, "6d+bins", {"geodesic": 1.0}, "loss.ldl"),
+    ("clerf", {"pretrain_epochs": 2}, "6d", None, "pretrain_epochs"),
+    ("clerf", {"positive_mode": "gan"}, "6d", None, "positive_mode"),
+    ("clerf", {"encoder": "half"}, "6d", None, "encoder"),
+    ("pcl", {"temprature": 0.1}, "6d", None, "unknown key"),
+    ("hmtl", {"jigsaw_weight": -1}, "6d", None, "jigsaw_weight"),
+])
+def test_bad_method_options_are_user_errors(tmp_path, method, options, head, loss, match):
+    from edgepose.errors import UserError
+    from edgepose.train.method import get_method
+
+    if method != "ldl" and "pretrain_epochs" not in options:
+        options = {**options, "pretrain_epochs": 1}
+    cfg = _cfg(tmp_path, method, options, head, loss)
+    with pytest.raises((ConfigError, UserError), match=match):
+        get_method(method)(cfg, cfg.method.options)
