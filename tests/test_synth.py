@@ -319,3 +319,27 @@ def test_face_box_agrees_with_yunet_on_frontal_renders(renderer, data_file):
     assert abs(r["center_dx"]) < 0.1 and abs(r["center_dy"]) < 0.1, r
     # YuNet's 5 points sit near ours (its own error on cartoon faces included)
     assert r["landmark_dist"] < 0.2, r
+
+
+def test_forked_child_of_a_rendering_process_gets_a_clear_error(renderer):
+    """EGL is not fork-safe (llvmpipe threads vanish in the child, GL calls hang): a forked child
+    must raise a UserError naming the fix, never hang."""
+    import os
+
+    from edgepose.synth import renderer as rmod
+
+    assert rmod._CTX is not None and rmod._CTX[0] == os.getpid()
+    if os.environ.get("LP_NUM_THREADS") == "0":
+        pytest.skip("single-threaded llvmpipe is fork-safe; the error is not raised")
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        code = 3
+        try:
+            rmod._context()
+        except UserError as exc:
+            code = 0 if "spawn" in str(exc) else 2
+        except BaseException:
+            code = 4
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

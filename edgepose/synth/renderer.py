@@ -353,10 +353,19 @@ _CTX = None
 
 
 def _context():
-    """The process's GL context (EGL, created lazily; re-created after fork)."""
+    """The process's GL context (EGL, created lazily, once per process).  A forked child of a
+    process that already had one gets a clear error (see below) instead of a hang."""
     global _CTX
     if _CTX is not None and _CTX[0] == os.getpid():
         return _CTX[1]
+    if _CTX is not None and os.environ.get("LP_NUM_THREADS") != "0":
+        # EGL drivers are not fork-safe: llvmpipe's rasteriser threads do not exist in the child
+        # and any GL call there (even creating a new context) hangs.  Fail loudly instead.
+        raise UserError(
+            f"the synthetic renderer's GL context was created in process {_CTX[0]}, which then forked "
+            f"(this is process {os.getpid()}); EGL cannot be used after fork. Use "
+            "DataLoader(..., multiprocessing_context='spawn') (or 'forkserver'), or do not render in the "
+            "parent before starting workers, or set LP_NUM_THREADS=0 (single-threaded llvmpipe, fork-safe)")
     mgl = require("moderngl", "synth", "the synthetic head renderer")
     backend = os.environ.get("EDGEPOSE_GL_BACKEND", "egl")
     try:
