@@ -185,3 +185,53 @@ def test_user_errors(tmp_path, capsys):
     assert "unknown backend" in capsys.readouterr().err
     assert main(["bench", "--list-suites"]) == 0
     assert "default" in capsys.readouterr().out
+
+
+def test_floor_mae_and_strict_gate(bench_run, capsys):
+    from argparse import Namespace
+
+    from edgepose.cli.bench import _gate
+
+    _, out, _, data_root = bench_run
+    doc = json.loads((out / "bench.json").read_text())
+    base = dict(compare=None, max_regression=1.2, compare_metric="p50", floor_mae=None, strict=False)
+    assert _gate(doc, Namespace(**base)) == 0
+    assert _gate(doc, Namespace(**{**base, "strict": True})) == 1  # the broken peer failed
+    assert "strict" in capsys.readouterr().out
+    if data_root is not None:
+        assert _gate(doc, Namespace(**{**base, "floor_mae": 1000.0})) == 0
+        assert _gate(doc, Namespace(**{**base, "floor_mae": 0.0})) == 1
+        assert "floor: tiny" in capsys.readouterr().out
+
+
+def test_ctrl_c_keeps_measured_rows(tmp_path):
+    """SIGINT during the grid: exit 130, every report written with the rows measured so far."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    model = _tiny_onnx(tmp_path / "tiny.onnx")
+    suite = _suite(tmp_path, None, model, iters=100000, max_seconds=1.5, warmup=0, batch_sizes=[1, 2, 3, 4, 5, 6],
+                   backends=["ort-cpu"])
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli.main", "bench", "--suite", str(suite), "--out",
+                             str(out), "--quiet", "--no-plots"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if (out / "bench.json").is_file() and json.loads((out / "bench.json").read_text())["rows"]:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 130
+    doc = json.loads((out / "bench.json").read_text())
+    assert doc["interrupted"] is True and 1 <= len(doc["rows"]) < 6
+    assert (out / "bench.csv").is_file() and (out / "bench.md").is_file()
