@@ -166,6 +166,21 @@ class _Builder:
         col = color_fn(u) if color_fn is not None else color
         self.add(pos, nrm, _grid_tris(*n), col, material)
 
+    def sphere_cap(self, center, radius, axis, max_angle_deg, color, rim_color=None, n=(7, 16)):
+        """Spherical cap (skin) of ``radius`` around ``axis`` up to ``max_angle_deg`` from it;
+        ``rim_color`` paints the outermost ring (eyelashes)."""
+        t = np.radians(np.linspace(0.0, max_angle_deg, n[0]))
+        ph = np.linspace(0, 2 * np.pi, n[1])
+        T, P = np.meshgrid(t, ph, indexing="ij")
+        u = np.stack([np.sin(T) * np.cos(P), np.sin(T) * np.sin(P), np.cos(T)], -1).reshape(-1, 3)
+        Rz = _rotation_to(np.asarray(axis, float)) if abs(axis[1]) < 0.99 else \
+            _rot(ax=-90.0 * np.sign(axis[1]))  # local +z onto +-y
+        nrm = u @ Rz.T
+        col = np.broadcast_to(np.asarray(color, float), (len(u), 3)).copy()
+        if rim_color is not None:
+            col[-n[1]:] = rim_color  # the last ring (rings of n[1] vertices, row-major)
+        self.add(center + radius * nrm, nrm, _grid_tris(*n), col, "skin", two_sided=True)
+
     def box(self, center, size, R, color, material):
         corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float) * 0.5
         faces = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
@@ -224,9 +239,12 @@ def _hair_margin(A, E, i: HeadIdentity, style: str) -> np.ndarray:
     """Signed distance (degrees) inside the region where hair grows for ``style`` (> 0 inside)."""
     nape = {"buzz": -15.0, "short": -25.0, "medium": -40.0, "long": -85.0, "bun": -35.0}[style]
     side = i.ear_el + (5.0 if style != "long" else -40.0)
-    b = np.interp(np.abs(A), [0, 35, 70, 88, 110, 180],
-                  [i.hairline_el, i.hairline_el - 4, i.ear_el + 22, side, side - 6, nape])
-    margin = E - b
+    knots = ([0, 35, 70, 88, 110, 180], [i.hairline_el, i.hairline_el - 4, i.ear_el + 22, side, side - 6, nape])
+    b = np.interp(np.abs(A), *knots)
+    # distance to the hairline curve, not just its elevation gap: divide by the curve's slope so
+    # steep parts (sideburns) fade over the same width as flat ones (no grid stair-steps)
+    slope = (np.interp(np.abs(A) + 0.5, *knots) - np.interp(np.abs(A) - 0.5, *knots)) / np.maximum(np.cos(np.radians(E)), 0.05)
+    margin = (E - b) / np.sqrt(1.0 + slope ** 2)
     if style != "long":  # keep the ears free: an elliptic hole around each ear
         ear = np.sqrt(((np.abs(A) - 92) / 15.0) ** 2 + ((E - i.ear_el) / 17.0) ** 2)
         margin = np.minimum(margin, (ear - 1.0) * 15.0)
@@ -246,10 +264,10 @@ def _shell(builder, skull, A, E, dirs, region, offset, color_fn, material, n_el,
         tris = _grid_tris(n_el, n_az)
         tris = tris[keep_v[tris].all(1)]
     else:
-        w = _smoothstep(-2.0, 3.0, region)
+        w = _smoothstep(-7.0, 7.0, region)  # wider than a grid cell (8 x 6 deg)
         off = offset * w - 0.0025 * (1.0 - w)
         tris = _grid_tris(n_el, n_az)
-        tris = tris[(region[tris] > -6.0).any(1)]
+        tris = tris[(region[tris] > -7.0).any(1)]
     pts = skull.surface(dirs) + dirs * off[:, None]
     if extra is not None:
         pts = extra(pts)
@@ -299,6 +317,13 @@ def build_head(ident: HeadIdentity, detail: int = 1) -> HeadMesh:
             return np.broadcast_to(c_, (len(u), 3))
 
         bld.ellipsoid(c, [i.eye_radius] * 3, Rg, None, "sclera", n=(14, 16), color_fn=eye_col)
+        # eyelids: skin caps just outside the eyeball, rims at eye_open above / 1.4x below the gaze
+        # axis; the upper rim is darker (lashes)
+        for up, rim in ((1.0, i.eye_open), (-1.0, i.eye_open * 1.4)):
+            axis = np.array([0.0, up, 0.0])
+            lid = skin * (0.9 if up > 0 else 0.95)
+            bld.sphere_cap(c, i.eye_radius * 1.07, axis, 90.0 - rim, lid,
+                           rim_color=np.array(i.hair_color) * 0.5 if up > 0 else None)
         kp[name], kpn[name] = c + gaze * i.eye_radius, gaze
         # brow: a strip on the surface above the eye
         az = np.linspace(i.eye_az - 12, i.eye_az + 12, 9) * s
