@@ -473,8 +473,8 @@ def build_head(ident: HeadIdentity, detail: int = 1) -> HeadMesh:
     kp["head_top"], kpn["head_top"] = top, np.array([0, np.cos(np.radians(25)), np.sin(np.radians(25))])
 
     # face region (detector-like box): hairline to chin, ear to ear (azimuth +-84 deg, in front of
-    # the ears), plus the nose tip.  On frontal renders this matches OpenCV YuNet's boxes (median
-    # width 1.05x, height 0.96x, same centre; see docs/synth.md).
+    # the ears), plus the nose tip.  On frontal renders this matches OpenCV YuNet's boxes (about
+    # the same size and centre; `edgepose synth boxcheck`, docs/synth.md).
     fa, fe = np.meshgrid(np.linspace(-84, 84, 13), np.linspace(i.chin_el, i.hairline_el, 9))
     face_pts = np.concatenate([skull.surface(direction(fa.ravel(), fe.ravel())), kp["nose_tip"][None]])
 
