@@ -144,38 +144,48 @@ def variant_batch(samples: Sequence, spec, variant: Variant) -> tuple[np.ndarray
     return np.stack(xs).astype(np.float32), np.stack(Rs).astype(np.float64)
 
 
-def _labelled(reader) -> list:
-    samples = [s for s in reader if s.R is not None]
-    if not samples:
-        raise DataError("the dataset has no labelled samples (no pose labels found); eval needs labels")
-    return samples
+def _labelled_batches(reader, batch_size: int):
+    """Batches of labelled samples, decoded lazily (a full test set never sits in memory)."""
+    batch = []
+    for i in range(len(reader)):
+        s = reader[i]
+        if s.R is None:
+            continue
+        batch.append(s)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def evaluate_reader(predictor, reader, variants: Sequence[Variant], batch_size: int = 32,
                     aligned: bool = False, progress: bool = True, desc: str = "eval") -> dict[str, Any]:
-    """Metrics per variant for one dataset."""
+    """Metrics per variant for one dataset; each image is decoded once for all variants."""
     from tqdm import tqdm
 
-    samples = _labelled(reader)
     spec = predictor.meta.preprocess
-    n_batches = math.ceil(len(samples) / batch_size)
+    preds: dict[str, list] = {v.name: [] for v in variants}
+    gts: dict[str, list] = {v.name: [] for v in variants}
+    bar = tqdm(total=math.ceil(len(reader) / batch_size), desc=desc, disable=not progress, leave=False)
+    for samples in _labelled_batches(reader, batch_size):
+        for v in variants:
+            x, R_gt = variant_batch(samples, spec, v)
+            preds[v.name].append(np.asarray(predictor.infer(x)["R"], np.float64))
+            gts[v.name].append(R_gt)
+        bar.update(1)
+    bar.close()
+    if not preds[variants[0].name]:
+        raise DataError("the dataset has no labelled samples (no pose labels found); eval needs labels")
     results: dict[str, Any] = {}
-    bar = tqdm(total=n_batches * len(variants), desc=desc, disable=not progress, leave=False)
     for v in variants:
-        preds, gts = [], []
-        for start in range(0, len(samples), batch_size):
-            x, R_gt = variant_batch(samples[start:start + batch_size], spec, v)
-            preds.append(np.asarray(predictor.infer(x)["R"], np.float64))
-            gts.append(R_gt)
-            bar.update(1)
-        P, G = np.concatenate(preds), np.concatenate(gts)
+        P, G = np.concatenate(preds[v.name]), np.concatenate(gts[v.name])
         ok = np.isfinite(P).all(axis=(1, 2))
         if not ok.any():
             raise ModelError(f"the model produced no finite pose for variant {v.name}; check the model")
         m = pose_metrics(P[ok], G[ok], aligned=aligned)
         m["invalid"] = int((~ok).sum())
         results[v.name] = {"angle": v.angle, "flip": v.flip, "metrics": m}
-    bar.close()
     return results
 
 

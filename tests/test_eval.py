@@ -155,3 +155,12 @@ def test_cli_errors_are_one_line(random_checkpoint, aflw_dir, tmp_path, capsys, 
     code, _, stderr = _eval_cli(capsys, *[a.format(**fill) for a in args])
     assert code == 2
     assert message in stderr and "Traceback" not in stderr
+
+
+def test_cli_unlabelled_dataset_is_refused(random_checkpoint, tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "face.png"), np.full((80, 80, 3), 127, np.uint8))
+    (tmp_path / "labels.csv").write_text("image\nface.png\n")
+    code, _, stderr = _eval_cli(capsys, random_checkpoint, "--data",
+                                f"folder:{tmp_path / 'labels.csv'},labelled=false", "--no-progress")
+    assert code == 2
+    assert "no labelled samples" in stderr and "Traceback" not in stderr
