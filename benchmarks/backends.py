@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 from functools import lru_cache
 
-__all__ = ["FORMAT_OF", "VALID_PRECISIONS", "availability", "open_backend", "sync_fn"]
+__all__ = ["FORMAT_OF", "VALID_PRECISIONS", "availability", "open_backend", "sync_fn", "runtime_device"]
 
 #: artifact format each backend consumes
 FORMAT_OF = {"torch": "torch", "ort-cpu": "onnx", "ort-cuda": "onnx", "ort-trt": "onnx", "tensorrt": "tensorrt"}
@@ -101,6 +101,11 @@ def open_backend(backend: str, path, device: str = "cpu", threads: int | None = 
             providers.append("CPUExecutionProvider")
         return load_backend(path, device=device, providers=providers, intra_op_threads=threads, on_nan="flag")
     return load_backend(path, device="cuda", on_nan="flag")
+
+
+def runtime_device(backend: str, device: str = "cpu") -> str:
+    """The ``device`` string edgepose.runtime needs to pick this backend's engine (pipeline rows)."""
+    return {"ort-cpu": "cpu", "ort-cuda": "cuda", "ort-trt": "tensorrt", "tensorrt": "cuda"}.get(backend, device)
 
 
 def sync_fn(backend: str, device: str):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .artifacts import ArtifactBuilder
-from .backends import FORMAT_OF, availability
+from .backends import FORMAT_OF, availability, runtime_device
 from .model_bench import error_text
 from .report import STAGES
 from .schema import Row
@@ -80,7 +80,8 @@ def _run_one(row: Row, model: Path, suite: Suite, video: Path, sampler: Tegrasta
     p = suite.pipeline
     with FrameProcessor.from_options(model=model, detector=p.detector,
                                      detector_model=str(expand_path(p.detector_model)) if p.detector_model else None,
-                                     detector_size=p.detector_size, detect_every=p.every, device=suite.device,
+                                     detector_size=p.detector_size, detect_every=p.every,
+                                     device=runtime_device(row.backend, suite.device),
                                      threads=suite.threads) as proc:
         if p.warmup_frames:
             run_pipeline(str(video), proc, max_frames=p.warmup_frames, progress=False)

@@ -146,10 +146,10 @@ def list_suites() -> list[str]:
 def suite_path(name_or_path: str | os.PathLike) -> Path:
     text = str(name_or_path)
     p = Path(text)
-    if p.suffix.lower() in (".yaml", ".yml") or p.exists():
-        if not p.is_file():
-            raise ConfigError(f"suite file not found: {p}")
+    if p.is_file():
         return p
+    if p.suffix.lower() in (".yaml", ".yml") or "/" in text:
+        raise ConfigError(f"suite file not found: {p}")
     packaged = SUITES_DIR / f"{text}.yaml"
     if not packaged.is_file():
         raise ConfigError(f"unknown suite {text!r}; packaged suites: {', '.join(list_suites())} (or give a .yaml path)")

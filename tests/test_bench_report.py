@@ -140,3 +140,24 @@ def test_compare_ratios_and_threshold():
     text = format_comparison(slower, 1.2)
     assert "REGRESSION" in text and f"{len(slower)} of {len(slower)}" in text
     assert row_key(rep["rows"][0]) != row_key(rep["rows"][1])
+
+
+def test_packaged_suites_load():
+    from edgepose.benchmarks.suite import list_suites, load_suite
+
+    names = list_suites()
+    assert {"default", "jetson"} <= set(names)
+    for name in names:
+        suite, path = load_suite(name)
+        assert path.is_file() and suite.peers and suite.batch_sizes
+    suite, _ = load_suite("default", ["iters=7", "batch_sizes=[1,8]"])
+    assert suite.iters == 7 and suite.batch_sizes == [1, 8]
+
+
+def test_runtime_device_per_backend():
+    from edgepose.benchmarks.backends import availability, runtime_device
+
+    assert runtime_device("ort-cpu", "cuda") == "cpu" and runtime_device("ort-trt") == "tensorrt"
+    assert runtime_device("torch", "cuda") == "cuda"
+    assert "not a ort-cpu deployment option" in availability("ort-cpu", "fp16")
+    assert availability("ort-cpu", "fp32") is None
