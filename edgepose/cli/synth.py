@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--seconds", type=float, default=10.0, help="duration (default 10)")
     v.add_argument("--fps", type=float, default=30.0, help="frame rate (default 30)")
     v.add_argument("--seed", type=int, default=0, help="seed: driver identity, cabin, head motion (default 0)")
-    v.add_argument("--width", type=int, default=640)
-    v.add_argument("--height", type=int, default=480)
+    v.add_argument("--width", type=int, default=640, help="frame width (even, default 640)")
+    v.add_argument("--height", type=int, default=480, help="frame height (even, default 480)")
     v.add_argument("--ir", action="store_true", help="NIR look (grayscale, illuminator at the camera)")
     v.add_argument("--identity", type=int, default=None, help="identity seed of the driver (default: from --seed)")
 
