@@ -156,8 +156,10 @@ class VideoSource:
                     self._start()
                     for image, pts in self._pull_frames():
                         attempts = 0
-                        pts = pts if pts is not None else self._synth_pts(index, last_pts)
-                        pts += offset
+                        if pts is None:  # no timestamp from the source: continue the timeline
+                            pts = self._synth_pts(last_pts)
+                        else:
+                            pts += offset
                         if last_pts is not None and pts <= last_pts:
                             # a reconnected stream restarts its clock: keep our timeline monotonic
                             step = int(1e9 / self.fps) if self.fps else 1
@@ -213,7 +215,7 @@ class VideoSource:
             time.sleep(min(0.05, end - time.monotonic()) if end > time.monotonic() else 0)
         return self.should_stop()
 
-    def _synth_pts(self, index: int, last_pts: int | None) -> int:
+    def _synth_pts(self, last_pts: int | None) -> int:
         step = int(1e9 / self.fps) if self.fps else int(1e9 / 30)
         return 0 if last_pts is None else last_pts + step
 
