@@ -132,7 +132,8 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
                 from ..overlay import draw_frame_result
                 from ..preprocess import to_bgr
 
-                img = draw_frame_result(frame.image, result, fps_ema, status) if draw else frame.image
+                # the sinks take BGR: GRAY8 (IR) frames are converted even without the overlay
+                img = draw_frame_result(frame.image, result, fps_ema, status) if draw else to_bgr(frame.image)
                 if img.shape[:2] != (summary.height, summary.width):
                     # a reconnected camera may come back at another size; the outputs keep theirs
                     import cv2

@@ -173,10 +173,13 @@ def test_run_classroom_every_frame(tmp_path, data_file, models, yunet):
 @pytest.mark.parametrize("uri, shape", [
     ("test://smpte?width=321&height=241&num=8", (242, 322, 3)),  # odd: padded rows in, even out
     ("test://ball?width=640&height=360&num=8&format=GRAY8", (360, 640, 3)),  # IR: 1 channel in
+    ("test://ball?width=320&height=240&num=8&format=GRAY8&no-overlay", (240, 320, 3)),  # ... without drawing
     ("test://smpte?width=3840&height=2160&num=3", (2160, 3840, 3)),  # 4K
 ])
 def test_run_test_sources(tmp_path, models, yunet, uri, shape):
-    rc, out, meta = _run(tmp_path, uri, models, yunet)
+    extra = ["--no-overlay"] if uri.endswith("&no-overlay") else []
+    uri = uri.replace("&no-overlay", "")
+    rc, out, meta = _run(tmp_path, uri, models, yunet, *extra)
     assert rc == 0
     header, frames, summary = _read_jsonl(meta)
     num = int(uri.split("num=")[1].split("&")[0])
