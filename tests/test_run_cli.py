@@ -151,9 +151,11 @@ def test_run_every_shared_video(tmp_path, data_file, models, yunet, name):
 
 def test_run_classroom_many_faces(tmp_path, data_file, models, yunet):
     video = data_file("videos/multi_face_classroom.mp4")
-    rc, out, meta = _run(tmp_path, video, models, yunet, "--max-frames", "40", "--async-encode")
+    stats = tmp_path / "stats.json"
+    rc, out, meta = _run(tmp_path, video, models, yunet, "--max-frames", "40", "--async-encode", "--stats", str(stats))
     assert rc == 0
     _, frames, summary = _read_jsonl(meta)
+    assert json.loads(stats.read_text()) == summary  # the sidecar holds the same summary record
     assert len(frames) == 40 == _cv2_count(out)
     assert max(len(r["faces"]) for r in frames) >= 2
     for r in frames:
