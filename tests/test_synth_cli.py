@@ -113,10 +113,12 @@ def test_video_with_ground_truth(tmp_path):
     for r in recs:
         R, Rc = np.array(r["R"]).reshape(3, 3), np.array(r["R_crop"]).reshape(3, 3)
         np.testing.assert_allclose(geometry.matrix_to_euler(R), [r["pitch"], r["yaw"], r["roll"]], atol=1e-3)
-        # the head sits off the optical axis: the crop label differs, and perspective correction
-        # with the recorded K and the head's projected centre recovers the camera-axes label
+        # the head sits off the optical axis: the crop label differs, and the runtime's perspective
+        # correction (recorded K, ray through the box centre) recovers the camera-axes label
         x1, y1, x2, y2 = r["box"]
         assert geometry.geodesic_distance(R, Rc) > 1.0
+        c = ((x1 + x2) / 2, (y1 + y2) / 2)
+        np.testing.assert_allclose(geometry.perspective_correction(Rc, K, c), R, atol=1e-4)
         assert 0 <= x1 < x2 <= 160 and 0 <= y1 < y2 <= 120
     assert recs[0]["phase"] == "road"
     np.testing.assert_allclose([recs[0]["pitch"], recs[0]["yaw"]], meta["neutral_pyr"][:2], atol=4.0)

@@ -7,8 +7,9 @@ new images.  Identities come from the split's disjoint seed range
 (:func:`edgepose.synth.identity.identity_seeds`).
 
 ``PoseDataset(SynthHeadDataset(...), spec)`` crops the face box with the shared preprocessing;
-the label of each :class:`~edgepose.data.Sample` is ``RenderResult.R_crop``, the pose the face
-crop shows (equal to the camera-axes pose, since dataset heads sit on the optical axis).
+the label of each :class:`~edgepose.data.Sample` is ``RenderResult.R_crop``, the pose relative to
+the viewing ray through the face-box centre: what the face crop shows, and what the runtime's
+perspective correction expects a network to predict.
 """
 from __future__ import annotations
 

@@ -60,8 +60,9 @@ def export_dataset(out: str | Path, n: int, seed: int = 0, config: SynthConfig |
     ds = SynthHeadDataset(n, seed=seed, config=config)
     (out / "images").mkdir(parents=True, exist_ok=True)
     meta = {"generator": "edgepose.synth", "n": n, "seed": seed, "config": asdict(ds.cfg),
-            "label": "R = pose relative to the viewing ray through the head centre (heads on the optical axis, "
-                     "so also relative to the camera axes); edgepose convention R = Rz(roll) Ry(yaw) Rx(pitch)",
+            "label": "R (r00..r22, pitch/yaw/roll) = pose relative to the viewing ray through the face-box centre "
+                     "(geometry.perspective_correction(R, K, box centre) gives the camera-axes pose); edgepose "
+                     "convention R = Rz(roll) Ry(yaw) Rx(pitch)",
             "keypoints": list(KEYPOINT_NAMES), "columns": COLUMNS}
     (out / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
     partial = out / "labels.csv.partial"

@@ -6,9 +6,11 @@ images per second at 128 x 128 on llvmpipe.
 
 Labels follow the camera of :mod:`edgepose.synth.scene`: ``R`` is the head rotation relative
 to the CAMERA AXES in edgepose's convention; ``R_crop`` is the rotation relative to the viewing
-ray through the head centre (what a crop around the head shows).  They are equal when the head
-is on the optical axis (the default for datasets);
-``geometry.perspective_correction(R_crop, K, center_uv) == R`` always.
+ray through the face-box centre, i.e. what a crop centred on the box shows, and exactly what the
+runtime's perspective correction undoes: ``geometry.perspective_correction(R_crop, K,
+crop_center) == R`` with ``crop_center`` = the box centre (``preprocess.crop_box`` with the
+default ``CropPolicy``).  Datasets put the head on the optical axis, so the two differ only by
+the small angle between the axis and the box centre's ray.
 """
 from __future__ import annotations
 
@@ -116,12 +118,12 @@ class RenderResult:
 
     image: np.ndarray            # BGR uint8 HxWx3, or GRAY uint8 HxW for NIR scenes
     R: np.ndarray                # 3x3 head rotation relative to the camera axes
-    R_crop: np.ndarray           # 3x3 relative to the viewing ray (== R on the optical axis)
+    R_crop: np.ndarray           # 3x3 relative to the viewing ray through the box centre
     box: tuple                   # face box (x1, y1, x2, y2), see docs/synth.md
     keypoints: np.ndarray        # (8, 2) in KEYPOINT_NAMES order
     visible: np.ndarray          # (8,) bool: inside the image, facing the camera, not occluded
     K: np.ndarray                # 3x3 OpenCV intrinsics of the output image
-    center_uv: tuple             # projection of the head pivot
+    center_uv: tuple             # projection of the head pivot (skull centre)
     identity_seed: int
     scene: SceneParams
     keypoint_names: tuple = field(default=KEYPOINT_NAMES)
@@ -293,10 +295,19 @@ class HeadRenderer:
         box = (float(fp[:, 0].min()), float(fp[:, 1].min()), float(fp[:, 0].max()), float(fp[:, 1].max()))
         K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1.0]])
         cuv = tuple(float(v) for v in _project(t[None], f, cx, cy)[0])
-        # R_crop: undo the viewing-ray rotation that perspective_correction re-applies
-        R_crop = R @ geometry.perspective_correction(np.eye(3), K, cuv).T
+        # R_crop: undo the rotation of the crop centre's viewing ray, which the runtime's
+        # perspective_correction re-applies (same centre rule: preprocess.crop_box)
+        R_crop = R @ geometry.perspective_correction(np.eye(3), K, self.crop_center(box)).T
         return RenderResult(image=img, R=R.copy(), R_crop=R_crop, box=box, keypoints=kps, visible=vis, K=K,
                             center_uv=cuv, identity_seed=int(identity.seed), scene=scene)
+
+    @staticmethod
+    def crop_center(box) -> tuple[float, float]:
+        """The crop centre the runtime corrects perspective with (default ``CropPolicy``)."""
+        from ..preprocess import CropPolicy, crop_box
+
+        cx, cy, _ = crop_box(box, CropPolicy())
+        return float(cx), float(cy)
 
     def _depth_window(self, x: int, y: int) -> np.ndarray:
         """Depth buffer values in the 3x3 window around supersampled pixel (x, y) (y down)."""

@@ -7,7 +7,8 @@ centre console.  Outputs, next to ``OUT.mp4``:
 
 * ``OUT.poses.jsonl`` -- one JSON object per frame: ``frame``, ``t``, ``phase``, ``pitch/yaw/roll``
   and ``R`` (camera axes: what the runtime reports after perspective correction), ``R_crop``
-  (relative to the viewing ray: what a face crop shows), ``box``, ``keypoints``, ``visible``;
+  (relative to the viewing ray through the box centre: what a face crop shows), ``box``,
+  ``keypoints``, ``visible``;
 * ``OUT.poses.csv`` -- the same per-frame pose as CSV (frame, t, phase, pitch, yaw, roll, r00..r22);
 * ``OUT.json`` -- intrinsics ``K``, image size, fps, identity, the neutral (road-forward) pose;
 * ``OUT.mount.yaml`` -- that neutral pose as an ``edgepose dms --mount`` file (``road_pose_deg``).
@@ -163,7 +164,8 @@ def render_video(out: str | Path, seconds: float = 10.0, fps: float = 30.0, seed
             "identity": ident_seed, "ir": ir, "K": None if K is None else K.tolist(),
             "neutral_pyr": list(NEUTRAL), "poses": jsonl.name,
             "convention": "R: head pose relative to the camera axes (edgepose convention); R_crop: relative to the "
-                          "viewing ray through the head centre; geometry.perspective_correction(R_crop, K, centre) = R",
+                          "viewing ray through the face-box centre; "
+                          "geometry.perspective_correction(R_crop, K, box centre) = R",
             "script": [list(s[:3]) + [list(s[3])] for s in DRIVE_SCRIPT]}
     if done:
         tmp = side.with_name(side.name + ".partial")
