@@ -128,6 +128,7 @@ def test_run_every_shared_video(tmp_path, data_file, models, yunet, name):
     rc, out, meta = _run(tmp_path, video, models, yunet)
     assert rc == 0
     header, frames, summary = _read_jsonl(meta)
+    assert header["runtime"]["detector"]["every"] == 3 and header["runtime"]["pose"]["model"] == str(models["pose"])
     n = _cv2_count(video)
     assert len(frames) == n == summary["frames"] == summary["frames_written"]
     assert _cv2_count(out) == n
@@ -372,3 +373,14 @@ def test_dms_hook_adds_status_lines(tmp_path, data_file, models, yunet, capsys):
               "--dms", str(tmp_path / "no_such_preset.yaml")])
     err = capsys.readouterr().err
     assert rc == 2 and "no_such_preset" in err and "Traceback" not in err
+
+
+def test_bench_script_smoke(tmp_path, models, yunet):
+    from edgepose.pipelines.bench import main as bench
+
+    out = tmp_path / "bench.json"
+    assert bench(["test://ball?width=320&height=240&num=12", "--model", str(models["pose"]), "--detector-model",
+                  str(yunet), "--repeat", "2", "--threads", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert len(res["fps"]) == 2 and all(f > 0 for f in res["fps"])
+    assert res["latency_ms"]["total"]["n"] == 12 and "encode" in res["latency_ms"]

@@ -126,6 +126,11 @@ def run(args) -> int:
     observers = dms_observers(args.dms)
     processor = build_processor(args)
     header = {"model": str(args.model), "detector": args.detector, "detect_every": args.every}
+    cfg = getattr(processor, "cfg", None)
+    if cfg is not None:  # the resolved runtime options, so a run can be reproduced from its JSONL
+        from ..config import to_dict
+
+        header["runtime"] = to_dict(cfg)
     try:
         with _StopFlag() as stop:
             summary = run_pipeline(
