@@ -296,6 +296,12 @@ def test_dataset_is_deterministic_and_uses_its_split(renderer):
         assert lo <= smp.extra["identity"] < hi and smp.extra["identity"] in set(ds.identity_pool)
         assert geometry.is_rotation(smp.R) and smp.landmarks.shape == (5, 2)
         assert smp.image.ndim == (2 if smp.extra["ir"] else 3)
+    # resample=True: the generator the training dataset passes decides (new images every epoch)
+    fresh = SynthHeadDataset(6, seed=4, split="test", n_identities=3, size=96, ssaa=1, resample=True)
+    a1 = fresh.get(0, np.random.default_rng(1)).R
+    a2 = fresh.get(0, np.random.default_rng(2)).R
+    assert geometry.geodesic_distance(a1, a2) > 1.0
+    np.testing.assert_array_equal(fresh[0].image, ds[0].image)  # without a generator: the index seed
     with pytest.raises(UserError, match="unknown synthetic-data option"):
         SynthHeadDataset(3, colour="red")
     with pytest.raises(UserError, match="ir_fraction"):

@@ -51,6 +51,12 @@ def test_export_round_trip_through_the_folder_reader(tmp_path):
         kp = np.array([[float(rows[i]["nose_tip_x"]), float(rows[i]["nose_tip_y"])]])
         np.testing.assert_allclose(kp[0], ref.extra["keypoints"][2], atol=1e-3)
         assert int(rows[i]["nose_tip_v"]) == int(ref.extra["visible"][2])
+        # with the recorded intrinsics, perspective correction at the box centre gives the camera-axes pose
+        K = np.array([[float(rows[i]["fx"]), 0, float(rows[i]["cx"])], [0, float(rows[i]["fy"]), float(rows[i]["cy"])],
+                      [0, 0, 1.0]])
+        c = ((got.box[0] + got.box[2]) / 2, (got.box[1] + got.box[3]) / 2)
+        R_cam = geometry.perspective_correction(got.R, K, c)
+        np.testing.assert_allclose(R_cam, ds.render(i).R, atol=1e-4)
         n_gray += got.image.ndim == 2
     assert 0 < n_gray < 6  # the IR fraction produced both kinds (this seed)
     # a second export into the same folder is refused unless --overwrite

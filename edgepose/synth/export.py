@@ -32,10 +32,10 @@ log = logging.getLogger(__name__)
 
 _R = [f"r{i}{j}" for i in range(3) for j in range(3)]
 #: CSV columns: pose in degrees (edgepose signs) + the exact matrix (the reader prefers r00..r22),
-#: face box, key points (x, y, visible) in KEYPOINT_NAMES order, scene facts.
+#: face box, key points (x, y, visible) in KEYPOINT_NAMES order, intrinsics, scene facts.
 COLUMNS = (["image", "pitch", "yaw", "roll"] + _R + ["x1", "y1", "x2", "y2"]
            + [f"{k}_{c}" for k in KEYPOINT_NAMES for c in ("x", "y", "v")]
-           + ["identity", "ir", "split"])
+           + ["fx", "fy", "cx", "cy", "identity", "ir", "split"])
 
 
 def _write_image(path: Path, img: np.ndarray) -> None:
@@ -82,6 +82,7 @@ def export_dataset(out: str | Path, n: int, seed: int = 0, config: SynthConfig |
                       (f"{res.keypoints[k, 0]:.3f}", f"{res.keypoints[k, 1]:.3f}", int(res.visible[k]))]
                 wr.writerow([name] + [f"{v:.6f}" for v in pyr] + [f"{v:.9f}" for v in res.R_crop.ravel()]
                             + [f"{v:.3f}" for v in res.box] + kp
+                            + [f"{res.K[0, 0]:.4f}", f"{res.K[1, 1]:.4f}", f"{res.K[0, 2]:.4f}", f"{res.K[1, 2]:.4f}"]
                             + [res.identity_seed, int(res.scene.ir), ds.cfg.split])
                 fh.flush()
                 done += 1
