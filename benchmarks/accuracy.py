@@ -42,6 +42,8 @@ def load_eval_set(ds: DatasetSpec) -> EvalSet:
     """Read a labelled dataset from the suite (DataError with the fix when it is missing)."""
     from edgepose.data.registry import build_reader
 
+    if ds.format == "synth":
+        return _synth_set(ds)
     root = expand_path(ds.root)
     if root is None or not root.exists():
         raise DataError(f"accuracy set {ds.name!r}: {root} not found; set EDGEPOSE_TEST_DATA or fix accuracy.root")
@@ -52,6 +54,20 @@ def load_eval_set(ds: DatasetSpec) -> EvalSet:
     if not samples:
         raise DataError(f"accuracy set {ds.name!r} at {root} has no labelled samples")
     return EvalSet(ds.name or ds.format, samples)
+
+
+def _synth_set(ds: DatasetSpec) -> EvalSet:
+    """Rendered heads with exact labels (edgepose.synth); ``options`` go to SynthHeadDataset."""
+    try:
+        from edgepose.synth.dataset import SynthHeadDataset
+    except ImportError as exc:
+        raise DataError(f"accuracy set {ds.name!r}: the synthetic renderer is unavailable ({exc}); "
+                        f"install edgepose[synth]") from None
+    opts = dict(ds.options)
+    seed = int(opts.pop("seed", 0))
+    reader = SynthHeadDataset(int(ds.max_samples or 48), seed=seed, **opts)
+    samples = [reader[i] for i in range(len(reader))]
+    return EvalSet(ds.name or "synth", [s for s in samples if s.R is not None])
 
 
 def predict(backend, eval_set: EvalSet, batch: int = 16) -> np.ndarray:

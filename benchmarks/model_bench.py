@@ -88,42 +88,53 @@ def bench_row(row: Row, art: Artifact, suite: Suite, eval_set: EvalSet | None,
 
 
 class _Accuracy:
-    """Predictions per artifact, the peer's FP32 reference, and the metrics block per row."""
+    """Predictions per artifact, the peer's FP32 reference per set, and the metrics block per row.
 
-    def __init__(self, eval_set: EvalSet | None, unavailable: str | None):
-        self.eval_set = eval_set
+    The first eval set feeds the row's accuracy columns; the others go to ``accuracy["other_sets"]``.
+    """
+
+    def __init__(self, eval_sets: list[EvalSet], unavailable: str | None):
+        self.eval_sets = eval_sets
         self.unavailable = unavailable
-        self.ref: tuple[dict, np.ndarray] | None = None
+        self.refs: dict[str, tuple[dict, np.ndarray]] = {}
 
     def reset(self) -> None:
-        self.ref = None
+        self.refs = {}
+
+    def _one(self, be, backend: str, precision: str, eval_set: EvalSet) -> dict:
+        P = predict(be, eval_set)
+        ref = self.refs.get(eval_set.name)
+        if ref is None and precision == "fp32":
+            blk = accuracy_block(P, eval_set, be.spec)
+            blk["reference"] = f"{backend} fp32"
+            self.refs[eval_set.name] = (blk, P)
+            return blk
+        ref_blk, P_ref = ref if ref else (None, None)
+        blk = accuracy_block(P, eval_set, be.spec, ref_blk,
+                             P_ref if P_ref is not None and len(P_ref) == len(P) else None)
+        if ref_blk:
+            blk["reference"] = ref_blk["reference"]
+        return blk
 
     def block(self, art: Artifact, backend: str, suite: Suite) -> dict:
-        if self.eval_set is None:
+        if not self.eval_sets:
             return {"skipped": self.unavailable} if self.unavailable else {}
         if not art.trained:
             return {"skipped": "untrained weights (architecture peer): latency only, accuracy is meaningless"}
         try:
             with open_backend(backend, art.path, device=suite.device, threads=suite.threads) as be:
-                P = predict(be, self.eval_set)
-                spec = be.spec
+                blocks = [self._one(be, backend, art.precision, es) for es in self.eval_sets]
         except KeyboardInterrupt:
             raise
         except Exception as exc:
             return {"error": error_text(exc)}
-        if self.ref is None and art.precision == "fp32":
-            blk = accuracy_block(P, self.eval_set, spec)
-            blk["reference"] = f"{backend} fp32"
-            self.ref = (blk, P)
-            return blk
-        ref_blk, P_ref = self.ref if self.ref else (None, None)
-        blk = accuracy_block(P, self.eval_set, spec, ref_blk, P_ref if P_ref is not None and len(P_ref) == len(P) else None)
-        if ref_blk:
-            blk["reference"] = ref_blk["reference"]
-        return blk
+        main = blocks[0]
+        if len(blocks) > 1:
+            main["other_sets"] = {b["dataset"]: b for b in blocks[1:]}
+        return main
 
 
-def run_model_grid(suite: Suite, builder: ArtifactBuilder, eval_set: EvalSet | None, eval_unavailable: str | None,
+def run_model_grid(suite: Suite, builder: ArtifactBuilder, eval_sets: list[EvalSet], eval_unavailable: str | None,
                    sampler: TegrastatsSampler | None = None, on_row: Callable[[Row], None] = lambda r: None,
                    peers: list[str] | None = None) -> list[Row]:
     rows: list[Row] = []
@@ -135,7 +146,8 @@ def run_model_grid(suite: Suite, builder: ArtifactBuilder, eval_set: EvalSet | N
         log.info("%-44s %-7s %s", row.label(), row.status,
                  f"p50 {lat:.2f} ms" if lat is not None else row.reason[:100])
 
-    acc = _Accuracy(eval_set, eval_unavailable)
+    acc = _Accuracy(eval_sets, eval_unavailable)
+    eval_set = eval_sets[0] if eval_sets else None  # real face crops as timing inputs
     first_batch = suite.batch_sizes[0]
     for peer in suite.peers:
         if peers and peer.name not in peers:

@@ -104,6 +104,29 @@ def _platform_lines(report: dict) -> list[str]:
     return lines
 
 
+def _other_sets_lines(rows: list[dict]) -> list[str]:
+    """One table per extra accuracy set (accuracy is per artifact: one line per peer/backend/precision/size)."""
+    seen, by_set = set(), {}
+    for r in rows:
+        for name, blk in ((r.get("accuracy") or {}).get("other_sets") or {}).items():
+            key = (name, r["name"], r["backend"], r["precision"], r.get("input_size"))
+            if key not in seen:
+                seen.add(key)
+                by_set.setdefault(name, []).append((r, blk))
+    out: list[str] = []
+    for name, items in by_set.items():
+        out += [f"Accuracy on `{name}` (n={items[0][1].get('n')}, degrees):", "",
+                "| peer | backend | precision | input | MAE p/y/r | MAE | GE | Δ MAE | vs ref |",
+                "|---|---|---|--:|---|--:|--:|--:|--:|"]
+        for r, b in items:
+            pyr = f"{_f(b.get('mae_pitch'), '{:.1f}')}/{_f(b.get('mae_yaw'), '{:.1f}')}/{_f(b.get('mae_roll'), '{:.1f}')}"
+            out.append(f"| {r['name']} | {r['backend']} | {r['precision']} | {r.get('input_size') or '-'} | {pyr} "
+                       f"| {_f(b.get('mae'))} | {_f(b.get('ge'))} | {_f(b.get('delta_mae'), '{:+.2f}')} "
+                       f"| {_f(b.get('ref_ge'))} |")
+        out.append("")
+    return out
+
+
 def _skipped_lines(rows: list[dict], note) -> list[str]:
     """Skipped rows grouped by reason: one line per reason instead of one table row per cell."""
     if not rows:
@@ -143,6 +166,8 @@ def markdown(report: dict) -> str:
     model_rows = [r for r in rows if r["kind"] == "model"]
     if model_rows:
         out += ["## Pose model", "",
+                *(["Accuracy set: " + ", ".join(f"`{a['name']}` (n={a['n']})" for a in report["accuracy_sets"][:1]), ""]
+                  if report.get("accuracy_sets") else []),
                 "Latency in ms per call of `batch` faces (p50 / p90 / p99, mean ± std); faces/s = batch / mean. "
                 "MAE / GE in degrees on the accuracy set; Δ = difference to the FP32 reference of the same peer; "
                 "vs ref = mean geodesic angle between this row's and the reference's predictions.", "",
@@ -164,6 +189,7 @@ def markdown(report: dict) -> str:
                 f"| {_f(acc.get('delta_mae'), '{:+.2f}')} | {_f(acc.get('ref_ge'))} | {_f(pw.get('total_w'))} "
                 f"| {_f(pw.get('energy_mj_per_inference'))} |"))
         out.append("")
+        out += _other_sets_lines(model_rows)
         out += _skipped_lines([r for r in model_rows if r["status"] == "skipped"], note)
     pipe_rows = [r for r in rows if r["kind"] == "pipeline"]
     if pipe_rows:

@@ -72,19 +72,22 @@ def run_suite(suite: Suite, suite_file: Path, out_dir: str | Path, *, work_dir: 
     report["power_sampler"] = power_note
     builder = ArtifactBuilder(suite, work_dir or out_dir / "artifacts", progress=progress)
     try:
-        eval_set, eval_unavailable = None, None
-        if suite.accuracy:
+        eval_sets, problems = [], []
+        for ds in suite.accuracy:
             try:
-                eval_set = load_eval_set(suite.accuracy[0])
-                report["accuracy_set"] = {"name": eval_set.name, "n": len(eval_set.samples),
-                                          "format": suite.accuracy[0].format}
+                es = load_eval_set(ds)
+                eval_sets.append(es)
+                report.setdefault("accuracy_sets", []).append({"name": es.name, "n": len(es.samples), "format": ds.format})
+            except KeyboardInterrupt:
+                raise
             except Exception as exc:
-                eval_unavailable = f"accuracy set unavailable: {error_text(exc)}"
-                log.warning("%s", eval_unavailable)
-        else:
-            eval_unavailable = "the suite has no accuracy set"
+                problems.append(f"accuracy set {ds.name or ds.format} unavailable: {error_text(exc)}")
+                log.warning("%s", problems[-1])
+        if problems:
+            report["accuracy_problems"] = problems
+        eval_unavailable = "; ".join(problems) if problems else (None if suite.accuracy else "the suite has no accuracy set")
         if only in (None, "model"):
-            run_model_grid(suite, builder, eval_set, eval_unavailable, sampler, on_row=on_row, peers=peers)
+            run_model_grid(suite, builder, eval_sets, eval_unavailable, sampler, on_row=on_row, peers=peers)
         if only in (None, "pipeline"):
             run_pipeline_grid(suite, builder, sampler, on_row=on_row, peers=peers)
     except KeyboardInterrupt:

@@ -52,7 +52,9 @@ def _suite(tmp_path: Path, data_root: Path | None, model: Path, **extra) -> Path
         "peers": [{"name": "tiny", "role": "student", "source": {"path": str(model)}},
                   {"name": "broken", "role": "student", "source": {"path": str(broken)}},
                   {"name": "missing", "role": "teacher", "source": {"path": str(tmp_path / "nope.pt")}}],
-        "accuracy": ([{"name": "aflw", "format": "aflw2000", "root": str(data_root / "aflw2000-sample")}]
+        "accuracy": ([{"name": "aflw", "format": "aflw2000", "root": str(data_root / "aflw2000-sample")},
+                      {"name": "synth", "format": "synth", "max_samples": 5,
+                       "options": {"seed": 3, "split": "test", "pose_range": "driver", "size": 96, "ssaa": 1}}]
                      if data_root else []),
         "pipeline": {"enabled": data_root is not None, "peers": ["tiny"], "precisions": ["fp32"],
                      "backends": ["ort-cpu"], "warmup_frames": 2, "max_frames": 12, "encode": False,
@@ -117,6 +119,10 @@ def test_ok_rows_have_latency_accuracy_and_memory(bench_run):
             continue
         assert acc["n"] == 6 and 0 <= acc["mae"] < 180 and acc["reference"] == "ort-cpu fp32"
         assert acc["mae"] == pytest.approx(np.mean([acc["mae_pitch"], acc["mae_yaw"], acc["mae_roll"]]))
+        doc = json.loads((out / "bench.json").read_text())
+        if "accuracy_problems" not in doc:  # the synthetic renderer ran: the second set has its own block
+            synth = acc["other_sets"]["synth"]
+            assert synth["n"] == 5 and synth["reference"] == "ort-cpu fp32" and synth["ge"] >= 0
 
 
 def test_missing_backend_is_skipped_and_broken_model_failed(bench_run):
