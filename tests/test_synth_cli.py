@@ -154,3 +154,17 @@ def test_preview_sheet(tmp_path):
     assert main(["synth", "preview", "--n", "4", "--out", str(out), "--size", "64", "--ssaa", "1"]) == 0
     img = cv2.imread(str(out))
     assert img.shape == (128, 128, 3)
+
+
+def test_missing_gl_backend_is_a_clear_error(tmp_path, repo_root):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EDGEPOSE_GL_BACKEND": "no-such-backend"}
+    p = subprocess.run([sys.executable, "-m", "edgepose.cli.main", "synth", "preview", "--n", "1", "--out",
+                        str(tmp_path / "x.png")], cwd=repo_root, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.startswith("error: cannot create an off-screen OpenGL context") and "Traceback" not in p.stderr
+    assert not (tmp_path / "x.png").exists()

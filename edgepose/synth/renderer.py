@@ -383,7 +383,7 @@ def _context():
         ctx = mgl.create_standalone_context(backend=backend) if backend else mgl.create_standalone_context()
     except Exception as exc:  # the driver's own message is the useful part
         raise UserError(f"cannot create an off-screen OpenGL context (backend {backend!r}): {exc}. Install EGL "
-                        "and Mesa (apt: libegl1 libgl1-mesa-dri; see scripts/setup.sh) or set "
+                        "and Mesa (apt: libegl1 libegl-mesa0 libgl1-mesa-dri; see scripts/setup.sh) or set "
                         "EDGEPOSE_GL_BACKEND to another moderngl backend") from None
     log.debug("GL context: %s", ctx.info.get("GL_RENDERER"))
     _CTX = (os.getpid(), ctx)
