@@ -118,7 +118,7 @@ def test_mirrored_render_equals_render_of_flip_label(renderer):
 
     from edgepose.synth.background import make_background
 
-    ident = _ident(5, hair_style="bald", glasses="none", cap=False, mask=False)
+    ident = _ident(5, hair_style="bald", glasses="none", cap=False, mask=False, gaze_yaw=0.0)  # symmetric
     R = E(12, 35, 18)
     a = renderer.render(ident, R, _plain())
     b = renderer.render(ident, geometry.flip_label(R), _plain())

@@ -61,6 +61,8 @@ class HeadIdentity:
     eye_el: float = 8.0
     eye_radius: float = 0.0120
     eye_open: float = 24.0       # degrees between the gaze axis and the upper lid's rim
+    gaze_yaw: float = 0.0        # gaze direction relative to the head (deg, + toward the subject's left)
+    gaze_pitch: float = 0.0      # (deg, + up)
     brow_gap: float = 9.0        # degrees of elevation between eye and brow
     brow_thickness: float = 0.006
     nose_el: float = -8.0        # elevation of the nose-tip direction
@@ -111,7 +113,7 @@ class HeadIdentity:
             jaw_taper=u(0.12, 0.38), chin_forward=u(0.02, 0.14), occiput=u(0.0, 0.12),
             brow_ridge=u(0.001, 0.007), cheekbones=u(0.0, 0.007), chin_bump=u(0.002, 0.009),
             eye_az=u(19.0, 25.0), eye_el=u(5.0, 12.0), eye_radius=u(0.0110, 0.0130),
-            eye_open=u(17.0, 32.0),
+            eye_open=u(17.0, 32.0), gaze_yaw=float(rng.normal(0, 6.0)), gaze_pitch=float(rng.normal(-2.0, 4.0)),
             brow_gap=u(7.5, 11.5), brow_thickness=u(0.0035, 0.008),
             nose_el=u(-13.0, -5.0), nose_length=u(0.038, 0.052), nose_width=u(0.0085, 0.0125),
             nose_depth=u(0.014, 0.022),

@@ -305,7 +305,9 @@ def build_head(ident: HeadIdentity, detail: int = 1) -> HeadMesh:
         d = direction(s * i.eye_az, i.eye_el)
         n = skull.normal(d)[0]
         c = skull.surface(d) + n * (0.35 * i.eye_radius) - np.array([0, 0, i.eye_radius])
-        gaze = np.array([-s * 0.04, 0.0, 1.0])
+        # both eyes look at the same point ~0.8 m ahead, offset by the identity's gaze direction
+        target = direction(i.gaze_yaw, i.gaze_pitch) * 0.8
+        gaze = target - c
         gaze /= np.linalg.norm(gaze)
         Rg = _rotation_to(gaze)
         iris, sclera = np.array(i.iris), np.array([0.93, 0.9, 0.88])

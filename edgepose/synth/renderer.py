@@ -63,7 +63,9 @@ void main() {
     vec3 V = normalize(-p);
     vec3 n = normalize(rot * in_nrm);
     if (dot(n, V) < 0.0) n = -n;              // two-sided thin parts (brim, frames, lenses)
-    float diff = max(dot(n, light_dir), 0.0);
+    // skin and lips scatter light under the surface: a softer (wrapped) terminator
+    float wrap = (m == %(skin)d || m == %(lips)d) ? 0.25 : 0.0;
+    float diff = max((dot(n, light_dir) + wrap) / (1.0 + wrap), 0.0);
     float spec = pow(max(dot(reflect(-light_dir, n), V), 0.0), 40.0) * shine[m];
     vec3 albedo = in_col.rgb;
     if (ir == 1) {
@@ -172,7 +174,8 @@ class HeadRenderer:
         self.cache_size = cache_size
         self.ctx = _context()
         self.prog = self.ctx.program(vertex_shader=_VS % {"n": _N_MAT, "sclera": MATERIALS["sclera"],
-                                                               "lens": MATERIALS["lens"]},
+                                                               "lens": MATERIALS["lens"], "skin": MATERIALS["skin"],
+                                                               "lips": MATERIALS["lips"]},
                                      fragment_shader=_FS)
         self.prog["ir_refl"].value = tuple(float(v) for v in _IR_REFL)
         self.prog["shine"].value = tuple(float(v) for v in _SHINE)
