@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+# Import torch before any test touches GStreamer: the TorchScript ONNX exporter was seen to abort
+# (pybind11::stop_iteration) when torch was first imported after GStreamer had run in the same
+# process, and pytest runs every test file in one process.
+import torch  # noqa: F401,E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 
