@@ -2,8 +2,10 @@
 
 ``quantize_onnx(fp32.onnx, out.onnx, crops, profile="tensorrt"|"cpu", method="minmax")``:
 
-1. ``quant_pre_process`` (shape inference + graph optimisation: BN folding) into a temp file;
-2. the head (everything after the pooled features, :func:`.graph.head_node_names`) is excluded;
+1. ``quant_pre_process`` (shape inference + graph optimisation: BN folding) into a temp file, see
+   :func:`pre_process` for why ORT's *symbolic* shape inference is skipped;
+2. the head (everything after the pooled features, :func:`.graph.head_node_names`) is excluded, plus
+   any ``exclude`` nodes (e.g. the stem conv found sensitive by ``quantize/sweep.py``);
 3. ``quantize_static`` in Q/DQ format with the profile's types and options (:mod:`.profiles`) and
    the chosen calibration (minmax / entropy / percentile);
 4. ``tensorrt`` results must pass the Q/DQ lint (:mod:`.lint`) or nothing is written;
@@ -29,7 +31,7 @@ from .graph import head_node_names, opset_of
 from .lint import check_tensorrt_qdq
 from .profiles import CALIBRATION_METHODS, QuantProfile, get_profile
 
-__all__ = ["QuantResult", "quantize_onnx", "MIN_OPSET", "MAX_OPSET"]
+__all__ = ["QuantResult", "quantize_onnx", "pre_process", "MIN_OPSET", "MAX_OPSET"]
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +88,37 @@ def _check_input(fp32: Path) -> tuple[ArtifactMetadata, object]:
     return meta, model
 
 
+def pre_process(src: Path, dst: Path) -> str:
+    """ORT's ``quant_pre_process`` into ``dst``; returns which variant ran ("onnx-shapes" or "none").
+
+    Symbolic shape inference is skipped on purpose: onnxruntime's ``SymbolicShapeInference`` has
+    no handler for ``ReduceL2`` with its axes as an input (opset >= 18, the Gram-Schmidt norm of the
+    6D head), leaves that output without a shape, and then crashes on the following ``Div``
+    (``TypeError: object of type 'NoneType' has no len()``).  Symbolic inference only matters for
+    models with symbolic inner dimensions (transformers); ONNX's own shape inference types every
+    tensor of these CNNs (only the batch axis is symbolic) and the ORT graph optimisation still runs.
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+        return "onnx-shapes"
+    except Exception as exc:  # noqa: BLE001 - fall back to the raw graph; BN is already folded by export
+        log.warning("quant_pre_process failed (%s: %s); quantizing the exported graph as is", type(exc).__name__, exc)
+        return "none"
+
+
 def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantProfile = "tensorrt",
                   method: str = "minmax", percentile: float = 99.999, manifest: dict | None = None,
-                  batch_size: int = 1, command: str | None = None) -> QuantResult:
-    """Quantize ``fp32_path`` into ``out_path`` (see module docstring); returns a :class:`QuantResult`."""
+                  batch_size: int = 1, command: str | None = None, exclude: list[str] | tuple = (),
+                  only: list[str] | None = None) -> QuantResult:
+    """Quantize ``fp32_path`` into ``out_path`` (see module docstring); returns a :class:`QuantResult`.
+
+    ``exclude``: extra node names kept in float (after pre-processing; see ``quantize/sweep.py``);
+    ``only``: quantize just these nodes (the sensitivity sweep), everything else stays float.
+    """
     import onnx
     from onnxruntime.quantization import QuantFormat, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     t0 = time.perf_counter()
     fp32, out = Path(fp32_path), Path(out_path)
@@ -116,18 +142,24 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quantize-") as tmp:
         pre = Path(tmp) / "pre.onnx"
-        try:
-            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=False)
-        except Exception as exc:  # noqa: BLE001 - fall back to the raw graph; BN is already folded by export
-            log.warning("quant_pre_process failed (%s); quantizing the exported graph as is", exc)
+        pre_kind = pre_process(fp32, pre)
+        if pre_kind == "none":
             pre = fp32
-        excluded = head_node_names(onnx.load(str(pre)).graph)
+        graph = onnx.load(str(pre)).graph
+        names = {n.name for n in graph.node}
+        unknown = sorted(set(exclude) - names)
+        if unknown:
+            raise UserError(f"exclude: node(s) {unknown[:5]} are not in the pre-processed graph of {fp32} "
+                            f"(list them with quantize/sweep.py --list-groups)")
+        head = head_node_names(graph)
+        excluded = head + [n for n in exclude if n not in head]
         raw = Path(tmp) / "int8.onnx"
         reader = CropCalibrationReader(crops, meta.input_name, batch_size=batch_size)
         try:
             quantize_static(str(pre), str(raw), reader, quant_format=QuantFormat.QDQ, per_channel=prof.per_channel,
                             activation_type=act_type, weight_type=w_type, calibrate_method=calib_method,
-                            nodes_to_exclude=excluded, extra_options=extra)
+                            nodes_to_exclude=excluded, nodes_to_quantize=list(only) if only else None,
+                            extra_options=extra)
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"onnxruntime quantize_static failed for {fp32} ({type(exc).__name__}: {exc}); "
                              f"set EDGEPOSE_DEBUG=1 for the trace") from exc
@@ -148,7 +180,8 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
                 "percentile": percentile if method == "percentile" else None,
                 "activation_type": prof.activation_type, "weight_type": prof.weight_type,
                 "per_channel": prof.per_channel, "extra_options": extra, "format": "QDQ",
-                "num_calibration": int(len(crops)), "excluded_nodes": excluded,
+                "num_calibration": int(len(crops)), "excluded_nodes": excluded, "pre_process": pre_kind,
+                "quantized_only": list(only) if only else None,
                 "calibration_manifest": None if manifest is None else f"{out.name}.calib.json"}})
         embed_metadata(model, out_meta, out)
     save_sidecar(out, out_meta)

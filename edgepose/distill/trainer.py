@@ -48,7 +48,13 @@ class DistillDataConfig:
     max_frames_per_video: int = 200
     jitter_scale: float = 0.1
     jitter_shift: float = 0.05
+    max_faces: int = 1  # per image / video frame (mosaics and group photos hold several)
     cache_dir: str | None = None  # default: <edgepose cache>/distill
+    # online: the teacher runs on every (jittered) training crop; cached: it labels every face once
+    # (flip-TTA) and the student trains under exact geometric augmentation (edgepose.distill.cached)
+    teacher_labels: str = "online"
+    teacher_flip_tta: bool = True  # cached mode: label = chordal mean of T(x) and flip(T(flip x)); 2x teacher cost
+    augment: dict | None = None  # cached mode: edgepose.data.augment.Augment fields (None = CACHED_AUGMENT)
 
 
 @dataclass
@@ -88,7 +94,19 @@ def load_distill_config(path: str | Path | None, overrides: list[str] | None = N
         raise ConfigError("optim.epochs and optim.batch_size must be >= 1 and optim.lr > 0")
     if cfg.student.head not in ("6d", "6d+bins", "bins"):
         raise ConfigError(f"student.head must be 6d, 6d+bins or bins (got {cfg.student.head!r})")
+    if cfg.data.teacher_labels not in ("online", "cached"):
+        raise ConfigError(f"data.teacher_labels must be online or cached (got {cfg.data.teacher_labels!r})")
+    if cfg.data.teacher_labels == "cached" and (cfg.loss.kl > 0 or cfg.loss.feature > 0):
+        raise ConfigError("data.teacher_labels=cached keeps only teacher rotations: set loss.kl=0 and "
+                          "loss.feature=0, or use data.teacher_labels=online")
+    if cfg.data.max_faces < 1:
+        raise ConfigError(f"data.max_faces must be >= 1 (got {cfg.data.max_faces})")
     return cfg
+
+
+#: Cached-label augmentation: detector-like box noise, +-25 deg in-plane rotation, flips, light/IR looks.
+CACHED_AUGMENT = {"flip_p": 0.5, "rotate_p": 0.5, "rotate_deg": 25.0, "box_scale": 0.1, "box_shift": 0.05,
+                  "brightness": 0.15, "contrast": 0.3, "blur_p": 0.2, "noise_p": 0.2, "gray_p": 0.2, "nir_p": 0.1}
 
 
 def _student(cfg: DistillConfig, teacher):
@@ -113,10 +131,14 @@ def _readers(cfg: DistillConfig, specs, cache_dir: Path) -> tuple[list, dict]:
     readers, manifest = [], {}
     if cfg.data.unlabelled:
         st = DetectorSettings(name=cfg.data.detector, model_path=cfg.data.detector_model,
-                              video_step=cfg.data.video_step, max_frames_per_video=cfg.data.max_frames_per_video)
+                              video_step=cfg.data.video_step, max_frames_per_video=cfg.data.max_frames_per_video,
+                              max_faces=cfg.data.max_faces)
         r, files = unlabelled_reader(cfg.data.unlabelled, st, cache_spec(specs), cache_dir)
         readers.append(r)
         manifest = {"unlabelled": files, "faces": len(r), "detector": st.key()}
+    if any(str(d.get("format")) == "synth" for d in [*cfg.data.labelled, cfg.data.val or {}]):
+        import edgepose.methods  # noqa: F401  registers the synth format
+
     for i, ds in enumerate(cfg.data.labelled):
         readers.append(build_eval_reader(dict(ds), where=f"data.labelled[{i}]"))
     if sum(len(r) for r in readers) == 0:
@@ -166,14 +188,25 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict[str, Any]:
     readers, manifest = _readers(cfg, [*teacher.specs, student.preprocess], cache_dir)
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     val_reader = None
+    cached = cfg.data.teacher_labels == "cached"
     if cfg.data.val:
         from edgepose.train.data import build_eval_reader
 
         val_reader = build_eval_reader(dict(cfg.data.val), where="data.val")
-    ds = PairedCropDataset(readers, student.preprocess, teacher.specs, cfg.data.jitter_scale, cfg.data.jitter_shift,
-                           seed=cfg.seed)
+    if cached:
+        from edgepose.data.augment import Augment
+
+        from .cached import AugmentedDistillDataset, collate_cached, teacher_labels
+
+        labels = teacher_labels(teacher, readers, flip_tta=cfg.data.teacher_flip_tta, progress=progress)
+        ds = AugmentedDistillDataset(readers, labels, student.preprocess,
+                                     Augment.from_dict(cfg.data.augment if cfg.data.augment is not None
+                                                       else CACHED_AUGMENT), seed=cfg.seed)
+    else:
+        ds = PairedCropDataset(readers, student.preprocess, teacher.specs, cfg.data.jitter_scale,
+                               cfg.data.jitter_shift, seed=cfg.seed)
     loader = DataLoader(ds, batch_size=cfg.optim.batch_size, shuffle=True, num_workers=cfg.optim.workers,
-                        collate_fn=collate, drop_last=len(ds) > cfg.optim.batch_size,
+                        collate_fn=collate_cached if cached else collate, drop_last=len(ds) > cfg.optim.batch_size,
                         generator=torch.Generator().manual_seed(cfg.seed))
     criterion = DistillLoss(cfg.loss, student.num_features, teacher.num_features, dict(student.bins), teacher.bins)
     params = list(student.parameters()) + list(criterion.parameters())
@@ -193,7 +226,7 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict[str, Any]:
             sums: dict[str, float] = {}
             t0 = time.perf_counter()
             for batch in tqdm(loader, desc=f"distill {epoch}/{cfg.optim.epochs}", disable=not progress, leave=False):
-                t_out = teacher(batch["teacher"])
+                t_out = {"R": batch["R_t"]} if cached else teacher(batch["teacher"])
                 s_out = student(batch["student"])
                 loss, parts = criterion(s_out, t_out, batch["R"], batch["has_gt"])
                 opt.zero_grad(set_to_none=True)

@@ -1,0 +1,233 @@
+"""INT8 variant sweep: calibration methods / sizes, per-layer-group sensitivity, sensitive groups in float.
+
+    python -m edgepose.quantize.sweep runs/f3-distill/student.onnx --calib ../shared/data/videos \\
+        --calib ../shared/data/faces-aws --calib ../shared/data/in-cabin \\
+        --detector-model ../shared/data/detectors/yunet/yunet_s_dynamic.onnx \\
+        --eval aflw2000:../shared/data/aflw2000-sample --synth-test 300 --out runs/f3-sweep
+
+Every variant is quantized with :func:`edgepose.quantize.ptq.quantize_onnx` (``tensorrt`` variants
+pass the Q/DQ lint or fail) and scored against the FP32 model on each evaluation set: mean Euler
+MAE, its change vs FP32 (dMAE; the acceptance bound is |dMAE| <= 0.5 deg) and the mean geodesic
+angle between INT8 and FP32 predictions (drift; label-free, so it is not hidden by label noise).
+
+Stages (``--stages``):
+
+* ``methods``: minmax / entropy / percentile (99.99, 99.999) with all calibration crops, and minmax
+  with a quarter of them;
+* ``sensitivity``: quantize ONE layer group at a time (stem conv, each residual block...; the rest
+  stays float) and measure its drift;
+* ``exclude``: full quantization with the 1, 2, 3 most sensitive groups kept in float.
+
+Writes ``sweep.json`` and ``sweep.md`` (atomic) into ``--out``.  Minutes on 2 cores; not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["layer_groups", "synthetic_test_set", "score", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def layer_groups(graph, depth: int = 4) -> "OrderedDict[str, list[str]]":
+    """Backbone nodes (before the pooled features) grouped by their conv weight's module path.
+
+    A Conv's group is its weight initializer name cut to ``depth`` dotted parts
+    (``model.backbone.layer2.0.downsample.0.weight`` -> ``model.backbone.layer2.0``; the stem
+    ``model.backbone.conv1.weight`` -> ``model.backbone.conv1``); every other node joins the group
+    of the last Conv before it in graph order (its BN / ReLU / residual Add).
+    """
+    from .graph import descendants, find_feature_pool
+
+    pool = find_feature_pool(graph)
+    head = {n.name for n in descendants(graph, pool)} | {pool.name}
+    groups: OrderedDict[str, list[str]] = OrderedDict()
+    current = None
+    for n in graph.node:
+        if n.name in head:
+            continue
+        if n.op_type == "Conv" and len(n.input) > 1:
+            parts = n.input[1].split(".")
+            parts = parts[:-1] if parts[-1] in ("weight", "bias") else parts
+            current = ".".join(parts[:depth])
+        if current is not None and n.name:
+            groups.setdefault(current, []).append(n.name)
+    return groups
+
+
+def synthetic_test_set(n: int, spec, pose_range: str = "wide", seed: int = 2024, size: int = 160,
+                       cache: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``n`` synthetic heads of the ``test`` identity split (disjoint from train/val identities)."""
+    from edgepose.synth import SynthHeadDataset
+
+    from .report import eval_batch
+
+    desc = {"split": "test", "n": n, "pose_range": pose_range, "seed": seed, "size": size}
+    if cache is not None and cache.is_file():
+        z = np.load(cache, allow_pickle=False)
+        if json.loads(str(z["desc"])) == desc and z["x"].shape[1:] == (spec.channels, spec.input_size, spec.input_size):
+            return z["x"], z["R"], desc
+    ds = SynthHeadDataset(n, seed=seed, split="test", pose_range=pose_range, size=size)
+    x, R = eval_batch(ds, spec)
+    if cache is not None:
+        import io
+
+        from edgepose.metadata import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, x=x, R=R, desc=json.dumps(desc))
+        atomic_write_bytes(cache, buf.getvalue())
+    return x, R, desc
+
+
+def score(path, sets: dict, ref: dict | None, threads: int) -> dict:
+    """Accuracy per set; with ``ref`` (the FP32 row) also dMAE and the geodesic drift to FP32."""
+    from edgepose.geometry import geodesic_distance
+
+    from .report import evaluate_onnx
+
+    out = {}
+    for name, (x, R) in sets.items():
+        acc, P = evaluate_onnx(path, x, R, threads=threads)
+        row = {"mae": acc["mae"], "ge": acc["ge"], "R": P}
+        if ref is not None:
+            row["dmae"] = acc["mae"] - ref[name]["mae"]
+            row["drift"] = float(geodesic_distance(P, ref[name]["R"]).mean())
+            row["drift_p95"] = float(np.percentile(geodesic_distance(P, ref[name]["R"]), 95))
+        out[name] = row
+    return out
+
+
+def _markdown(rows: list[dict], sets: list[str]) -> str:
+    head = "| variant | profile | method | crops | float groups | Q/DQ | " + " | ".join(
+        f"{s} MAE | {s} dMAE | {s} drift (p95)" for s in sets) + " |"
+    lines = [head, "|" + "---|" * (6 + 3 * len(sets))]
+    for r in rows:
+        cells = [r["variant"], r.get("profile", "-"), r.get("method", "-"), str(r.get("crops", "-")),
+                 ", ".join(g.replace("model.backbone.", "") for g in r.get("float_groups", [])) or "-",
+                 str(r.get("num_qdq", "-"))]
+        for s in sets:
+            sc = r["scores"][s]
+            cells += [f"{sc['mae']:.2f}", f"{sc['dmae']:+.2f}" if "dmae" in sc else "-",
+                      f"{sc['drift']:.2f} ({sc['drift_p95']:.2f})" if "drift" in sc else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model", help="FP32 ONNX from `edgepose export` / `edgepose distill`")
+    p.add_argument("--calib", action="append", required=True, help="calibration images / videos / folders")
+    p.add_argument("--detector-model")
+    p.add_argument("--video-step", type=int, default=3)
+    p.add_argument("--max-crops", type=int, default=512)
+    p.add_argument("--eval", dest="eval_set", help="labelled set FORMAT:PATH, e.g. aflw2000:../shared/data/aflw2000-sample")
+    p.add_argument("--synth-test", type=int, default=300, help="synthetic test heads (0 = none)")
+    p.add_argument("--synth-range", default="wide", help="pose range of the synthetic test set")
+    p.add_argument("--profile", default="tensorrt")
+    p.add_argument("--stages", default="methods,sensitivity,exclude")
+    p.add_argument("--method", default="minmax", help="method of the sensitivity / exclude stages")
+    p.add_argument("--depth", type=int, default=4, help="module-path depth of a layer group")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--list-groups", action="store_true", help="print the layer groups and exit")
+    p.add_argument("--out", default="runs/quantize-sweep")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    import onnx
+
+    from edgepose.distill.faces import DetectorSettings
+    from edgepose.metadata import atomic_write_text, load_metadata
+
+    from .calibration import build_calibration_set
+    from .ptq import pre_process, quantize_onnx
+
+    model, out = Path(a.model), Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pre = out / "pre.onnx"
+    pre_process(model, pre)
+    groups = layer_groups(onnx.load(str(pre)).graph, a.depth)
+    if a.list_groups:
+        for g, names in groups.items():
+            print(f"{g}: {len(names)} nodes ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})")
+        return 0
+    meta = load_metadata(model)
+    spec = meta.preprocess
+    sets: dict[str, tuple] = {}
+    if a.eval_set:
+        from edgepose.train.data import build_eval_reader, parse_data_arg
+
+        from .report import eval_batch
+
+        sets["aflw"] = eval_batch(build_eval_reader(parse_data_arg(a.eval_set), where="--eval"), spec)
+    if a.synth_test:
+        x, R, desc = synthetic_test_set(a.synth_test, spec, a.synth_range, cache=out / "synth-test.npz")
+        sets["synth"] = (x, R)
+    settings = DetectorSettings(model_path=a.detector_model, video_step=a.video_step)
+    calib = build_calibration_set(a.calib, spec, settings, max_crops=a.max_crops)
+    log.info("calibration: %d crops; eval sets: %s", len(calib.crops), {k: len(v[0]) for k, v in sets.items()})
+
+    fp32 = score(model, sets, None, a.threads)
+    rows: list[dict] = [{"variant": "fp32", "profile": "-", "method": "-", "crops": "-", "scores": fp32}]
+    stages = [s.strip() for s in a.stages.split(",") if s.strip()]
+
+    def run(variant: str, method: str = a.method, crops: np.ndarray = calib.crops, float_groups=(), only=None,
+            percentile: float = 99.999) -> dict:
+        t0 = time.perf_counter()
+        path = out / f"{variant}.onnx"
+        exclude = [n for g in float_groups for n in groups[g]]
+        res = quantize_onnx(model, path, crops, a.profile, method=method, percentile=percentile, exclude=exclude,
+                            only=only, batch_size=16, command=" ".join(sys.argv))
+        row = {"variant": variant, "profile": a.profile, "method": method if method != "percentile" else
+               f"percentile {percentile}", "crops": int(len(crops)), "float_groups": list(float_groups),
+               "num_qdq": res.num_q + res.num_dq, "scores": score(path, sets, fp32, a.threads),
+               "seconds": time.perf_counter() - t0}
+        rows.append(row)
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".json").unlink(missing_ok=True)
+        log.info("%s: %s", variant, {k: {m: round(v[m], 3) for m in ("mae", "dmae", "drift")}
+                                     for k, v in row["scores"].items()})
+        _save()
+        return row
+
+    def _save():
+        clean = [{**r, "scores": {k: {m: v for m, v in s.items() if m != "R"} for k, s in r["scores"].items()}}
+                 for r in rows]
+        atomic_write_text(out / "sweep.json", json.dumps({"model": str(model), "groups": list(groups), "rows": clean,
+                                                          "sets": {k: len(v[0]) for k, v in sets.items()},
+                                                          "command": " ".join(sys.argv)}, indent=2) + "\n")
+        atomic_write_text(out / "sweep.md", _markdown(rows, list(sets)))
+
+    key = "synth" if "synth" in sets else next(iter(sets))
+    if "methods" in stages:
+        run("minmax", "minmax")
+        run("entropy", "entropy")
+        run("percentile-99.99", "percentile", percentile=99.99)
+        run("percentile-99.999", "percentile", percentile=99.999)
+        quarter = calib.crops[np.random.default_rng(0).choice(len(calib.crops), len(calib.crops) // 4, replace=False)]
+        run("minmax-quarter-crops", "minmax", crops=quarter)
+    sens: dict[str, float] = {}
+    if "sensitivity" in stages or "exclude" in stages:
+        for g, names in groups.items():
+            conv_names = names  # the group's own nodes; ORT adds the Q/DQ of their inputs
+            r = run(f"only-{g.replace('model.backbone.', '')}", only=conv_names)
+            sens[g] = r["scores"][key]["drift"]
+    if "exclude" in stages:
+        worst = sorted(sens, key=sens.get, reverse=True)
+        for k in (1, 2, 3):
+            run(f"float-top{k}", float_groups=worst[:k])
+    _save()
+    print(_markdown(rows, list(sets)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
