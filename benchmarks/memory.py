@@ -3,8 +3,9 @@
 Host: the rise of the process' peak resident set (``VmHWM``) over the resident set before the
 row, after resetting the peak through ``/proc/self/clear_refs`` (Linux >= 4.0) so each row
 starts from its own baseline.  It includes the session / model load and the inference arenas.
-Allocators keep freed memory for reuse, so a row that follows a bigger one can read lower;
-compare rows of one run with that in mind.  GPU (torch on CUDA): ``torch.cuda.max_memory_allocated``.
+Before each row the garbage collector runs and glibc's ``malloc_trim(0)`` hands freed heap back
+to the OS, so memory freed by earlier rows is not silently reused (which would read as ~0 MB);
+other allocators (mimalloc, jemalloc) can still keep some, so treat the figure as a lower bound.  GPU (torch on CUDA): ``torch.cuda.max_memory_allocated``.
 """
 from __future__ import annotations
 
@@ -23,6 +24,18 @@ def _status_kb(field: str) -> int | None:
     except OSError:
         return None
     return int(m.group(1)) if m else None
+
+
+def _release_free_memory() -> None:
+    """Return memory freed by earlier rows to the OS so this row's rise is visible."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        pass
 
 
 def _reset_hwm() -> bool:
@@ -52,6 +65,7 @@ class PeakMemory:
                 self._base_cuda = torch.cuda.memory_allocated()
                 return self
             self.cuda = False
+        _release_free_memory()
         self._reset = _reset_hwm()
         self._rss0 = _status_kb("VmRSS")
         return self
