@@ -6,8 +6,8 @@ model, plus the whole ``edgepose run`` pipeline on a video; writes ``bench.json`
 (schema ``edgepose.bench/1``), ``bench.csv``, ``bench.md`` and two PNG plots into ``--out``.
 
 ``--compare baseline.json`` prints current/baseline latency ratios per matching row and exits
-with status 1 when one exceeds ``--max-regression`` (default 1.2); ``--floor-mae`` fails the
-run when an accurate-enough model got worse than the floor (CI).
+with status 1 when one exceeds ``--max-regression`` (default 1.2); ``--floor-mae DEG`` exits 1
+when an ok row's MAE on the accuracy set exceeds DEG (CI).
 """
 from __future__ import annotations
 
