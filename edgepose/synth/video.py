@@ -162,6 +162,8 @@ def render_video(out: str | Path, seconds: float = 10.0, fps: float = 30.0, seed
                 p.unlink(missing_ok=True)
     meta = {"video": out.name, "frames": done, "fps": fps, "width": w, "height": h, "seed": seed,
             "identity": ident_seed, "ir": ir, "K": None if K is None else K.tolist(),
+            # the runtime's camera settings (edgepose.runtime CameraConfig.intrinsics = [fx, fy, cx, cy])
+            "intrinsics": None if K is None else [K[0, 0], K[1, 1], K[0, 2], K[1, 2]], "hfov_deg": cam.fov_deg,
             "neutral_pyr": list(NEUTRAL), "poses": jsonl.name,
             "convention": "R: head pose relative to the camera axes (edgepose convention); R_crop: relative to the "
                           "viewing ray through the face-box centre; "
