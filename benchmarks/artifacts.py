@@ -196,9 +196,9 @@ class ArtifactBuilder:
             if precision == "fp16":
                 return self._fp16(peer, fp32)
             return self._int8(peer, fp32, precision)
-        # tensorrt engine from the matching ONNX
-        onnx_prec = "fp16" if precision == "fp16" else precision
-        src = self.get(peer, "onnx", onnx_prec if precision != "fp32" else "fp32", size)
+        # tensorrt engine: INT8 from the Q/DQ ONNX; FP32 / FP16 from the FP32 ONNX (edgepose.jetson.build
+        # picks the FP16 route for the installed TensorRT: builder flag on 10, FP16 ONNX on 11)
+        src = self.get(peer, "onnx", "int8-tensorrt" if precision == "int8-tensorrt" else "fp32", size)
         if not src.ok:
             return Artifact(peer.name, fmt, precision, size, status=src.status, reason=src.reason)
         return self._engine(peer, src, precision)
