@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from ..registry import register_backbone
 from .base import IMAGENET_CFG, Backbone, init_weights
 
-__all__ = ["MobileNetV3", "mobilenetv3_small", "mobilenetv3_large"]
+__all__ = ["MobileNetV3", "mobilenetv3_small", "mobilenetv3_small_075", "mobilenetv3_large", "scale_setting"]
 
 _BN = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)
 
@@ -113,6 +113,13 @@ class MobileNetV3(Backbone):
         return features if self.classifier is None else self.classifier(features)
 
 
+def scale_setting(setting, width_mult: float):
+    """Channels of a block table scaled as torchvision's ``mobilenet_v3_*(width_mult=...)`` does
+    (``_make_divisible(c * width_mult, 8)`` for in / expanded / out channels)."""
+    return [(make_divisible(cin * width_mult), k, make_divisible(cexp * width_mult), make_divisible(cout * width_mult),
+             se, hs, s) for cin, k, cexp, cout, se, hs, s in setting]
+
+
 def _build(setting, last_channel: int, num_classes: int, pretrained: str | None) -> MobileNetV3:
     model = MobileNetV3(setting, last_channel, num_classes=num_classes)
     if pretrained:
@@ -124,6 +131,13 @@ def _build(setting, last_channel: int, num_classes: int, pretrained: str | None)
 def mobilenetv3_small(num_classes: int = 0, pretrained: str | None = None) -> MobileNetV3:
     """MobileNetV3-Small; 576 pooled features."""
     return _build(_SMALL, 1024, num_classes, pretrained)
+
+
+@register_backbone("mobilenetv3_small_075", **IMAGENET_CFG)
+def mobilenetv3_small_075(num_classes: int = 0, pretrained: str | None = None) -> MobileNetV3:
+    """MobileNetV3-Small at width 0.75 (torchvision ``mobilenet_v3_small(width_mult=0.75)``); 432 pooled
+    features.  The default shipped student: FP32 + two INT8 copies fit the package's size budget."""
+    return _build(scale_setting(_SMALL, 0.75), make_divisible(1024 * 0.75), num_classes, pretrained)
 
 
 @register_backbone("mobilenetv3_large", **IMAGENET_CFG)

@@ -1,0 +1,433 @@
+"""Rebuild the default student shipped in ``edgepose/assets/models`` (docs/models.md).
+
+    python -m edgepose.assets.build --config configs/default-model/build.yaml            # -> runs/default-model
+    python -m edgepose.assets.build --config configs/default-model/build.yaml --install  # + copy into the package
+
+One command, data anyone can obtain, no ImageNet weights (the student trains from scratch):
+
+1. **Real faces, teacher labels.** The deployment detector (YuNet, ``detector_model``) finds faces in
+   the public videos / photos of ``data.real``; the imported WHENet teacher labels each face on its
+   own crop policy (mean of the plain and the mirrored crop's prediction, mapped back with
+   ``geometry.flip_label``).  Margin crops + labels are cached in ``out_dir/real.npz``.
+2. **Synthetic heads** (``edgepose.synth``, exact labels, train identities): ``wide`` poses plus a
+   share drawn uniformly on SO(3); cached in ``out_dir/synth.npz``.
+3. **Training**: geodesic loss on R, heavy augmentation whose geometric part (rotation, flip, box
+   jitter) updates every label exactly through :mod:`edgepose.data.augment` / ``edgepose.geometry``.
+4. **Export + INT8**: FP32 ONNX (``edgepose.export``), INT8 ``cpu`` and ``tensorrt`` profiles
+   (``edgepose.quantize``) calibrated on the same detector crops; ``--install`` copies the three files,
+   their sidecars and ``manifest.json`` (sha256, bytes, provenance) into ``edgepose/assets/models``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgepose.errors import DataError, UserError
+
+log = logging.getLogger("edgepose.assets.build")
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+FILES = {"fp32": "edgepose-default-fp32.onnx", "int8-cpu": "edgepose-default-int8-cpu.onnx",
+         "int8-tensorrt": "edgepose-default-int8-tensorrt.onnx"}
+SIZE_BUDGET_BYTES = 5_000_000  # all shipped model files + sidecars together
+MARGIN = 1.75  # stored real crops cover MARGIN x the student's crop (room for rotation + jitter)
+
+
+@dataclass
+class StudentSection:
+    name: str = "mobilenetv3_small_075"
+    input_size: int = 128
+
+
+@dataclass
+class DataSection:
+    real: list[str] = field(default_factory=lambda: ["videos", "faces-aws", "in-cabin"])
+    detector: str = "yunet"
+    detector_model: str | None = "detectors/yunet/yunet_s_640_640.onnx"
+    video_step: int = 2
+    max_frames_per_video: int = 300
+    max_faces: int = 6  # per frame: every passenger / classroom face is another identity
+    min_face: int = 40  # px; smaller faces are too blurry for the teacher to label well
+    real_repeat: int = 4
+    synth_n: int = 5000
+    synth_full_fraction: float = 0.15
+    synth_pose_range: str = "wide"
+    synth_identities: int = 400
+    synth_size: int = 128
+    synth_val_n: int = 400
+
+
+@dataclass
+class OptimSection:
+    epochs: int = 7
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    warmup_steps: int = 100
+    workers: int = 1
+
+
+@dataclass
+class BuildConfig:
+    student: StudentSection = field(default_factory=StudentSection)
+    teacher: str = "whenet"
+    data: DataSection = field(default_factory=DataSection)
+    augment: dict = field(default_factory=dict)
+    optim: OptimSection = field(default_factory=OptimSection)
+    calib_crops: int = 256
+    seed: int = 0
+    threads: int = 1
+    out_dir: str = "runs/default-model"
+
+
+FORBIDDEN = ("aflw2000", "300wlp", "300w_lp", "biwi")  # evaluation fixtures / non-commercial data
+
+
+def student_spec(cfg: BuildConfig, teacher_spec):
+    """The student's preprocessing: the teacher's (= deployment) crop policy at the student's size."""
+    from edgepose.preprocess import PreprocessSpec
+
+    return PreprocessSpec(input_size=cfg.student.input_size, color_order="RGB", crop=teacher_spec.crop)
+
+
+def _resolve(root: Path, p: str | None) -> Path | None:
+    if p is None:
+        return None
+    q = Path(p).expanduser()
+    return q if q.is_absolute() else root / q
+
+
+# -- 1. real faces + teacher labels ----------------------------------------------------------------
+def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path) -> dict[str, np.ndarray]:
+    """Detector faces of the real media, WHENet-labelled; cached in ``out/real.npz``."""
+    import torch
+    from tqdm import tqdm
+
+    from edgepose import geometry
+    from edgepose.data.augment import transform_points
+    from edgepose.distill.faces import DetectedFaceReader, DetectorSettings, detect_faces
+    from edgepose.preprocess import CropPolicy, PreprocessSpec, crop_image, normalize
+
+    cache = out / "real.npz"
+    if cache.is_file():
+        log.info("real faces + teacher labels from %s", cache)
+        return dict(np.load(cache, allow_pickle=False))
+    sources = [_resolve(root, s) for s in cfg.data.real]
+    for s in sources:
+        if any(f in str(s).lower() for f in FORBIDDEN):
+            raise UserError(f"{s}: the AFLW2000 / 300W-LP / BIWI samples are evaluation data (non-commercial); "
+                            f"never train the shipped model on them")
+    missing = [str(s) for s in sources if not s.exists()]
+    if missing:
+        raise DataError(f"real training media not found: {', '.join(missing)}; pass --data-root (the shared data "
+                        f"folder, see docs/models.md) or set EDGEPOSE_TEST_DATA")
+    st = DetectorSettings(name=cfg.data.detector, model_path=str(_resolve(root, cfg.data.detector_model) or "") or None,
+                          video_step=cfg.data.video_step, max_frames_per_video=cfg.data.max_frames_per_video,
+                          max_faces=cfg.data.max_faces, min_face=cfg.data.min_face)
+    boxes, manifest = detect_faces(sources, st, cache_dir=out / "faces")
+    reader = DetectedFaceReader(boxes, st)
+    t_spec = teacher.specs[0]
+    m = int(round(spec.input_size * MARGIN))
+    margin_spec = PreprocessSpec(input_size=m, color_order="BGR",
+                                 crop=CropPolicy(**{**spec.crop.to_dict(), "scale": spec.crop.scale * MARGIN}))
+    crops, bxs, Rs, src = [], [], [], []
+    batch_x, batch_f = [], []
+
+    def flush():
+        if not batch_x:
+            return
+        with torch.no_grad():
+            Ra = teacher([torch.from_numpy(np.stack(batch_x))])["R"].double().numpy()
+            Rb = teacher([torch.from_numpy(np.stack(batch_f))])["R"].double().numpy()
+        for a, b in zip(Ra, Rb):  # test-time flip: average plain and un-flipped mirrored prediction
+            Rs.append(_chordal_mean(np.stack([a, geometry.flip_label(b)])))
+        batch_x.clear(), batch_f.clear()
+
+    for s in tqdm(reader, total=len(reader), desc="teacher labels"):
+        frame = s.image if s.image.ndim == 3 else np.repeat(s.image[..., None], 3, axis=2)
+        crops.append(crop_image(frame, s.box, margin_spec))
+        pts = np.array([[s.box[0], s.box[1]], [s.box[2], s.box[3]]], np.float64)
+        q = transform_points(pts, s.box, margin_spec)
+        bxs.append([q[0, 0], q[0, 1], q[1, 0], q[1, 1]])
+        src.append(s.source)
+        batch_x.append(normalize(crop_image(frame, s.box, t_spec), t_spec))
+        batch_f.append(normalize(crop_image(frame, s.box, t_spec, flip=True), t_spec))
+        if len(batch_x) == 32:
+            flush()
+    flush()
+    data = {"images": np.stack(crops), "boxes": np.asarray(bxs, np.float32), "R": np.asarray(Rs, np.float32),
+            "sources": np.asarray(src), "manifest": np.asarray(json.dumps(manifest))}
+    np.savez(cache.with_suffix(".tmp.npz"), **data)
+    os.replace(cache.with_suffix(".tmp.npz"), cache)
+    log.info("%d real faces from %d files", len(crops), len(manifest))
+    return data
+
+
+def _chordal_mean(Rs: np.ndarray) -> np.ndarray:
+    U, _, Vt = np.linalg.svd(Rs.mean(0))
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    return U @ D @ Vt
+
+
+# -- 2. synthetic heads ------------------------------------------------------------------------------
+def synth_set(n: int, seed: int, split: str, pose_range: str, identities: int, size: int, full_fraction: float,
+              cache: Path | None) -> dict[str, np.ndarray]:
+    """Rendered heads (exact R_crop labels, face boxes); ``full_fraction`` of them uniform on SO(3)."""
+    from tqdm import tqdm
+
+    from edgepose.synth import SynthHeadDataset
+
+    if cache is not None and cache.is_file():
+        return dict(np.load(cache, allow_pickle=False))
+    n_full = int(round(n * full_fraction))
+    parts = [(n - n_full, pose_range), (n_full, "full")]
+    imgs, boxes, Rs = [], [], []
+    for k, (m, rng_name) in enumerate(parts):
+        if m == 0:
+            continue
+        ds = SynthHeadDataset(m, seed=seed * 10 + k, split=split, n_identities=identities, pose_range=rng_name,
+                              size=size)
+        for i in tqdm(range(m), desc=f"synth {split} {rng_name}"):
+            s = ds[i]
+            img = s.image if s.image.ndim == 3 else np.repeat(s.image[..., None], 3, axis=2)
+            imgs.append(img), boxes.append(s.box), Rs.append(s.R)
+    data = {"images": np.stack(imgs), "boxes": np.asarray(boxes, np.float32), "R": np.asarray(Rs, np.float32)}
+    if cache is not None:
+        np.savez(cache.with_suffix(".tmp.npz"), **data)
+        os.replace(cache.with_suffix(".tmp.npz"), cache)
+    return data
+
+
+class ArrayReader:
+    """Images + boxes + rotations held in arrays, as an :class:`edgepose.data.Reader`."""
+
+    name = "arrays"
+
+    def __init__(self, data: dict[str, np.ndarray], tag: str):
+        self.images, self.boxes, self.R, self.tag = data["images"], data["boxes"], data["R"], tag
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get(self, index: int, rng=None):
+        from edgepose.data.sample import Sample
+
+        return Sample(image=self.images[index], R=self.R[index].astype(np.float64),
+                      box=tuple(float(v) for v in self.boxes[index]), source=f"{self.tag}:{index}")
+
+    def __getitem__(self, index: int):
+        return self.get(index)
+
+
+class Repeat:
+    def __init__(self, reader, times: int):
+        self.reader, self.times = reader, max(1, int(times))
+
+    def __len__(self) -> int:
+        return len(self.reader) * self.times
+
+    def get(self, index: int, rng=None):
+        return self.reader.get(index % len(self.reader), rng)
+
+    def __getitem__(self, index: int):
+        return self.get(index)
+
+
+def _readers_as_dataset(readers, spec, augment):
+    from edgepose.data.dataset import ConcatDataset, PoseDataset
+    from edgepose.data.sample import Reader
+
+    class _R(Reader):  # PoseDataset wants a Reader (rng is passed to get)
+        def __init__(self, r):
+            self.r, self.name = r, getattr(r, "name", "reader")
+
+        def __len__(self):
+            return len(self.r)
+
+        def get(self, index, rng=None):
+            return self.r.get(index, rng)
+
+    return ConcatDataset([PoseDataset(_R(r), spec, augment) for r in readers])
+
+
+# -- 3. training ---------------------------------------------------------------------------------------
+def predict_R(model, data: dict[str, np.ndarray], spec, batch: int = 128) -> np.ndarray:
+    import torch
+
+    from edgepose.preprocess import preprocess
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(data["images"]), batch):
+            x = np.stack([preprocess(im, tuple(b), spec) for im, b in zip(data["images"][i:i + batch],
+                                                                           data["boxes"][i:i + batch])])
+            out.append(model(torch.from_numpy(x))["R"].double().numpy())
+    return np.concatenate(out)
+
+
+def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path):
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from edgepose.data.augment import Augment
+    from edgepose.losses import geodesic_loss
+    from edgepose.metrics import geodesic_errors
+    from edgepose.models.pose_model import PoseModel
+
+    torch.manual_seed(cfg.seed)
+    model = PoseModel.build(cfg.student.name, head="6d", preprocess=spec)
+    model.provenance.update({"default_model": True, "teacher": cfg.teacher, "data": list(cfg.data.real),
+                             "synthetic": cfg.data.synth_n, "command": " ".join(sys.argv)})
+    augment = Augment.from_dict(cfg.augment) or Augment()
+    ds = _readers_as_dataset([Repeat(ArrayReader(real, "real"), cfg.data.real_repeat), ArrayReader(synth, "synth")],
+                             spec, augment)
+    loader = DataLoader(ds, batch_size=cfg.optim.batch_size, shuffle=True, num_workers=cfg.optim.workers,
+                        drop_last=True, persistent_workers=cfg.optim.workers > 0,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    total = cfg.optim.epochs * len(loader)
+    warm = max(1, cfg.optim.warmup_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    log.info("training %s @ %d px on %d real (x%d) + %d synthetic crops, %d steps", cfg.student.name,
+             spec.input_size, len(real["images"]), cfg.data.real_repeat, len(synth["images"]), total)
+    metrics = out / "metrics.jsonl"
+    for epoch in range(1, cfg.optim.epochs + 1):
+        model.train()
+        t0, tot, n = time.perf_counter(), 0.0, 0
+        for b in tqdm(loader, desc=f"epoch {epoch}/{cfg.optim.epochs}", mininterval=30):
+            pred = model(b["image"])["R"]
+            loss = geodesic_loss(pred, b["R"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            tot, n = tot + float(loss.detach()), n + 1
+        ge = geodesic_errors(predict_R(model, val, spec), val["R"].astype(np.float64))
+        row = {"epoch": epoch, "loss": tot / max(1, n), "synth_val_geodesic_mean": float(np.mean(ge)),
+               "seconds": time.perf_counter() - t0, "lr": sched.get_last_lr()[0]}
+        with open(metrics, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        log.info("epoch %d: %s", epoch, row)
+        model.save_checkpoint(out / "last.pt", epoch=epoch)
+    return model
+
+
+# -- 4. export, INT8, install --------------------------------------------------------------------------
+def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int) -> dict[str, Path]:
+    from edgepose.export import export_onnx
+    from edgepose.preprocess import preprocess
+    from edgepose.quantize.ptq import quantize_onnx
+
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(real["images"]), min(calib_crops, len(real["images"])), replace=False))
+    crops = np.stack([preprocess(real["images"][i], tuple(real["boxes"][i]), spec) for i in idx]).astype(np.float32)
+    cmd = " ".join(["python -m edgepose.assets.build", *sys.argv[1:]])
+    paths = {"fp32": out / FILES["fp32"]}
+    export_onnx(model, paths["fp32"], real_inputs=crops[:16], command=cmd)
+    manifest = {"calibration": "detector crops of the real training media", "crops": int(len(crops)), "seed": seed}
+    for prof in ("cpu", "tensorrt"):
+        key = f"int8-{prof}"
+        paths[key] = out / FILES[key]
+        quantize_onnx(paths["fp32"], paths[key], crops, profile=prof, manifest=manifest, command=cmd)
+    return paths
+
+
+def install(paths: dict[str, Path], provenance: dict, dest: Path = MODELS_DIR) -> Path:
+    """Copy the ONNX files + sidecars into the package and write ``manifest.json`` (sha256, bytes)."""
+    from edgepose.metadata import atomic_write_text, file_sha256
+
+    dest.mkdir(parents=True, exist_ok=True)
+    entries, total = {}, 0
+    for key, p in paths.items():
+        side = Path(str(p) + ".json")
+        for f in (p, side):
+            if not f.is_file():
+                raise DataError(f"missing build output {f}")
+            tmp = dest / (f.name + ".partial")
+            shutil.copyfile(f, tmp)
+            os.replace(tmp, dest / f.name)
+            total += f.stat().st_size
+        entries[key] = {"file": p.name, "sha256": file_sha256(p), "bytes": p.stat().st_size,
+                        "sidecar": side.name, "sidecar_sha256": file_sha256(side)}
+    if total > SIZE_BUDGET_BYTES:
+        raise UserError(f"the default models take {total} bytes, over the {SIZE_BUDGET_BYTES}-byte package budget")
+    doc = {"models": entries, "total_bytes": total, "provenance": provenance}
+    atomic_write_text(dest / "manifest.json", json.dumps(doc, indent=2) + "\n")
+    return dest / "manifest.json"
+
+
+def main(argv=None) -> int:
+    from edgepose.config import load_config, save_config
+
+    ap = argparse.ArgumentParser(prog="python -m edgepose.assets.build", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(REPO / "configs" / "default-model" / "build.yaml"))
+    ap.add_argument("--data-root", help="shared data folder (default: $EDGEPOSE_TEST_DATA or ../shared/data)")
+    ap.add_argument("--install", action="store_true", help="copy the results into edgepose/assets/models")
+    ap.add_argument("--export-only", action="store_true", help="skip training: export/quantize out_dir/last.pt")
+    ap.add_argument("overrides", nargs="*", metavar="key=value")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("EDGEPOSE_LOG", "INFO"), format="%(asctime)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(BuildConfig, args.config, args.overrides)
+        root = Path(args.data_root or os.environ.get("EDGEPOSE_TEST_DATA") or REPO.parent / "shared" / "data")
+        if cfg.threads:
+            import cv2
+            import torch
+
+            torch.set_num_threads(cfg.threads)
+            cv2.setNumThreads(cfg.threads)
+        from edgepose.distill.teacher import load_teacher
+        from edgepose.models.pose_model import PoseModel
+
+        out = Path(cfg.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        teacher = load_teacher([cfg.teacher])
+        spec = student_spec(cfg, teacher.specs[0])
+        real = real_faces(cfg, root, teacher, spec, out)
+        if args.export_only:
+            model = PoseModel.from_checkpoint(out / "last.pt")
+        else:
+            d = cfg.data
+            synth = synth_set(d.synth_n, cfg.seed, "train", d.synth_pose_range, d.synth_identities, d.synth_size,
+                              d.synth_full_fraction, out / "synth.npz")
+            val = synth_set(d.synth_val_n, cfg.seed + 1, "val", d.synth_pose_range, 50, d.synth_size, 0.0,
+                            out / "synth-val.npz")
+            model = train(cfg, spec, real, synth, val, out)
+        paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed)
+        if args.install:
+            prov = {"command": "python -m edgepose.assets.build " + " ".join(sys.argv[1:]),
+                    "config": json.loads(json.dumps(_to_dict(cfg))), "teacher": "WHENet (BSD-3-Clause), imported "
+                    "with `edgepose import whenet --from-pypi`", "real_faces": int(len(real["images"])),
+                    "real_manifest": json.loads(str(real["manifest"]))}
+            print(f"installed: {install(paths, prov)}")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _to_dict(cfg):
+    from edgepose.config import to_dict
+
+    return to_dict(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The default head-pose model that ships inside the package (``edgepose/assets/models``).
+
+    from edgepose.defaults import default_pose_model
+    default_pose_model()                   # INT8 for ONNX Runtime CPU (what `edgepose run` uses)
+    default_pose_model("fp32")             # FP32 ONNX (reference accuracy; export source for FP16 engines)
+    default_pose_model("int8-tensorrt")    # INT8 Q/DQ (S8S8) for `edgepose engine build` on Jetson
+
+Provenance, licenses and measured accuracy: docs/models.md.  Rebuild:
+``python -m edgepose.assets.build --config configs/default-model/build.yaml --install``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import ModelError
+
+__all__ = ["PROFILES", "DEFAULT_PROFILE", "MODELS_DIR", "default_pose_model", "default_models_manifest"]
+
+MODELS_DIR = Path(__file__).resolve().parent / "assets" / "models"
+PROFILES = {"int8-cpu": "edgepose-default-int8-cpu.onnx", "fp32": "edgepose-default-fp32.onnx",
+            "int8-tensorrt": "edgepose-default-int8-tensorrt.onnx"}
+DEFAULT_PROFILE = "int8-cpu"
+_ALIASES = {"cpu": "int8-cpu", "int8": "int8-cpu", "tensorrt": "int8-tensorrt", "trt": "int8-tensorrt",
+            "float32": "fp32"}
+
+
+def default_pose_model(profile: str = DEFAULT_PROFILE) -> Path:
+    """Path of the shipped default pose model for ``profile`` (``int8-cpu`` | ``fp32`` | ``int8-tensorrt``).
+
+    The ONNX file's sidecar (``<file>.json``) holds its preprocessing; every runtime reads it.
+    """
+    key = _ALIASES.get(profile.lower(), profile.lower()) if isinstance(profile, str) else profile
+    if key not in PROFILES:
+        raise ModelError(f"unknown default-model profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    path = MODELS_DIR / PROFILES[key]
+    if not path.is_file() or not Path(str(path) + ".json").is_file():
+        raise ModelError(f"the default model {path.name} (or its .json sidecar) is missing from {MODELS_DIR}; "
+                         f"reinstall edgepose, or rebuild it with `python -m edgepose.assets.build --install` "
+                         f"(docs/models.md), or pass --model PATH")
+    return path
+
+
+def default_models_manifest() -> dict:
+    """``edgepose/assets/models/manifest.json``: per profile file, sha256, bytes; provenance of the build."""
+    path = MODELS_DIR / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the default-model manifest {path} ({exc}); reinstall edgepose") from None
