@@ -37,6 +37,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=100, help="timed runs per model for the latency report")
     p.add_argument("--threads", type=int, default=2, help="ORT intra-op threads for the latency report")
     p.add_argument("--no-report", action="store_true", help="only quantize; skip latency and accuracy")
+    p.add_argument("--exclude", action="append", default=[], metavar="NODE",
+                   help="extra node kept in float (repeatable; names from `python -m edgepose.quantize.sweep "
+                        "MODEL --calib X --list-groups`)")
+    p.add_argument("--qat", metavar="CHECKPOINT",
+                   help="also run quantization-aware fine-tuning of this checkpoint (the one MODEL was exported "
+                        "from), distilled from its FP32 self on the calibration crops, then export + tensorrt INT8")
+    p.add_argument("--qat-steps", type=int, default=200, help="QAT optimizer steps (default 200)")
+    p.add_argument("--qat-lr", type=float, default=1e-5, help="QAT learning rate (default 1e-5)")
+    p.add_argument("--qat-batch", type=int, default=16, help="QAT batch size (default 16)")
+
+
+def _qat(args, model: Path, out_dir: Path, calib, command: str) -> Path:
+    """QAT fine-tune ``args.qat`` -> ``<stem>-qat.pt`` -> FP32 ONNX -> tensorrt INT8 (lint-checked)."""
+    from edgepose.distill.qat import qat_finetune
+    from edgepose.export import export_onnx
+    from edgepose.models.pose_model import PoseModel
+    from edgepose.quantize.ptq import quantize_onnx
+
+    ckpt = Path(args.qat)
+    if not ckpt.is_file():
+        raise UserError(f"--qat checkpoint not found: {ckpt}; pass the .pt that {model.name} was exported from")
+    net = PoseModel.from_checkpoint(ckpt)
+    if net.preprocess.to_dict() != _onnx_spec(model):
+        raise UserError(f"--qat {ckpt} has another preprocessing than {model}; pass the checkpoint it was exported from")
+    summary = qat_finetune(net, calib.crops, steps=args.qat_steps, batch_size=args.qat_batch, lr=args.qat_lr)
+    log.info("QAT: %s", summary)
+    net.provenance.update({"qat": summary, "qat_from": str(ckpt)})
+    stem = out_dir / f"{model.stem}-qat"
+    net.save_checkpoint(stem.with_suffix(".pt"))
+    fp32 = export_onnx(net, stem.with_suffix(".onnx"), real_inputs=calib.crops[:8], command=command).path
+    out = out_dir / f"{model.stem}-qat-int8-tensorrt.onnx"
+    quantize_onnx(fp32, out, calib.crops, "tensorrt", method=args.method, percentile=args.percentile,
+                  manifest=calib.manifest, command=command, exclude=args.exclude)
+    return out
+
+
+def _onnx_spec(model: Path) -> dict:
+    from edgepose.metadata import load_metadata
+
+    return load_metadata(model).preprocess.to_dict()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
         from edgepose.train.data import build_eval_reader, parse_data_arg
 
         reader = build_eval_reader(parse_data_arg(args.eval_set), where="--eval")
+    if args.qat and not Path(args.qat).is_file():  # fail before the slow calibration
+        raise UserError(f"--qat checkpoint not found: {args.qat}; pass the .pt that {model.name} was exported from")
+    if args.qat and (args.qat_steps < 1 or args.qat_batch < 1 or args.qat_lr <= 0):
+        raise UserError("--qat-steps and --qat-batch must be >= 1 and --qat-lr > 0")
     out_dir = Path(args.out_dir) if args.out_dir else model.parent
     settings = DetectorSettings(name=args.detector, model_path=args.detector_model, video_step=args.video_step)
     calib = build_calibration_set(args.calib, meta.preprocess, settings, max_crops=args.max_crops)
@@ -66,9 +110,11 @@ def run(args: argparse.Namespace) -> int:
     outputs = {"fp32": model}
     for prof in profiles:
         out = out_dir / f"{model.stem}-int8-{prof.name}.onnx"
-        res = quantize_onnx(model, out, calib.crops, prof, method=args.method, percentile=args.percentile,
-                            manifest=calib.manifest, command=command)
+        quantize_onnx(model, out, calib.crops, prof, method=args.method, percentile=args.percentile,
+                      manifest=calib.manifest, command=command, exclude=args.exclude)
         outputs[f"int8-{prof.name}"] = out
+    if args.qat:
+        outputs["int8-tensorrt-qat"] = _qat(args, model, out_dir, calib, command)
     if args.no_report:
         return 0
     from edgepose.quantize.report import build_report, eval_batch, format_markdown, write_report
