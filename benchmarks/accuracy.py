@@ -29,6 +29,18 @@ class EvalSet:
     samples: list
     _inputs: dict = field(default_factory=dict)  # preprocess spec -> (x, R_gt)
 
+    @property
+    def fingerprint(self) -> str:
+        """sha256 (16 hex) of every image and label: reports are comparable only when it matches
+        (a rendered set changes with the renderer, a folder with its files)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for smp in self.samples:
+            h.update(np.ascontiguousarray(smp.image).tobytes())
+            h.update(np.asarray(smp.R, np.float64).tobytes())
+        return h.hexdigest()[:16]
+
     def inputs(self, spec):
         key = repr(spec.to_dict())
         if key not in self._inputs:

@@ -104,7 +104,7 @@ def _platform_lines(report: dict) -> list[str]:
     return lines
 
 
-def _other_sets_lines(rows: list[dict]) -> list[str]:
+def _other_sets_lines(rows: list[dict], report: dict) -> list[str]:
     """One table per extra accuracy set (accuracy is per artifact: one line per peer/backend/precision/size)."""
     seen, by_set = set(), {}
     for r in rows:
@@ -115,7 +115,9 @@ def _other_sets_lines(rows: list[dict]) -> list[str]:
                 by_set.setdefault(name, []).append((r, blk))
     out: list[str] = []
     for name, items in by_set.items():
-        out += [f"Accuracy on `{name}` (n={items[0][1].get('n')}, degrees):", "",
+        sets = {a["name"]: a for a in report.get("accuracy_sets") or []}
+        sha = (sets.get(name) or {}).get("sha256", "?")
+        out += [f"Accuracy on `{name}` (n={items[0][1].get('n')}, data sha256 {sha}, degrees):", "",
                 "| peer | backend | precision | input | MAE p/y/r | MAE | GE | Δ MAE | vs ref |",
                 "|---|---|---|--:|---|--:|--:|--:|--:|"]
         for r, b in items:
@@ -166,7 +168,8 @@ def markdown(report: dict) -> str:
     model_rows = [r for r in rows if r["kind"] == "model"]
     if model_rows:
         out += ["## Pose model", "",
-                *(["Accuracy set: " + ", ".join(f"`{a['name']}` (n={a['n']})" for a in report["accuracy_sets"][:1]), ""]
+                *(["Accuracy set: " + ", ".join(f"`{a['name']}` (n={a['n']}, data sha256 {a.get('sha256', '?')})"
+                                                for a in report["accuracy_sets"][:1]), ""]
                   if report.get("accuracy_sets") else []),
                 "Latency in ms per call of `batch` faces (p50 / p90 / p99, mean ± std); faces/s = batch / mean. "
                 "MAE / GE in degrees on the accuracy set; Δ = difference to the FP32 reference of the same peer; "
@@ -189,7 +192,7 @@ def markdown(report: dict) -> str:
                 f"| {_f(acc.get('delta_mae'), '{:+.2f}')} | {_f(acc.get('ref_ge'))} | {_f(pw.get('total_w'))} "
                 f"| {_f(pw.get('energy_mj_per_inference'))} |"))
         out.append("")
-        out += _other_sets_lines(model_rows)
+        out += _other_sets_lines(model_rows, report)
         out += _skipped_lines([r for r in model_rows if r["status"] == "skipped"], note)
     pipe_rows = [r for r in rows if r["kind"] == "pipeline"]
     if pipe_rows:

@@ -241,3 +241,12 @@ def test_ctrl_c_keeps_measured_rows(tmp_path):
     doc = json.loads((out / "bench.json").read_text())
     assert doc["interrupted"] is True and 1 <= len(doc["rows"]) < 6
     assert (out / "bench.csv").is_file() and (out / "bench.md").is_file()
+
+
+def test_accuracy_sets_are_fingerprinted(bench_run):
+    _, out, _, data_root = bench_run
+    if data_root is None:
+        pytest.skip("test data not found; set EDGEPOSE_TEST_DATA to the shared/data folder")
+    sets = json.loads((out / "bench.json").read_text())["accuracy_sets"]
+    assert sets[0]["name"] == "aflw" and sets[0]["n"] == 6 and len(sets[0]["sha256"]) == 16
+    assert f"data sha256 {sets[0]['sha256']}" in (out / "bench.md").read_text()
