@@ -95,7 +95,8 @@ def _platform_lines(report: dict) -> list[str]:
              + (f", Jetson: {jet.get('model')} (L4T {jet.get('l4t')}, JetPack {jet.get('jetpack_major')})" if jet else ""),
              "- **Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items() if val is not None),
              f"- **Board:** nvpmodel {b.get('nvpmodel_mode') or 'n/a'}, jetson_clocks "
-             f"{ {True: 'on', False: 'off'}.get(b.get('jetson_clocks'), 'n/a') }"]
+             f"{ {True: 'on', False: 'off'}.get(b.get('jetson_clocks'), 'n/a') }; power: "
+             f"{report.get('power_sampler') or 'n/a'}"]
     if load:
         end = p.get("loadavg_end")
         lines.append(f"- **Load average** (1/5/15 min) at start: {', '.join(f'{x:.2f}' for x in load)}"
