@@ -69,7 +69,8 @@ def test_keypoints_are_the_perspective_projection_through_R(renderer):
     mesh = build_head(ident)
     rng = np.random.default_rng(1)
     for R in geometry.random_rotations(4, rng):
-        res = renderer.render(ident, R, _plain())
+        res = renderer.render(ident, R, _plain(), pose="camera")
+        np.testing.assert_array_equal(res.R, R)
         t_cv = geometry.S_CV @ renderer.camera(mesh, res.scene)[3]  # pivot in OpenCV camera axes
         rvec, _ = cv2.Rodrigues(geometry.to_opencv_camera(R))
         uv, _ = cv2.projectPoints(mesh.keypoints @ geometry.S_CV, rvec, t_cv, res.K, None)
@@ -80,6 +81,28 @@ def test_keypoints_are_the_perspective_projection_through_R(renderer):
         box_c = ((res.box[0] + res.box[2]) / 2, (res.box[1] + res.box[3]) / 2)
         np.testing.assert_allclose(geometry.perspective_correction(res.R_crop, res.K, box_c), R, atol=1e-9)
         assert geometry.geodesic_distance(res.R_crop, R) < 15.0  # the box centre is near the axis
+
+
+def test_default_render_puts_the_crop_centre_on_the_axis(renderer):
+    """pose="crop" (default): the face box's crop centre lands on the principal point, so the crop's
+    ray is the optical axis and R_crop == R == the requested pose; with an off-axis head the
+    camera-axes pose is solved for instead."""
+    from edgepose.preprocess import CropPolicy, crop_box
+
+    rng = np.random.default_rng(5)
+    for R in geometry.random_rotations(3, rng):
+        scene = SceneParams.sample(rng)
+        res = renderer.render(_ident(7), R, scene)
+        cx, cy, _ = crop_box(res.box, CropPolicy())
+        np.testing.assert_allclose((cx, cy), res.K[:2, 2], atol=1e-5)
+        np.testing.assert_allclose(res.R_crop, R, atol=1e-7)
+        np.testing.assert_allclose(res.R, R, atol=1e-7)
+    off = _plain()
+    off.camera.head_offset = (0.1, 0.05, 0.0)
+    R = E(10, -20, 5)
+    res = renderer.render(_ident(7), R, off)
+    np.testing.assert_allclose(res.R_crop, R, atol=1e-6)
+    assert geometry.geodesic_distance(res.R, R) > 2.0
 
 
 # --- the label convention, by rendered pixels ----------------------------------------------------
@@ -139,7 +162,7 @@ def test_off_axis_head_label_and_perspective_correction(renderer):
     R = E(-5, 15, 3)
     scene = _plain()
     scene.camera.head_offset = (0.12, -0.06, 0.0)
-    res = renderer.render(ident, R, scene)
+    res = renderer.render(ident, R, scene, pose="camera")
     np.testing.assert_allclose(res.R, R)
     assert res.center_uv[0] > 96 + 10 and res.center_uv[1] > 96 + 5  # right of and below the centre
     assert geometry.geodesic_distance(res.R_crop, R) > 2.0  # the ray is ~12 deg off the axis
@@ -155,7 +178,7 @@ def test_off_axis_head_label_and_perspective_correction(renderer):
     d = np.linalg.solve(res.K, [*res.center_uv, 1.0])
     np.testing.assert_allclose(Rray @ [0, 0, 1.0], d / np.linalg.norm(d), atol=1e-12)
     R_pivot_ray = R @ geometry.perspective_correction(np.eye(3), res.K, res.center_uv).T
-    on_axis = renderer.render(ident, R_pivot_ray, _plain())
+    on_axis = renderer.render(ident, R_pivot_ray, _plain(), pose="camera")
     H = res.K @ Rray.T @ np.linalg.inv(res.K)
     pts = np.c_[res.keypoints, np.ones(8)] @ H.T
     pts = pts[:, :2] / pts[:, 2:]
@@ -234,10 +257,17 @@ def test_render_positive_keeps_the_pose_and_changes_the_person(renderer):
     from edgepose.synth.renderer import render, render_positive
 
     R = sample_pose(np.random.default_rng(3), "full")
-    a = render(12, R, _plain(), size=192)
-    b = render_positive(R, 13, _plain(), size=192)
-    np.testing.assert_array_equal(a.R, b.R)
+    scene = _plain()
+    scene.camera.pp_offset = (0.2, -0.1)  # the box centre's ray is well off the optical axis
+    a = render(12, R, scene, size=192, pose="camera")  # skull centre on the axis: R_crop != R
+    # the anchor's label is its crop pose; the positive's crop must show exactly that pose
+    b = render_positive(a.R_crop, 13, scene, size=192)
+    assert geometry.geodesic_distance(b.R_crop, a.R_crop) < 1e-4
+    np.testing.assert_allclose(b.to_sample().R, a.to_sample().R, atol=1e-6)
+    assert geometry.geodesic_distance(a.R, a.R_crop) > 1.0  # not trivially equal
     assert a.identity_seed != b.identity_seed and not np.array_equal(a.image, b.image)
+    with pytest.raises(UserError, match="pose must be"):
+        render(12, R, scene, size=192, pose="world")
 
 
 # --- identities, poses, determinism, dataset ---------------------------------------------------

@@ -8,8 +8,8 @@ new images.  Identities come from the split's disjoint seed range
 
 ``PoseDataset(SynthHeadDataset(...), spec)`` crops the face box with the shared preprocessing;
 the label of each :class:`~edgepose.data.Sample` is ``RenderResult.R_crop``, the pose relative to
-the viewing ray through the face-box centre: what the face crop shows, and what the runtime's
-perspective correction expects a network to predict.
+the viewing ray through the face-box centre (what the face crop shows, and what the runtime's
+perspective correction expects a network to predict); it equals the sampled pose exactly.
 """
 from __future__ import annotations
 

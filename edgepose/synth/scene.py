@@ -2,9 +2,9 @@
 
 Camera convention (the label convention depends on it, see docs/synth.md): a pinhole camera at
 the origin looking down -z of edgepose's camera frame (x right, y up, z toward the viewer).
-The head's pivot (skull centre) sits at ``head_offset + (0, 0, -distance)``; with the default
-``head_offset = 0`` it lies ON THE OPTICAL AXIS, so the label relative to the camera axes and
-the label relative to the viewing ray are the same rotation.
+The head's pivot (skull centre) sits at ``head_offset + (0, 0, -distance)``.  For renders in
+crop-pose mode without ``head_offset`` (datasets), the renderer shifts the head sideways so the
+crop centre of the face box lies on the optical axis (see :mod:`edgepose.synth.renderer`).
 """
 from __future__ import annotations
 

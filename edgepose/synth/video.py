@@ -133,7 +133,7 @@ def render_video(out: str | Path, seconds: float = 10.0, fps: float = 30.0, seed
             for k in tqdm(range(n), desc="synth video", unit="frame", disable=not progress):
                 R = geometry.euler_to_matrix(pyr[k])
                 scene = SceneParams(**{**base.__dict__, "noise_seed": int(seed * 1_000_003 + k)})
-                res = renderer.render(ident, R, scene)
+                res = renderer.render(ident, R, scene, pose="camera")  # the script is in camera axes
                 K = res.K
                 img = res.image if res.image.ndim == 3 else np.repeat(res.image[..., None], 3, 2)
                 for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
