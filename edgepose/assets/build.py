@@ -351,21 +351,25 @@ def install(paths: dict[str, Path], provenance: dict, dest: Path = MODELS_DIR) -
     """Copy the ONNX files + sidecars into the package and write ``manifest.json`` (sha256, bytes)."""
     from edgepose.metadata import atomic_write_text, file_sha256
 
+    total = 0
+    for p in paths.values():  # check everything before touching the package folder
+        for f in (p, Path(str(p) + ".json")):
+            if not f.is_file():
+                raise DataError(f"missing build output {f}")
+            total += f.stat().st_size
+    if total > SIZE_BUDGET_BYTES:
+        raise UserError(f"the default models take {total} bytes, over the {SIZE_BUDGET_BYTES}-byte package budget; "
+                        f"choose a smaller student (student.name / student.input_size)")
     dest.mkdir(parents=True, exist_ok=True)
-    entries, total = {}, 0
+    entries = {}
     for key, p in paths.items():
         side = Path(str(p) + ".json")
         for f in (p, side):
-            if not f.is_file():
-                raise DataError(f"missing build output {f}")
             tmp = dest / (f.name + ".partial")
             shutil.copyfile(f, tmp)
             os.replace(tmp, dest / f.name)
-            total += f.stat().st_size
         entries[key] = {"file": p.name, "sha256": file_sha256(p), "bytes": p.stat().st_size,
                         "sidecar": side.name, "sidecar_sha256": file_sha256(side)}
-    if total > SIZE_BUDGET_BYTES:
-        raise UserError(f"the default models take {total} bytes, over the {SIZE_BUDGET_BYTES}-byte package budget")
     doc = {"models": entries, "total_bytes": total, "provenance": provenance}
     atomic_write_text(dest / "manifest.json", json.dumps(doc, indent=2) + "\n")
     return dest / "manifest.json"

@@ -184,6 +184,14 @@ def run(args) -> int:
         raise UserError(f"cannot create the output folder {out} ({exc.strerror}); pass --output DIR") from None
     progress = not args.quiet
     preset = _preset_path(args.dms)
+    from ..pipelines.sources import check_device_source, check_file_source, parse_source
+
+    if args.source is not None:  # a bad path or device fails before anything loads
+        src = parse_source(args.source)
+        if src.is_file:
+            check_file_source(src)
+        elif src.kind == "v4l2":
+            check_device_source(src)
     if args.model:
         model = Path(args.model)
         if not model.is_file():
@@ -210,14 +218,9 @@ def run(args) -> int:
         raise DataError(f"camera mount file not found: {mount}")
 
     from ..pipelines.runner import run_pipeline
-    from ..pipelines.sources import check_device_source, check_file_source, parse_source
     from ..runtime.frame import FrameProcessor
 
     spec = parse_source(source)
-    if spec.is_file:
-        check_file_source(spec)
-    elif spec.kind == "v4l2":
-        check_device_source(spec)
     print(f"[demo] pose model: {model.name}; detector: {det_note}", flush=True)
     events = out / "dms-events.jsonl"
     observers = []

@@ -24,7 +24,9 @@ log = logging.getLogger("edgepose.run")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="video file, file://, v4l2:///dev/video0, csi://0, rtsp://..., "
                                   "test://ball?width=640&height=360&fps=30&num=90 (format=GRAY8 for IR)")
-    p.add_argument("--model", "-m", required=True, help="pose model (.onnx, .pt, .engine) with its metadata")
+    p.add_argument("--model", "-m", default=None,
+                   help="pose model (.onnx, .pt, .engine) with its metadata (default: the shipped INT8 CPU model, "
+                        "edgepose.defaults.default_pose_model())")
     p.add_argument("--detector", default="yunet", help="face detector: yunet | ultraface | haar (default yunet)")
     p.add_argument("--detector-model", default=None, help="detector model file (default: from the model cache)")
     p.add_argument("--detector-size", type=int, default=None,
@@ -124,6 +126,10 @@ def run(args) -> int:
     elif spec.kind == "v4l2":
         check_device_source(spec)
     observers = dms_observers(args.dms)
+    if args.model is None:  # the default model that ships inside the package (docs/models.md)
+        from ..defaults import default_pose_model
+
+        args.model = str(default_pose_model())
     processor = build_processor(args)
     header = {"model": str(args.model), "detector": args.detector, "detect_every": args.every}
     cfg = getattr(processor, "cfg", None)

@@ -1,0 +1,1 @@
+"""Shipped default pose models (ONNX + sidecars + manifest.json); see edgepose.defaults."""
