@@ -318,22 +318,31 @@ class HeadRenderer:
         return RenderResult(image=img, R=R.copy(), R_crop=R_crop, box=box, keypoints=kps, visible=vis, K=K,
                             center_uv=cuv, identity_seed=int(identity.seed), scene=scene)
 
-    def _crop_center_on_axis(self, mesh: HeadMesh, R3, t, K, iters: int = 6) -> np.ndarray:
+    def _crop_center_on_axis(self, mesh: HeadMesh, R3, t, K, iters: int = 8) -> np.ndarray:
         """Translate the head (x, y) so the crop centre of its face box lands on the principal
-        point.  The box centre moves almost linearly with the translation: a few Newton steps
-        (0.05 ms each) reach far below 1e-6 px."""
+        point.  The box centre moves almost linearly with the translation: secant steps on each
+        axis (0.05 ms each) reach 1e-6 px in a handful of iterations."""
         t = np.array(t, np.float64)
         f, cx, cy = K[0, 0], K[0, 2], K[1, 2]
+        gain = None  # d(box centre px) / d(translation m), per axis (u, v)
+        prev = None
         for _ in range(iters):
             p = mesh.face_points @ np.asarray(R3).T + t
             uv = _project(p, f, cx, cy)
             c = self.crop_center((uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()))
-            du, dv = c[0] - cx, c[1] - cy
-            if abs(du) < 1e-7 and abs(dv) < 1e-7:
+            err = np.array([c[0] - cx, c[1] - cy])
+            if np.abs(err).max() < 1e-6:
                 break
-            z = float(-p[:, 2].mean())
-            t[0] -= du * z / f
-            t[1] += dv * z / f  # image v runs down, camera y up
+            if gain is None:  # pinhole estimate at the face's mean depth (v runs down, y up)
+                z = float(-p[:, 2].mean())
+                gain = np.array([f / z, -f / z])
+            elif prev is not None:
+                step_t, step_err = prev
+                ok = np.abs(step_t) > 1e-12
+                gain = np.where(ok, (err - step_err) / np.where(ok, step_t, 1.0), gain)
+            dt = -err / gain
+            t[:2] += dt
+            prev = (dt, err)
         return t
 
     def _camera_pose_for_crop(self, mesh: HeadMesh, R_crop, t, K, iters: int = 12) -> np.ndarray:
