@@ -20,7 +20,7 @@ from .backends import FORMAT_OF, VALID_PRECISIONS, availability, open_backend, s
 from .memory import PeakMemory
 from .schema import Row
 from .stats import latency_stats, throughput
-from .suite import PeerSpec, Suite
+from .suite import Suite
 from .tegrastats import TegrastatsSampler, summarize_power
 
 __all__ = ["grid_combos", "bench_row", "run_model_grid", "error_text"]
