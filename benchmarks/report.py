@@ -158,8 +158,8 @@ def markdown(report: dict) -> str:
     # power columns only where a row has power (a Jetson with tegrastats): keeps CPU tables narrow
     has_power = any((r.get("power") or {}).get("total_w") is not None for r in rows)
 
-    def table_line(text: str) -> str:
-        return text if has_power else text.rsplit("|", 3)[0] + "|"
+    def table_line(text: str, power_cols: int) -> str:
+        return text if has_power else text.rsplit("|", power_cols + 1)[0] + "|"
 
     def note(text: str) -> str:
         if text not in notes:  # the same reason (e.g. a missing GPU) gets one number
@@ -176,8 +176,10 @@ def markdown(report: dict) -> str:
                 "MAE / GE in degrees on the accuracy set; Δ = difference to the FP32 reference of the same peer; "
                 "vs ref = mean geodesic angle between this row's and the reference's predictions.", "",
                 table_line("| peer | backend | precision | batch | input | status | size MB | p50 | p90 | p99 | mean ± std "
-                           "| faces/s | peak MB | MAE p/y/r | MAE | GE | Δ MAE | vs ref | W | mJ/inf |"),
-                table_line("|---|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|")]
+                           "| faces/s | peak MB | MAE p/y/r | MAE | GE | Δ MAE | vs ref | W in | W cpu+gpu | mJ/inf "
+                           "| max °C |", 4),
+                table_line("|---|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+                           4)]
         for r in (r for r in model_rows if r["status"] != "skipped"):
             lat, acc, pw = r.get("latency_ms") or {}, r.get("accuracy") or {}, r.get("power") or {}
             status = r["status"] if r["status"] == "ok" else f"{r['status']} {note(r.get('reason', ''))}"
@@ -191,7 +193,8 @@ def markdown(report: dict) -> str:
                 f"| {_f(lat.get('p99'))} | {_f(lat.get('mean'))} ± {_f(lat.get('std'))} | {_f(r.get('fps'), '{:.0f}')} "
                 f"| {_f(r.get('peak_mem_mb'), '{:.0f}')} | {pyr} | {_f(acc.get('mae'))} | {_f(acc.get('ge'))} "
                 f"| {_f(acc.get('delta_mae'), '{:+.2f}')} | {_f(acc.get('ref_ge'))} | {_f(pw.get('total_w'))} "
-                f"| {_f(pw.get('energy_mj_per_inference'))} |"))
+                f"| {_f(pw.get('compute_w'))} | {_f(pw.get('energy_mj_per_inference'))} "
+                f"| {_f(pw.get('max_temp_c'), '{:.1f}')} |", 4))
         out.append("")
         out += _other_sets_lines(model_rows, report)
         out += _skipped_lines([r for r in model_rows if r["status"] == "skipped"], note)
@@ -202,8 +205,8 @@ def markdown(report: dict) -> str:
                 "dropped = frames of the file not processed; late = frames slower than the source frame interval "
                 "(a live camera would drop them).", "",
                 table_line("| peer | backend | precision | status | frames | FPS | e2e p50 | e2e p99 | dropped | late | "
-                           + " | ".join(STAGES) + " | W | mJ/frame |"),
-                table_line("|---|---|---|---|--:|--:|--:|--:|--:|--:|" + "--:|" * len(STAGES) + "--:|--:|")]
+                           + " | ".join(STAGES) + " | W in | mJ/frame | max °C |", 3),
+                table_line("|---|---|---|---|--:|--:|--:|--:|--:|--:|" + "--:|" * len(STAGES) + "--:|--:|--:|", 3)]
         for r in pipe_rows:
             pl, pw = r.get("pipeline") or {}, r.get("power") or {}
             e2e, stages = pl.get("e2e_ms") or {}, pl.get("stages_ms") or {}
@@ -212,7 +215,8 @@ def markdown(report: dict) -> str:
                        f"| {_f(pl.get('fps'), '{:.1f}')} | {_f(e2e.get('p50'))} | {_f(e2e.get('p99'))} "
                        f"| {_f(pl.get('dropped_frames'), '{}')} | {_f(pl.get('late_frames'), '{}')} | "
                        + " | ".join(_f((stages.get(s) or {}).get("mean")) for s in STAGES)
-                       + f" | {_f(pw.get('total_w'))} | {_f(pw.get('energy_mj_per_inference'))} |"))
+                       + f" | {_f(pw.get('total_w'))} | {_f(pw.get('energy_mj_per_inference'))} "
+                         f"| {_f(pw.get('max_temp_c'), '{:.1f}')} |", 3))
         out.append("")
     if notes:
         out += ["## Notes", ""] + [f"{i}. {t}" for i, t in enumerate(notes, 1)] + [""]
