@@ -161,3 +161,14 @@ def test_runtime_device_per_backend():
     assert runtime_device("torch", "cuda") == "cuda"
     assert "not a ort-cpu deployment option" in availability("ort-cpu", "fp16")
     assert availability("ort-cpu", "fp32") is None
+
+
+def test_power_columns_only_with_power():
+    rep = make_report()
+    assert "W in" not in markdown(rep)
+    ok = next(r for r in rep["rows"] if r["status"] == "ok" and r["kind"] == "model")
+    ok["power"] = {"samples": 40, "total_w": 5.3, "compute_w": 0.8, "energy_mj_per_inference": 12.5, "max_temp_c": 48.9}
+    md = markdown(rep)
+    header = next(l for l in md.splitlines() if l.startswith("| peer | backend | precision | batch"))
+    line = next(l for l in md.splitlines() if "| 5.30 | 0.80 | 12.50 | 48.9 |" in l)
+    assert "W in" in header and "max °C" in header and header.count("|") == line.count("|")
