@@ -89,10 +89,28 @@ def availability(backend: str, precision: str = "fp32", device: str = "cpu") -> 
     return None
 
 
-def open_backend(backend: str, path, device: str = "cpu", threads: int | None = None):
-    """Open ``path`` on ``backend`` -> edgepose.runtime.PoseBackend (a context manager)."""
+def open_backend(backend: str, path, device: str = "cpu", threads: int | None = None, trt_cache_dir=None):
+    """Open ``path`` on ``backend`` -> edgepose.runtime.PoseBackend (a context manager).
+
+    ``trt_cache_dir``: engine cache of the ONNX Runtime TensorRT EP; without it every row would
+    rebuild the engines (minutes on a Jetson) when its session opens.
+    """
     from edgepose.runtime import load_backend
 
+    if backend == "ort-trt" and trt_cache_dir is not None:
+        from edgepose.metadata import load_metadata
+        from edgepose.runtime.backend import PoseBackend
+        from edgepose.runtime.runners import OnnxRunner
+
+        providers = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+                     if p in (_ort_providers() or ())]
+        runner = OnnxRunner(path, device="tensorrt", providers=providers, intra_op_threads=threads,
+                            trt_cache_dir=trt_cache_dir)
+        try:
+            return PoseBackend(runner, load_metadata(path), on_nan="flag")
+        except BaseException:
+            runner.close()
+            raise
     if backend == "torch":
         return load_backend(path, device=device, on_nan="flag")
     if backend in _ORT_PROVIDER:

@@ -55,12 +55,13 @@ def _input_batch(backend, eval_set: EvalSet | None, batch: int) -> np.ndarray:
 
 
 def bench_row(row: Row, art: Artifact, suite: Suite, eval_set: EvalSet | None,
-              sampler: TegrastatsSampler | None) -> Row:
+              sampler: TegrastatsSampler | None, trt_cache_dir=None) -> Row:
     """Time one (artifact, backend, batch) and fill the row's latency / memory / power."""
     cuda = row.backend == "torch" and suite.device.startswith("cuda")
     sync = sync_fn(row.backend, suite.device)
     with PeakMemory(cuda=cuda) as pm:
-        with open_backend(row.backend, art.path, device=suite.device, threads=suite.threads) as be:
+        with open_backend(row.backend, art.path, device=suite.device, threads=suite.threads,
+                          trt_cache_dir=trt_cache_dir) as be:
             x = _input_batch(be, eval_set, row.batch)
             for _ in range(suite.warmup):
                 be.infer(x)
@@ -93,7 +94,8 @@ class _Accuracy:
     The first eval set feeds the row's accuracy columns; the others go to ``accuracy["other_sets"]``.
     """
 
-    def __init__(self, eval_sets: list[EvalSet], unavailable: str | None):
+    def __init__(self, eval_sets: list[EvalSet], unavailable: str | None, trt_cache_dir=None):
+        self.trt_cache_dir = trt_cache_dir
         self.eval_sets = eval_sets
         self.unavailable = unavailable
         self.refs: dict[str, tuple[dict, np.ndarray]] = {}
@@ -122,7 +124,8 @@ class _Accuracy:
         if not art.trained:
             return {"skipped": "untrained weights (architecture peer): latency only, accuracy is meaningless"}
         try:
-            with open_backend(backend, art.path, device=suite.device, threads=suite.threads) as be:
+            with open_backend(backend, art.path, device=suite.device, threads=suite.threads,
+                              trt_cache_dir=self.trt_cache_dir) as be:
                 blocks = [self._one(be, backend, art.precision, es) for es in self.eval_sets]
         except KeyboardInterrupt:
             raise
@@ -146,7 +149,8 @@ def run_model_grid(suite: Suite, builder: ArtifactBuilder, eval_sets: list[EvalS
         log.info("%-44s %-7s %s", row.label(), row.status,
                  f"p50 {lat:.2f} ms" if lat is not None else row.reason[:100])
 
-    acc = _Accuracy(eval_sets, eval_unavailable)
+    trt_cache = builder.work / "ort-trt-cache"
+    acc = _Accuracy(eval_sets, eval_unavailable, trt_cache)
     eval_set = eval_sets[0] if eval_sets else None  # real face crops as timing inputs
     first_batch = suite.batch_sizes[0]
     for peer in suite.peers:
@@ -178,7 +182,7 @@ def run_model_grid(suite: Suite, builder: ArtifactBuilder, eval_sets: list[EvalS
                     if peer.note:
                         row.notes.append(peer.note)
                     try:
-                        bench_row(row, art, suite, eval_set, sampler)
+                        bench_row(row, art, suite, eval_set, sampler, trt_cache)
                     except KeyboardInterrupt:
                         raise
                     except Exception as exc:
