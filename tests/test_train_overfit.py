@@ -1,32 +1,9 @@
-"""The overfit recipe and the interim `edgepose demo` that runs it."""
+"""The overfit recipe (done-when: < 3 deg on the 6 AFLW2000 fixtures); slow, so marked."""
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
-
-
-def test_demo_runs_train_then_eval(repo_root, aflw_dir, tmp_path, capsys):
-    from edgepose.cli.main import main
-
-    out = tmp_path / "demo"
-    code = main(["demo", "--data-root", str(aflw_dir.parent), "--output", str(out),
-                 "model.name=mobilenetv3_small", "model.input_size=64", "epochs=1", "data.repeat=1",
-                 "log.tensorboard=false"])
-    stdout = capsys.readouterr().out
-    assert code == 0
-    assert "[demo] 1/2" in stdout and "[demo] 2/2" in stdout and "rot+180" in stdout
-    report = json.loads((out / "eval.json").read_text())
-    assert set(report["datasets"]["aflw2000-sample"]["results"]) >= {"original", "rot+90", "rot+180", "flip"}
-    assert (out / "best.pt").is_file() and (out / "metrics.csv").is_file()
-
-
-def test_demo_without_data_is_a_clear_error(tmp_path, capsys):
-    from edgepose.cli.main import main
-
-    assert main(["demo", "--data-root", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
-    assert "EDGEPOSE_TEST_DATA" in capsys.readouterr().err
 
 
 @pytest.mark.slow
