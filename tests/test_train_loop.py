@@ -143,3 +143,18 @@ def test_print_config_in_a_real_process(repo_root):
     proc = _cli(str(repo_root / "configs" / "overfit-aflw2000.yaml"), "epochs=7", "--print-config", cwd=repo_root)
     assert proc.returncode == 0, proc.stderr
     assert "epochs: 7" in proc.stdout and "name: resnet18" in proc.stdout
+
+
+def test_cli_resume_extends_a_finished_run(repo_root, aflw_dir, tmp_path, capsys):
+    out = tmp_path / "cli-run"
+    common = ["model.name=mobilenetv3_small", "model.input_size=64", "data.repeat=1", "log.tensorboard=false"]
+    proc = _cli(str(repo_root / "configs" / "overfit-aflw2000.yaml"), f"data.train.root={aflw_dir}",
+                f"data.val.root={aflw_dir}", f"output={out}", "epochs=1", *common, cwd=repo_root, capsys=capsys)
+    assert proc.returncode == 0, proc.stderr
+    assert "best:" in proc.stdout
+    # --resume reads the run's own config.yaml; overrides still apply (here: train one more epoch)
+    proc = _cli("--resume", str(out), "epochs=2", cwd=repo_root, capsys=capsys)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert torch.load(out / "last.pt", weights_only=False)["epoch"] == 2
