@@ -275,3 +275,39 @@ def test_bad_method_options_are_user_errors(tmp_path, method, options, head, los
     cfg = _cfg(tmp_path, method, options, head, loss)
     with pytest.raises((ConfigError, UserError), match=match):
         get_method(method)(cfg, cfg.method.options)
+
+
+# ------------------------------------------------------------------ fixed-budget fairness and shared renders
+
+@pytest.mark.parametrize("on_positives", [False, True])
+def test_clerf_pose_stage_uses_anchors_only_unless_asked(tmp_path, on_positives):
+    """A fixed-budget row must not see twice the images per step: by default CLERF's pose stage
+    regresses the anchors only; ``pose_on_positives`` adds the positives with their own labels."""
+    from edgepose.methods.clerf import ClerfMethod
+
+    cfg = _cfg(tmp_path, "clerf", {"pretrain_epochs": 1, "pose_on_positives": on_positives})
+    m = ClerfMethod(cfg, cfg.method.options)
+    n = 3
+    Rs = torch.from_numpy(np.stack([geometry.euler_to_matrix([10.0 * i, 20.0, -5.0]) for i in range(n)])).float()
+    Rp = torch.from_numpy(np.stack([geometry.euler_to_matrix([-30.0, 5.0 * i, 40.0]) for i in range(n)])).float()
+    batch = {"image": torch.zeros(n, 3, 32, 32), "image_pos": torch.ones(n, 3, 32, 32), "R": Rs, "R_pos": Rp,
+             "euler": torch.zeros(n, 3)}
+    x, b = m.pose_batch(batch)
+    assert x.shape[0] == b["R"].shape[0] == b["euler"].shape[0] == (2 * n if on_positives else n)
+    assert torch.equal(x[:n], batch["image"]) and torch.equal(b["R"][:n], Rs)
+    if on_positives:
+        assert torch.equal(x[n:], batch["image_pos"]) and torch.equal(b["R"][n:], Rp)
+        want = np.stack([geometry.matrix_to_euler(r) for r in Rp.double().numpy()])
+        np.testing.assert_allclose(b["euler"][n:].numpy(), want, atol=1e-3)
+
+
+def test_memo_readers_share_renders_only_for_identical_options():
+    from edgepose.methods.data import MemoSynthReader
+
+    kw = dict(split="train", n_identities=10, pose_range="full", size=64, ssaa=1)
+    a, b = MemoSynthReader(3, seed=11, **kw), MemoSynthReader(3, seed=11, **kw)
+    assert a._cache is b._cache  # the table's rows render the same set once
+    assert MemoSynthReader(3, seed=12, **kw)._cache is not a._cache
+    assert MemoSynthReader(3, seed=11, **{**kw, "size": 48})._cache is not a._cache
+    assert MemoSynthReader(4, seed=11, **kw)._cache is not a._cache
+    assert MemoSynthReader(3, seed=11, memo=False, **kw)._cache is not a._cache

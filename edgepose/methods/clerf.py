@@ -9,8 +9,10 @@ projection MLP; l2-normalised embeddings; Circle loss with positives = same pose
 batch samples farther than ``delta_deg`` (closer ones ignored).
 
 Stage 2: the PoseModel's 6D (or 6D+bins) head with the ``loss`` section (geodesic, + LDL when
-configured), encoder ``frozen`` or ``finetune``.  The pair data keeps flowing in stage 2 (the
-positive is just another labelled training image then).
+configured), encoder ``frozen`` or ``finetune``, on the anchors only by default
+(``pose_on_positives: false``), so the pose stage sees the same images per step as every other row
+of a fixed budget; ``true`` also trains on the positives (other identities at the anchors' poses:
+twice the images and compute per step).
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ class ClerfOptions:
     hidden: int = 512
     encoder: str = "finetune"      # stage 2: frozen | finetune
     identities: int = 500          # positives' identity pool (train split)
+    pose_on_positives: bool = False  # stage 2: also regress the positives (2x images and compute)
     geometric: dict = field(default_factory=dict)  # GeometricAugment fields
 
 
@@ -79,9 +82,7 @@ class ClerfMethod(TeacherMethod):
             pos, neg = clerf_masks(R, self.opt.delta_deg, self.opt.pos_deg)
             loss = circle_loss(z @ z.t(), pos, neg, self.opt.margin, self.opt.gamma)
             return loss, {"circle": loss.detach(), "neg_frac": neg.float().mean()}
-        x = torch.cat([batch["image"], batch["image_pos"]], 0)
-        b = {"R": torch.cat([batch["R"], batch["R_pos"]], 0),
-             "euler": torch.cat([batch["euler"], _euler(batch["R_pos"])], 0)}
+        x, b = self.pose_batch(batch)
         pm = core.pose_model
         with self.autocast():
             if self.opt.encoder == "frozen":
@@ -92,6 +93,14 @@ class ClerfMethod(TeacherMethod):
             else:
                 out = model(x)
         return self.pose_loss(out, b)
+
+    def pose_batch(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Stage-2 images and labels: the anchors, plus the positives with ``pose_on_positives``."""
+        if not self.opt.pose_on_positives:
+            return batch["image"], {"R": batch["R"], "euler": batch["euler"]}
+        return (torch.cat([batch["image"], batch["image_pos"]], 0),
+                {"R": torch.cat([batch["R"], batch["R_pos"]], 0),
+                 "euler": torch.cat([batch["euler"], _euler(batch["R_pos"])], 0)})
 
 
 def _euler(R: torch.Tensor) -> torch.Tensor:

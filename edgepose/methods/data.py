@@ -26,8 +26,20 @@ __all__ = ["MemoSynthReader", "register_synth_format", "GeometricAugment", "mirr
            "ClerfPairs", "render_positive_sample"]
 
 
+# Rendered samples shared by every reader of the same (n, seed, options) in this process: the
+# teacher table trains its rows one after another in one process, so the training, validation and
+# test sets are rendered once for all rows instead of once per row (renders are deterministic per
+# index, so sharing changes nothing but time).
+_SHARED_MEMO: dict[tuple, dict[int, Sample]] = {}
+
+
+def _memo_key(n: int, seed: int, synth_options: dict) -> tuple:
+    return (int(n), int(seed), repr(sorted((k, repr(v)) for k, v in synth_options.items())))
+
+
 class MemoSynthReader(Reader):
-    """:class:`edgepose.synth.SynthHeadDataset` with every rendered sample kept in memory."""
+    """:class:`edgepose.synth.SynthHeadDataset` with every rendered sample kept in memory (shared
+    by all readers of the same ``n``, ``seed`` and options in this process)."""
 
     name = "synth"
 
@@ -36,7 +48,8 @@ class MemoSynthReader(Reader):
 
         self.inner = SynthHeadDataset(n, seed=seed, resample=False, **synth_options)
         self.memo = bool(memo)
-        self._cache: dict[int, Sample] = {}
+        self._cache: dict[int, Sample] = (_SHARED_MEMO.setdefault(_memo_key(n, seed, synth_options), {})
+                                          if self.memo else {})
 
     @property
     def cfg(self):
@@ -155,7 +168,16 @@ class ClerfPairs:
         self.pool = identity_seeds("train", int(identities))
         src_size = getattr(getattr(base.source, "cfg", None), "size", None)
         self.size = int(size or src_size or 96)
-        self._pos: dict[int, tuple[Sample, float]] = {}
+        self._pos: dict[int, tuple[Sample, float]] = self._shared_positives(int(identities))
+
+    def _shared_positives(self, identities: int) -> dict:
+        """Positives depend on the anchors (a memoised synth reader's samples), the seed, the mode,
+        the pool and the size; rows of the table sharing those (clerf, clerf-ldl) render them once."""
+        src = self.base.source
+        if not isinstance(src, MemoSynthReader) or not src.memo:
+            return {}
+        key = ("clerf-positives", id(src._cache), self.seed, self.mode, identities, self.size)
+        return _SHARED_MEMO.setdefault(key, {})
 
     def __len__(self) -> int:
         return len(self.base)
