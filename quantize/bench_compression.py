@@ -1,9 +1,13 @@
 """The full compression measurement: WHENet teacher -> distilled student -> FP32 ONNX -> INT8 (tensorrt, cpu).
 
     python -m edgepose.quantize.bench_compression --data ../shared/data --out runs/compression
+    python -m edgepose.quantize.bench_compression --fp32 runs/f3-distill/student.onnx \
+        --qat runs/f3-distill/best.pt --out runs/f3-bench        # skip distillation, add QAT
 
-Uses the shared test data: unlabelled faces from ``videos/`` and ``faces-aws/`` (detector crops)
-for distillation and calibration, ``aflw2000-sample/`` for accuracy.  Writes the quantize report
+Uses the shared test data: unlabelled faces from ``videos/``, ``faces-aws/`` and ``in-cabin/``
+(detector crops) for distillation (``configs/distill-whenet-cached.yaml``: cached WHENet labels,
+exact geometric augmentation, synthetic train-split heads) and calibration, ``aflw2000-sample/``
+for accuracy.  Writes the quantize report
 (JSON + Markdown) and prints whether the acceptance bounds hold: tensorrt INT8 within 0.5 deg mean
 MAE of FP32, cpu INT8 at least 2x faster than FP32 on ORT CPU.  Minutes on 2 cores; not a test.
 """
@@ -26,26 +30,38 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--fp32", help="an existing FP32 student ONNX: skip the distillation")
+    p.add_argument("--qat", help="checkpoint the FP32 ONNX came from: add the QAT tensorrt model")
+    p.add_argument("--qat-steps", type=int, default=200)
+    p.add_argument("--method", default="minmax")
+    p.add_argument("--exclude", action="append", default=[], help="node kept in float (repeatable)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     data, out = Path(a.data), Path(a.out)
     det = str(data / "detectors/yunet/yunet_s_dynamic.onnx")
-    unlabelled = [str(data / "videos"), str(data / "faces-aws")]
+    unlabelled = [str(data / "videos"), str(data / "faces-aws"), str(data / "in-cabin")]
 
-    from edgepose.distill.trainer import distill, load_distill_config
+    if a.fp32:
+        fp32 = Path(a.fp32)
+    else:
+        from edgepose.distill.trainer import distill, load_distill_config
 
-    cfg = load_distill_config(None, [
-        f"teacher=[{a.teacher}]", f"student.name={a.student}", f"student.input_size={a.size}",
-        f"data.unlabelled=[{', '.join(unlabelled)}]", f"data.detector_model={det}", "data.video_step=5",
-        f"optim.epochs={a.epochs}", "optim.batch_size=16", f"out_dir={out / 'distill'}"])
-    res = distill(cfg, progress=False)
-    fp32 = Path(res["onnx"])
+        config = Path(__file__).resolve().parents[1] / "configs" / "distill-whenet-cached.yaml"
+        cfg = load_distill_config(config if config.is_file() else None, [
+            f"teacher=[{a.teacher}]", f"student.name={a.student}", f"student.input_size={a.size}",
+            f"data.unlabelled=[{', '.join(unlabelled)}]", f"data.detector_model={det}",
+            f"optim.epochs={a.epochs}", f"out_dir={out / 'distill'}"])
+        res = distill(cfg, progress=False)
+        fp32 = Path(res["onnx"])
 
     from edgepose.cli.main import main as cli
 
-    rc = cli(["quantize", str(fp32), "--calib", unlabelled[0], "--calib", unlabelled[1], "--detector-model", det,
-              "--eval", f"aflw2000:{data / 'aflw2000-sample'}", "--profiles", "tensorrt,cpu", "-o", str(out),
-              "--runs", str(a.runs), "--threads", str(a.threads)])
+    extra = [x for n in a.exclude for x in ("--exclude", n)]
+    if a.qat:
+        extra += ["--qat", a.qat, "--qat-steps", str(a.qat_steps)]
+    rc = cli(["quantize", str(fp32), *[x for u in unlabelled for x in ("--calib", u)], "--detector-model", det,
+              "--video-step", "3", "--eval", f"aflw2000:{data / 'aflw2000-sample'}", "--profiles", "tensorrt,cpu",
+              "--method", a.method, "-o", str(out), "--runs", str(a.runs), "--threads", str(a.threads), *extra])
     if rc:
         return rc
     rep = json.loads((out / f"{fp32.stem}-quantize-report.json").read_text())
@@ -54,6 +70,8 @@ def main(argv=None) -> int:
     speed = m["int8-cpu"]["speedup_vs_fp32"]
     print(f"tensorrt |dMAE| = {d_trt:.3f} deg (bound 0.5): {'PASS' if d_trt <= 0.5 else 'FAIL'}")
     print(f"cpu speed-up = {speed:.2f}x (bound 2x): {'PASS' if speed >= 2 else 'FAIL'}")
+    if "int8-tensorrt-qat" in m:
+        print(f"tensorrt QAT |dMAE| = {abs(m['int8-tensorrt-qat']['delta_vs_fp32']['mae']):.3f} deg")
     return 0
 
 

@@ -154,6 +154,8 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
         head = head_node_names(graph)
         excluded = head + [n for n in exclude if n not in head]
         raw = Path(tmp) / "int8.onnx"
+        if len(crops) % batch_size:  # ORT's calibrators stack per-batch outputs: equal batch sizes only
+            batch_size = max(d for d in range(1, batch_size + 1) if len(crops) % d == 0)
         reader = CropCalibrationReader(crops, meta.input_name, batch_size=batch_size)
         try:
             quantize_static(str(pre), str(raw), reader, quant_format=QuantFormat.QDQ, per_channel=prof.per_channel,

@@ -184,8 +184,10 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         path = out / f"{variant}.onnx"
         exclude = [n for g in float_groups for n in groups[g]]
+        # ORT's calibrators stack per-batch outputs: every batch must have the same size
+        bs = max(d for d in range(1, 17) if len(crops) % d == 0)
         res = quantize_onnx(model, path, crops, a.profile, method=method, percentile=percentile, exclude=exclude,
-                            only=only, batch_size=16, command=" ".join(sys.argv))
+                            only=only, batch_size=bs, command=" ".join(sys.argv))
         row = {"variant": variant, "profile": a.profile, "method": method if method != "percentile" else
                f"percentile {percentile}", "crops": int(len(crops)), "float_groups": list(float_groups),
                "num_qdq": res.num_q + res.num_dq, "scores": score(path, sets, fp32, a.threads),
