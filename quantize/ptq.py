@@ -134,6 +134,10 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
     expect = (spec.channels, spec.input_size, spec.input_size)
     if crops.ndim != 4 or tuple(crops.shape[1:]) != expect:
         raise UserError(f"calibration crops have shape {crops.shape}, the model needs (N, {', '.join(map(str, expect))})")
+    if method == "entropy":
+        log.warning("entropy calibration through onnxruntime quantize_static equals minmax: ORT's EntropyCalibrater "
+                    "defaults to num_bins = num_quantized_bins = 128, so the full range is the only candidate "
+                    "threshold, and quantize_static passes no option to change that (docs/quantization.md)")
     act_type, w_type = prof.ort_types()
     extra = dict(prof.extra_options)
     if method == "percentile":
