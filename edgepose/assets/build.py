@@ -70,7 +70,7 @@ class DataSection:
 
 @dataclass
 class OptimSection:
-    epochs: int = 7
+    epochs: int = 12
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 5e-4

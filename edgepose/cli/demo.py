@@ -234,9 +234,13 @@ def run(args) -> int:
     video, jsonl, stats = out / "annotated.mp4", out / "run.jsonl", out / "stats.json"
     header = {"model": str(model), "detector": det_name, "demo": True, "source": source}
     t0 = time.perf_counter()
+    from .run import _StopFlag  # Ctrl-C / SIGTERM finish the mp4 + JSONL instead of losing them
+
     try:
-        summary = run_pipeline(spec, processor, output=video, jsonl=jsonl, max_frames=args.max_frames,
-                               observers=observers, header=header, progress=progress, stats_path=stats)
+        with _StopFlag() as stop:
+            summary = run_pipeline(spec, processor, output=video, jsonl=jsonl, max_frames=args.max_frames,
+                                   observers=observers, header=header, progress=progress, stats_path=stats,
+                                   should_stop=stop)
     finally:
         for obs in observers:
             obs.close()
