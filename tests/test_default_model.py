@@ -123,3 +123,18 @@ def test_install_enforces_the_size_budget(tmp_path):
     del paths["int8-cpu"]
     man = install(paths, {"teacher": "x"}, dest=tmp_path / "pkg")
     assert (tmp_path / "pkg" / "fp32.onnx").is_file() and man.is_file()
+
+
+def test_edgepose_run_defaults_to_the_shipped_int8_cpu_model(data_file, tmp_path):
+    """`edgepose run SOURCE` without --model uses default_pose_model() (recorded in the JSONL header)."""
+    import json
+    import subprocess
+    import sys
+
+    video = data_file("videos/single_face.mp4")
+    out = tmp_path / "run.jsonl"
+    r = subprocess.run([sys.executable, "-m", "edgepose.cli.main", "run", str(video), "--max-frames", "3", "-q",
+                        "--jsonl", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    header = json.loads(out.read_text().splitlines()[0])
+    assert header["model"] == str(defaults.default_pose_model("int8-cpu"))
