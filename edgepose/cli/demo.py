@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector-model", default=None, help="detector ONNX file (default: from the cache)")
     parser.add_argument("--dms", default=None, metavar="PRESET.yaml",
                         help=f"DMS preset (default configs/dms/{DEFAULT_PRESET}); 'none' disables the DMS layer")
+    parser.add_argument("--dms-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="DMS preset override, repeatable (default for the synthetic video: "
+                             "calibration.mode=off, its mount is exact)")
     parser.add_argument("--mount", default=None, help="camera mount YAML for the DMS (default: the synthetic "
                                                       "camera's; none for --source)")
     parser.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
@@ -227,7 +230,9 @@ def run(args) -> int:
     if preset is not None:
         from ..dms import create_frame_observer
 
-        observers.append(create_frame_observer(preset, events_out=events, mount=mount))
+        # the synthetic camera's mount is exact: no neutral-pose learning from the model's own output
+        dms_set = list(args.dms_set) + (["calibration.mode=off"] if truth is not None and not args.dms_set else [])
+        observers.append(create_frame_observer(preset, events_out=events, mount=mount, overrides=dms_set))
         print(f"[demo] DMS preset {preset.name}" + (f", mount {mount}" if mount else ""), flush=True)
     processor = FrameProcessor.from_options(model=model, detector=det_name, detector_model=det_model,
                                             threads=args.threads, overrides=overrides)
