@@ -290,7 +290,8 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path)
     torch.manual_seed(cfg.seed)
     model = PoseModel.build(cfg.student.name, head="6d", preprocess=spec)
     model.provenance.update({"default_model": True, "teacher": cfg.teacher, "data": list(cfg.data.real),
-                             "synthetic": cfg.data.synth_n, "command": " ".join(sys.argv)})
+                             "synthetic": cfg.data.synth_n,
+                             "command": " ".join(["python -m edgepose.assets.build", *sys.argv[1:]])})
     augment = Augment.from_dict(cfg.augment) or Augment()
     ds = _readers_as_dataset([Repeat(ArrayReader(real, "real"), cfg.data.real_repeat), ArrayReader(synth, "synth")],
                              spec, augment)
@@ -419,12 +420,25 @@ def main(argv=None) -> int:
             prov = {"command": "python -m edgepose.assets.build " + " ".join(sys.argv[1:]),
                     "config": json.loads(json.dumps(_to_dict(cfg))), "teacher": "WHENet (BSD-3-Clause), imported "
                     "with `edgepose import whenet --from-pypi`", "real_faces": int(len(real["images"])),
-                    "real_manifest": json.loads(str(real["manifest"]))}
+                    "real_manifest": _relative_paths(json.loads(str(real["manifest"])), root)}
             print(f"installed: {install(paths, prov)}")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _relative_paths(manifest: list[dict], root: Path) -> list[dict]:
+    """Media paths relative to the data root (no machine-specific prefixes in the shipped manifest)."""
+    out = []
+    for m in manifest:
+        m = dict(m)
+        try:
+            m["path"] = str(Path(m["path"]).resolve().relative_to(root.resolve()))
+        except ValueError:
+            pass
+        out.append(m)
+    return out
 
 
 def _to_dict(cfg):
