@@ -311,3 +311,20 @@ def test_memo_readers_share_renders_only_for_identical_options():
     assert MemoSynthReader(3, seed=11, **{**kw, "size": 48})._cache is not a._cache
     assert MemoSynthReader(4, seed=11, **kw)._cache is not a._cache
     assert MemoSynthReader(3, seed=11, memo=False, **kw)._cache is not a._cache
+
+
+def test_table_pools_rotations_by_sample_count_and_keeps_row_order():
+    from edgepose.methods.table import ROWS, _pooled, markdown
+
+    m = lambda ge, n: {"metrics": {"ge": ge, "mae": ge / 2, "maev": ge / 3, "n": n}}  # noqa: E731
+    pooled = _pooled({"a": m(10.0, 100), "b": m(40.0, 300)}, ["a", "b"])
+    assert pooled["ge"] == pytest.approx(32.5) and pooled["mae"] == pytest.approx(16.25)
+    row = lambda ge, aflw: {"train_s": 120.0, "synth": {  # noqa: E731
+        "original": {"ge": ge, "mae": 1.0, "maev": 2.0}, "rotated": {"ge": ge + 1, "mae": 1.0, "maev": 2.0},
+        "flip": {"ge": ge + 2, "mae": 1.0, "maev": 2.0}}, **({"aflw2000": {"mae": aflw}} if aflw else {})}
+    md = markdown({"pcl": row(50.0, None), "baseline": row(90.0, 40.0)})
+    lines = md.strip().splitlines()
+    assert len(lines) == 4 and all(ln.count("|") == 13 for ln in lines)
+    assert lines[2].startswith("| baseline | 90.0 ") and lines[3].startswith("| pcl | 50.0 ")  # ROWS order
+    assert lines[2].endswith("| 40.0 | 2.0 |") and "| n/a |" in lines[3]
+    assert ROWS.index("baseline") < ROWS.index("pcl")
