@@ -138,3 +138,21 @@ def test_edgepose_run_defaults_to_the_shipped_int8_cpu_model(data_file, tmp_path
     assert r.returncode == 0, r.stderr
     header = json.loads(out.read_text().splitlines()[0])
     assert header["model"] == str(defaults.default_pose_model("int8-cpu"))
+
+
+def test_width_075_backbone_has_torchvision_structure():
+    """mobilenetv3_small_075 = torchvision mobilenet_v3_small(width_mult=0.75): same keys as the full-width
+    model, channels scaled by _make_divisible(c * 0.75, 8) (first conv 16 -> 16, last block 96 -> 72,
+    last 1x1 conv 6 x 72 = 432, classifier hidden 1024 -> 768)."""
+    from edgepose.models.backbones.mobilenetv3 import mobilenetv3_small, mobilenetv3_small_075
+
+    full, small = mobilenetv3_small(num_classes=1000), mobilenetv3_small_075(num_classes=1000)
+    assert set(full.state_dict()) == set(small.state_dict())
+    assert small.num_features == 432
+    sd = small.state_dict()
+    assert sd["features.0.0.weight"].shape[0] == 16
+    assert sd["classifier.0.weight"].shape == (768, 432)
+    assert all(v.shape[0] % 8 == 0 for k, v in sd.items() if k.endswith(".0.weight") and v.ndim == 4
+               and ".fc" not in k)
+    n = sum(p.numel() for p in mobilenetv3_small_075().parameters())
+    assert 400_000 < n < 600_000  # fits the 5 MB budget as FP32 + two INT8 copies
