@@ -328,3 +328,17 @@ def test_table_pools_rotations_by_sample_count_and_keeps_row_order():
     assert lines[2].startswith("| baseline | 90.0 ") and lines[3].startswith("| pcl | 50.0 ")  # ROWS order
     assert lines[2].endswith("| 40.0 | 2.0 |") and "| n/a |" in lines[3]
     assert ROWS.index("baseline") < ROWS.index("pcl")
+
+
+def test_pcl_decoder_width_option_shapes_and_bad_values(tmp_path):
+    from edgepose.methods.pcl import PCLMethod, ReconDecoder
+    from edgepose.preprocess import CropPolicy, PreprocessSpec
+
+    cfg = _cfg(tmp_path, "pcl", {"pretrain_epochs": 1, "recon_size": 16, "recon_channels": 8})
+    m = PCLMethod(cfg, cfg.method.options)
+    dec = m.build(cfg.model, PreprocessSpec(input_size=32, crop=CropPolicy(scale=1.2))).extra["decoder"]
+    assert dec.ch == 8 and dec(torch.randn(2, m.opt.branch_dim)).shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match="recon_channels"):
+        ReconDecoder(16, 16, 0)
+    with pytest.raises(ValueError, match="recon_size"):
+        ReconDecoder(16, 24, 8)

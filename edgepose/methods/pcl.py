@@ -41,6 +41,7 @@ class PCLOptions:
     branch_dim: int = 256
     embed_dim: int = 128
     recon_size: int = 64
+    recon_channels: int = 64       # decoder width; the decoder dominates a CPU step at 64 px (4 n maps)
     pose_negatives: int = 4        # augmentations of the flipped image (the paper: 100)
     temperature: float = 0.07
     mixup_alpha: float = 1.6
@@ -55,6 +56,8 @@ class ReconDecoder(nn.Module):
 
     def __init__(self, d_in: int, size: int = 64, ch: int = 64):
         super().__init__()
+        if ch < 1:
+            raise ValueError(f"recon_channels must be >= 1, got {ch}")
         k = (size // 4).bit_length() - 1
         if 4 * 2 ** k != size:
             raise ValueError(f"recon_size must be 4 * 2^k (16, 32, 64, ...), got {size}")
@@ -117,7 +120,7 @@ class PCLMethod(TeacherMethod):
         extra = {
             "face": mlp(c, c, d), "pose": mlp(c, c, d),
             "face_fc": mlp(d, d, o.embed_dim, bn_out=True), "pose_fc": mlp(d, d, o.embed_dim, bn_out=True),
-            "decoder": ReconDecoder(d, o.recon_size),
+            "decoder": ReconDecoder(d, o.recon_size, o.recon_channels),
             "probe_bn": nn.BatchNorm1d(c, affine=False),
         }
         return TeacherModule(pose, extra)
