@@ -168,13 +168,19 @@ class GpuPreprocessor:
             self._stats = {key: (self.cuda.to_device(p.mean), self.cuda.to_device(p.std))}
         return self._stats[key]
 
-    def run(self, frame: np.ndarray, boxes: Sequence, out_ptr: int, stream=None) -> int:
+    def upload(self, frame: np.ndarray, boxes: Sequence, stream=None) -> tuple[KernelParams, tuple, int]:
+        """Copy the frame (through pinned staging) and the face affines to the device.
+
+        Returns what :meth:`launch` needs: the kernel parameters, the frame shape and the number
+        of faces.  Split from :meth:`launch` so a frame that is already on the device (or a
+        benchmark timing the kernel alone) can skip the copy.
+        """
         frame = np.ascontiguousarray(frame, dtype=np.uint8)
         p = kernel_params(frame.shape, self.spec)
         A = face_affines(list(boxes), self.spec)
         n = A.shape[0]
         if n == 0:
-            return 0
+            return p, frame.shape, 0
         if n > self._affine_cap:
             self._affine_dev.free()
             self._affine_dev = self.cuda.mem_alloc(A.nbytes)
@@ -183,14 +189,25 @@ class GpuPreprocessor:
         self._host[:frame.nbytes] = frame.reshape(-1)
         self.cuda.memcpy_htod_async(self._frame_dev, self._host[:frame.nbytes], stream)
         self.cuda.memcpy_htod_async(self._affine_dev, A, stream)
+        return p, frame.shape, n
+
+    def launch(self, p: KernelParams, frame_shape: tuple, n: int, out_ptr: int, stream=None) -> None:
+        """Run the kernel on the uploaded frame: (n, C, S, S) float32 at device address out_ptr."""
+        if n == 0:
+            return
         mean_dev, std_dev = self._stat_buffers(p)
         S = p.size
         grid = ((S + 15) // 16, (S + 15) // 16, n)
-        row_stride = frame.strides[0]
-        self.kernel(self._frame_dev, np.int32(frame.shape[0]), np.int32(frame.shape[1]), np.int32(row_stride),
+        row_stride = frame_shape[1] * p.in_channels  # upload() made the frame contiguous
+        self.kernel(self._frame_dev, np.int32(frame_shape[0]), np.int32(frame_shape[1]), np.int32(row_stride),
                     np.int32(p.in_channels), self._affine_dev, np.int32(n), np.int32(S), np.int32(p.out_channels),
                     np.int32(p.color_mode), np.float32(p.pixel_scale), mean_dev, std_dev, np.float32(p.fill),
                     np.int32(1 if p.nhwc else 0), np.uintp(int(out_ptr)), block=self.BLOCK, grid=grid, stream=stream)
+
+    def run(self, frame: np.ndarray, boxes: Sequence, out_ptr: int, stream=None) -> int:
+        """Upload + launch; returns the number of faces written at ``out_ptr``."""
+        p, shape, n = self.upload(frame, boxes, stream)
+        self.launch(p, shape, n, out_ptr, stream)
         return n
 
     def close(self) -> None:

@@ -154,7 +154,7 @@ def test_kernel_source_matches_its_launch():
 
     from edgepose.jetson.gpu_preprocess import GpuPreprocessor
 
-    launch = inspect.getsource(GpuPreprocessor.run)
+    launch = inspect.getsource(GpuPreprocessor.launch)
     call = launch[launch.index("self.kernel("):launch.index("block=")]
     args = [a for a in call[len("self.kernel("):].split(",") if a.strip()]
     assert len(params) == len(args) == 16
@@ -162,44 +162,105 @@ def test_kernel_source_matches_its_launch():
         assert token in src
 
 
-def _cuda_device():
+@pytest.fixture(scope="module")
+def cuda_ctx():
+    """The device's primary context, pushed for the module; skips without pycuda or a GPU."""
+    pytest.importorskip("pycuda")
     try:
         import pycuda.driver as cuda
 
         cuda.init()
-        return cuda.Device(0) if cuda.Device.count() > 0 else None
-    except Exception:
-        return None
+        dev = cuda.Device(0) if cuda.Device.count() > 0 else None
+    except Exception as exc:  # no driver / no device
+        pytest.skip(f"no CUDA driver for pycuda here (GPU test): {exc}")
+    if dev is None:
+        pytest.skip("no CUDA device here (GPU test)")
+    ctx = dev.retain_primary_context()
+    ctx.push()
+    yield cuda
+    ctx.pop()
+    ctx.detach()
+
+
+def _kernel(cuda, frame, boxes, spec, pre=None):
+    """Run GpuPreprocessor on (frame, boxes) and copy the result back."""
+    from edgepose.jetson.gpu_preprocess import GpuPreprocessor
+
+    own = pre is None
+    pre = pre or GpuPreprocessor(spec)
+    p = kernel_params(frame.shape, spec)
+    n, S = len(boxes), spec.input_size
+    shape = (n, S, S, p.out_channels) if p.nhwc else (n, p.out_channels, S, S)
+    got = np.empty(shape, np.float32)
+    out = cuda.mem_alloc(max(got.nbytes, 4))
+    stream = cuda.Stream()
+    try:
+        assert pre.run(frame, boxes, int(out), stream) == n
+        cuda.memcpy_dtoh_async(got, out, stream)
+        stream.synchronize()
+    finally:
+        out.free()
+        if own:
+            pre.close()
+    return got
 
 
 @pytest.mark.gpu
-def test_kernel_equals_reference_on_gpu(face_frame):
-    pytest.importorskip("pycuda")
-    dev = _cuda_device()
-    if dev is None:
-        pytest.skip("no CUDA device / driver for pycuda here (GPU test)")
-    import pycuda.driver as cuda
+def test_kernel_equals_reference_on_gpu(cuda_ctx, face_frame):
+    for order, frame in (("RGB", face_frame), ("GRAY", face_frame), ("BGR", face_frame[..., 0].copy())):
+        spec = spec_for(order)
+        h, w = frame.shape[:2]
+        boxes = [(w * 0.3, h * 0.25, w * 0.7, h * 0.75), (-20, -10, w * 0.4, h * 0.4)]
+        ref = reference_crop_resize_normalize(frame, boxes, spec)
+        got = _kernel(cuda_ctx, frame, boxes, spec)
+        assert np.abs(got - ref).max() <= 1e-5, order
 
+
+@pytest.mark.gpu
+def test_kernel_variants_equal_reference_on_gpu(cuda_ctx, face_frame):
+    """NHWC, GRAY replicated to 3 channels, out-of-frame fill, and a different input size."""
+    h, w = face_frame.shape[:2]
+    cases = [
+        (spec_for("RGB", layout="NHWC"), face_frame),
+        (spec_for("GRAY", channels=3), face_frame),
+        (spec_for("BGR", fill=13), face_frame),
+        (PreprocessSpec(input_size=112, color_order="RGB", crop=CropPolicy(scale=1.3, shift_y=-0.05)), face_frame),
+        (spec_for("RGB"), np.ascontiguousarray(face_frame[:, : w - 3])),  # odd width: row stride 3 * (w - 3)
+    ]
+    boxes = BOXES + [(w * 0.8, h * 0.8, w + 40, h + 60), (400 + w, 400 + h, 450 + w, 450 + h)]
+    for spec, frame in cases:
+        ref = reference_crop_resize_normalize(frame, boxes, spec)
+        got = _kernel(cuda_ctx, frame, boxes, spec)
+        assert got.shape == ref.shape
+        assert np.abs(got - ref).max() <= 1e-5, (spec, frame.shape)
+
+
+@pytest.mark.gpu
+def test_kernel_buffers_grow_on_gpu(cuda_ctx, face_frame):
+    """One preprocessor: more faces than its first affine buffer, then a larger frame."""
     from edgepose.jetson.gpu_preprocess import GpuPreprocessor
 
-    ctx = dev.retain_primary_context()
-    ctx.push()
+    spec = spec_for("RGB")
+    rng = np.random.default_rng(3)
+    pre = GpuPreprocessor(spec)
     try:
-        for order, frame in (("RGB", face_frame), ("GRAY", face_frame), ("BGR", face_frame[..., 0].copy())):
-            spec = spec_for(order)
-            h, w = frame.shape[:2]
-            boxes = [(w * 0.3, h * 0.25, w * 0.7, h * 0.75), (-20, -10, w * 0.4, h * 0.4)]
+        small = cv2.resize(face_frame, (160, 120))
+        xy = rng.uniform(0, 100, (70, 2))
+        many = [(x, y, x + rng.uniform(20, 60), y + rng.uniform(20, 60)) for x, y in xy]
+        for frame, boxes in ((small, BOXES[:1]), (small, many), (cv2.resize(face_frame, (1280, 960)), many[:5])):
             ref = reference_crop_resize_normalize(frame, boxes, spec)
-            out = cuda.mem_alloc(ref.nbytes)
-            pre = GpuPreprocessor(spec)
-            stream = cuda.Stream()
-            pre.run(frame, boxes, int(out), stream)
-            got = np.empty_like(ref)
-            cuda.memcpy_dtoh_async(got, out, stream)
-            stream.synchronize()
-            pre.close()
-            out.free()
-            assert np.abs(got - ref).max() <= 1e-5, order
+            got = _kernel(cuda_ctx, frame, boxes, spec, pre=pre)
+            assert np.abs(got - ref).max() <= 1e-5
     finally:
-        ctx.pop()
-        ctx.detach()
+        pre.close()
+
+
+@pytest.mark.gpu
+def test_kernel_matches_cpu_preprocessing_on_gpu(cuda_ctx, face_frame):
+    """The contract: GPU crops agree with edgepose.preprocess (the path training used)."""
+    h, w = face_frame.shape[:2]
+    boxes = [(w * 0.3, h * 0.25, w * 0.7, h * 0.75), (-20, -10, w * 0.4, h * 0.4), (w * 0.8, h * 0.8, w + 40, h + 60)]
+    for order, channels in (("RGB", 3), ("BGR", 3), ("GRAY", 1)):
+        spec = spec_for(order, channels=channels, crop=CropPolicy(scale=1.3, shift_y=-0.05))
+        got = _kernel(cuda_ctx, face_frame, boxes, spec)
+        assert_natural_agreement(levels(got, preprocess_batch(face_frame, boxes, spec), spec))
