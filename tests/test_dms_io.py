@@ -3,6 +3,7 @@ the `edgepose dms` CLI and its error messages."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -210,3 +211,139 @@ def test_real_runtime_frame_result_and_jsonl_record():
     assert np.allclose(from_run_record(json.loads(json.dumps(rec))).R, R, atol=1e-5)
     bad_rec = json.loads(json.dumps({"type": "frame", "pts_ns": 5, "faces": [bad.to_dict()]}))
     assert not from_run_record(bad_rec).has_pose
+
+
+# -- packaged presets -------------------------------------------------------------------------------
+_RESOLVE = """
+import json, sys
+from pathlib import Path
+import edgepose
+from edgepose.dms.config import load_preset, resolve_preset_path, shipped_presets
+pkg = Path(edgepose.__file__).resolve().parent
+out = {}
+for name in shipped_presets():
+    path = resolve_preset_path(name).resolve()
+    assert pkg in path.parents, (path, pkg)   # inside the installed package, not a repo folder
+    cfg = load_preset(name)                   # also finds its zones_file next to it
+    out[name] = [cfg.name, len(cfg.zones)]
+print(json.dumps({"package": str(pkg), "presets": out}))
+"""
+
+
+def _resolve_presets_in(cwd, pythonpath: str | None = None) -> tuple[str, dict]:
+    """(the edgepose package folder, {preset: [name, zones]}) as a fresh interpreter in ``cwd`` sees them."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    proc = subprocess.run([sys.executable, "-c", _RESOLVE], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    return got["package"], got["presets"]
+
+
+def test_shipped_presets_resolve_by_name_from_any_directory(tmp_path):
+    _, got = _resolve_presets_in(tmp_path)  # no configs/ folder in sight
+    assert got == {"eu-addw": ["eu-addw", 9], "euro-ncap-2023": ["euro-ncap-2023", 9]}
+    with pytest.raises(DmsConfigError, match="euro-ncap-2023"):  # the error lists what ships
+        from edgepose.dms.config import resolve_preset_path
+
+        resolve_preset_path("no-such-preset")
+
+
+def test_wheel_ships_the_presets(tmp_path, repo_root):
+    """A real (non-editable) wheel, unpacked away from the repo, resolves every preset by name."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    src = tmp_path / "src"  # build from a copy: an in-tree build would leave build/ in the checkout
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
+    src.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(repo_root / name, src / name)
+    for folder in ("edgepose", "quantize", "pipelines", "benchmarks", "jetson"):
+        shutil.copytree(repo_root / folder, src / folder, ignore=ignore, symlinks=True)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    wheel, = (tmp_path / "dist").glob("edgepose-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        for f in ("euro-ncap-2023.yaml", "eu-addw.yaml", "zones-lhd.yaml", "mount-example.yaml"):
+            assert f"edgepose/dms/presets/{f}" in names, f
+        z.extractall(tmp_path / "site")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    pkg, got = _resolve_presets_in(elsewhere, pythonpath=str(tmp_path / "site"))
+    assert Path(pkg) == (tmp_path / "site" / "edgepose").resolve()  # the wheel's copy, not the checkout
+    assert set(got) == {"eu-addw", "euro-ncap-2023"}
+
+
+# -- the live watchdog ------------------------------------------------------------------------------
+def _wait(pred, timeout: float) -> bool:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _records(path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_live_watchdog_reports_a_stall_while_it_lasts(tmp_path):
+    from edgepose.dms.inputs import DmsInput
+
+    out = tmp_path / "ev.jsonl"
+    obs = DmsObserver("euro-ncap-2023", events_out=out, write_states=True, live_watchdog=True,
+                      overrides=["calibration.mode=off", "availability.unavailable_after_s=0.3"])
+    R = np.eye(3)
+    for i in range(10):  # 10 frames at 30 fps, looking at the road
+        obs.process(DmsInput(t=i / 30, face_visible=True, R=R))
+
+    def unavailable():
+        return [r for r in _records(out) if r.get("type") == "monitoring_unavailable"]
+
+    # the camera stalls: the onset is on disk while no frame has come back yet
+    assert _wait(lambda: unavailable(), 3.0), _records(out)
+    onset, = unavailable()
+    assert onset["phase"] == "onset" and onset["details"]["wall_clock"] is True
+    assert onset["start"] == pytest.approx(9 / 30, abs=1e-3) and onset["duration"] >= 0.3
+    assert _records(out)[-1]["record"] == "state" and _records(out)[-1]["state"] == "UNAVAILABLE"
+    # a frame 1.5 s later on the stream clock: one end, no second (after-the-fact) onset
+    lines = obs.process(DmsInput(t=9 / 30 + 1.5, face_visible=True, R=R))
+    ev = unavailable()
+    assert [e["phase"] for e in ev] == ["onset", "end"]
+    assert ev[1]["start"] == onset["start"] and ev[1]["end"] == pytest.approx(9 / 30 + 1.5, abs=1e-3)
+    assert _records(out)[-1]["state"] != "UNAVAILABLE" and not lines[0].startswith("DMS UNAVAILABLE")
+    obs.close()
+    obs.close()  # idempotent: run_pipeline and `edgepose run` both close
+    assert [e["phase"] for e in unavailable()] == ["onset", "end"]
+
+
+def test_watchdog_waits_for_the_first_frame_and_stays_off_by_default(tmp_path):
+    import time
+
+    out = tmp_path / "ev.jsonl"
+    armed = DmsObserver("euro-ncap-2023", events_out=out, live_watchdog=True,
+                        overrides=["availability.unavailable_after_s=0.2"])
+    time.sleep(0.5)  # model loading, camera start-up: no frame yet is no stall
+    armed.close()
+    assert out.read_text() == ""
+    from edgepose.dms.inputs import DmsInput
+
+    off = DmsObserver("euro-ncap-2023", events_out=out, overrides=["availability.unavailable_after_s=0.2"])
+    off.process(DmsInput(t=0.0, face_visible=True, R=np.eye(3)))
+    time.sleep(0.5)  # files and replays: no wall-clock watchdog
+    assert "monitoring_unavailable" not in out.read_text()
+    off.close()

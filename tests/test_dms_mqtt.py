@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 mqtt = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (pip install 'edgepose[mqtt]')")
@@ -193,3 +194,52 @@ def test_unreachable_broker_is_a_clear_error():
         MqttLink(MqttSettings(port=port, connect_timeout_s=1.0))
     with pytest.raises(MqttError, match="port"):
         MqttSettings.from_url("mqtt://localhost:notaport/x")
+
+
+def test_edgepose_run_publishes_and_closes_the_link(broker, tmp_path):
+    """`edgepose run --dms --mqtt` end to end (shipped model, Haar, a faceless test pattern), and a run
+    whose model fails to load after the link is up still leaves a retained `offline` behind."""
+    from edgepose.cli.main import main as cli
+
+    prefix = "test/run"
+    lis = Listener(broker, [f"{prefix}/events", f"{prefix}/availability"], "lis-run")
+    url = f"mqtt://127.0.0.1:{broker}/{prefix}"
+    rc = cli(["run", "test://ball?width=320&height=240&fps=30&num=45", "--detector", "haar", "--quiet",
+              "--threads", "1", "--dms", "euro-ncap-2023", "--dms-set", "availability.not_visible_after_s=1.0",
+              "--mqtt", url, "--dms-events", str(tmp_path / "ev.jsonl")])
+    assert rc == 0
+    got = lis.collect(lambda g: any(p == "offline" for _, p, _ in g))
+    ev = [json.loads(p) for t, p, _ in got if t.endswith("/events")]
+    assert ("driver_not_visible", "onset") in [(e["type"], e["phase"]) for e in ev]
+    assert [p for t, p, _ in got if t.endswith("/availability")][-1] == "offline"
+    lis.close()
+
+    prefix = "test/run-fail"
+    rc = cli(["run", "test://ball?num=3", "--model", str(tmp_path / "missing.onnx"), "--quiet",
+              "--dms", "euro-ncap-2023", "--mqtt", f"mqtt://127.0.0.1:{broker}/{prefix}"])
+    assert rc == 2
+    late = Listener(broker, [f"{prefix}/availability"], "late-fail")
+    (_, payload, retained), = late.collect(lambda g: len(g) >= 1)
+    late.close()
+    assert retained and payload == "offline"  # not a stale retained "online"
+
+
+def test_watchdog_replaces_the_retained_status_during_a_stall(broker):
+    from edgepose.dms.inputs import DmsInput
+
+    prefix = "test/dms-stall"
+    obs = DmsObserver("euro-ncap-2023", mqtt=f"mqtt://127.0.0.1:{broker}/{prefix}", live_watchdog=True,
+                      overrides=["calibration.mode=off", "availability.unavailable_after_s=0.3"])
+    for i in range(10):
+        obs.process(DmsInput(t=i / 30, face_visible=True, R=np.eye(3)))
+    time.sleep(1.0)  # no frames: the watchdog fires while the stall lasts
+    late = Listener(broker, [f"{prefix}/status"], "late-stall")
+    (_, payload, retained), = late.collect(lambda g: len(g) >= 1)
+    late.close()
+    assert retained and json.loads(payload)["state"] == "UNAVAILABLE"
+    obs.process(DmsInput(t=2.0, face_visible=True, R=np.eye(3)))  # frames are back
+    late = Listener(broker, [f"{prefix}/status"], "late-back")
+    (_, payload, _), = late.collect(lambda g: len(g) >= 1)
+    late.close()
+    assert json.loads(payload)["state"] == "ATTENTIVE"
+    obs.close()

@@ -375,6 +375,56 @@ def test_dms_hook_adds_status_lines(tmp_path, data_file, models, yunet, capsys):
     assert rc == 2 and "no_such_preset" in err and "Traceback" not in err
 
 
+def _events(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_run_dms_writes_events_end_to_end(tmp_path, data_file, models, yunet, capsys):
+    """face_noface.mov: a face for ~2.4 s, then none -> driver_not_visible 2 s after the last face."""
+    video = data_file("videos/face_noface.mov")
+    events = tmp_path / "events.jsonl"
+    rc, _, meta = _run(tmp_path, video, models, yunet, "--dms", str(REPO / "configs/dms/euro-ncap-2023.yaml"),
+                       "--dms-events", str(events))
+    assert rc == 0, capsys.readouterr().err
+    _, frames, _ = _read_jsonl(meta)
+    t_last = frames[-1]["pts_ns"] / 1e9
+    t_face = max(r["pts_ns"] for r in frames if r["faces"]) / 1e9  # YuNet's last face before the cut
+    nv = [e for e in _events(events) if e["type"] == "driver_not_visible"]
+    assert [e["phase"] for e in nv] == ["onset", "end"], nv
+    onset, end = nv
+    assert 1.5 < onset["start"] < 3.5 and onset["start"] <= t_face + 0.2  # the last valid observation
+    assert onset["t"] - onset["start"] == pytest.approx(2.0, abs=0.1)  # not_visible_after_s
+    assert onset["t"] <= end["t"] <= t_last + 1e-3 and end["details"].get("truncated") is True
+    assert "driver_not_visible" in capsys.readouterr().err  # the summary line names it
+
+    # without --dms-events the events land next to --jsonl; --dms-set reaches the preset
+    rc, _, meta = _run(tmp_path, video, models, yunet, "--dms", "euro-ncap-2023", "--max-frames", "150",
+                       "--dms-set", "availability.not_visible_after_s=1.0", name="next")
+    assert rc == 0
+    nv = [e for e in _events(tmp_path / "next.dms-events.jsonl") if e["type"] == "driver_not_visible"]
+    assert nv[0]["t"] - nv[0]["start"] == pytest.approx(1.0, abs=0.1)
+
+
+def test_run_dms_flag_errors_and_cleanup(tmp_path, models, yunet, capsys):
+    base = ["run", "test://ball?num=3", "--model", str(models["pose"]), "--detector-model", str(yunet), "--quiet"]
+    cases = [(["--mount", "m.yaml"], "add --dms"), (["--dms-set", "vats.window_s=40"], "add --dms"),
+             (["--dms", "euro-ncap-2023", "--signals", str(tmp_path / "none.csv")], "--signals file not found"),
+             (["--dms", "euro-ncap-2023", "--dms-set", "vats.window_s=5"], "window_s"),
+             (["--dms", "euro-ncap-2023", "--dms-events", str(tmp_path / "no/dir/e.jsonl")], "does not exist"),
+             (["--dms", "euro-ncap-2023", "--jsonl", str(tmp_path / "a.jsonl"), "--dms-events",
+               str(tmp_path / "a.jsonl")], "own file")]
+    for extra, words in cases:
+        rc = cli(base + extra)
+        err = capsys.readouterr().err
+        assert rc == 2 and words in err and "Traceback" not in err, (extra, err)
+    # the model fails to load after the observer opened its events file: the file is closed, complete
+    events = tmp_path / "early.jsonl"
+    rc = cli(["run", "test://ball?num=3", "--model", str(tmp_path / "missing.onnx"), "--quiet",
+              "--dms", "euro-ncap-2023", "--dms-events", str(events)])
+    assert rc == 2 and "missing.onnx" in capsys.readouterr().err
+    assert events.is_file() and events.read_text() == ""
+
+
 def test_bench_script_smoke(tmp_path, models, yunet):
     from edgepose.pipelines.bench import main as bench
 

@@ -26,13 +26,13 @@ import time
 from pathlib import Path
 
 from ..errors import DataError, UserError
+from .run import add_dms_set_argument
 
 HELP = "the offline end-to-end demo (synthetic driver video -> pipeline -> DMS -> accuracy)"
 DESCRIPTION = __doc__
 
 log = logging.getLogger("edgepose.demo")
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_PRESET = "euro-ncap-2023.yaml"
+DEFAULT_PRESET = "euro-ncap-2023"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,11 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", default="yunet", help="yunet (falls back to Haar when not cached) | "
                                                             "ultraface | haar")
     parser.add_argument("--detector-model", default=None, help="detector ONNX file (default: from the cache)")
-    parser.add_argument("--dms", default=None, metavar="PRESET.yaml",
-                        help=f"DMS preset (default configs/dms/{DEFAULT_PRESET}); 'none' disables the DMS layer")
-    parser.add_argument("--dms-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="DMS preset override, repeatable (default for the synthetic video: "
-                             "calibration.mode=off, its mount is exact)")
+    parser.add_argument("--dms", default=None, metavar="PRESET",
+                        help=f"DMS preset: a shipped name or a YAML path (default {DEFAULT_PRESET}); "
+                             "'none' disables the DMS layer")
+    add_dms_set_argument(parser, "default for the synthetic video: calibration.mode=off, its mount is exact")
     parser.add_argument("--mount", default=None, help="camera mount YAML for the DMS (default: the synthetic "
                                                       "camera's; none for --source)")
     parser.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
@@ -85,14 +84,12 @@ def synthetic_video(folder: Path, seconds: float, fps: float, seed: int, ir: boo
 
 
 def _preset_path(name: str | None) -> Path | None:
+    """The preset file, resolved like ``edgepose run --dms`` (a path or a shipped name); None = off."""
     if name is not None and name.lower() == "none":
         return None
-    p = Path(name) if name else REPO / "configs" / "dms" / DEFAULT_PRESET
-    if not p.is_file() and not p.is_absolute() and (REPO / "configs" / "dms" / p).is_file():
-        p = REPO / "configs" / "dms" / p
-    if not p.is_file():
-        raise DataError(f"DMS preset not found: {p}; pass --dms configs/dms/euro-ncap-2023.yaml or --dms none")
-    return p
+    from ..dms.config import resolve_preset_path
+
+    return resolve_preset_path(name or DEFAULT_PRESET)
 
 
 def resolve_detector(name: str, model: str | None) -> tuple[str, str | None, str]:

@@ -4,6 +4,11 @@ Sources are URIs (file path, file://, v4l2://, csi://, rtsp://, test://); output
 MP4 (``--output``), a window (``--display``), an RTSP stream (``--rtsp-port``) and JSON Lines
 metadata (``--jsonl``).  Ctrl-C (SIGINT) or SIGTERM stops cleanly: the MP4 gets its index
 through EOS and the JSONL ends with its summary record.
+
+``--dms PRESET`` adds the driver-monitoring layer (docs/dms.md): its state on the overlay and in the
+JSONL, its events as JSON Lines (``--dms-events``; by default next to ``--jsonl`` as
+``<name>.dms-events.jsonl``, else on stdout) and over MQTT (``--mqtt``), with vehicle signals
+(``--signals``) and the camera mount (``--mount``).
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from ..errors import UserError
 
@@ -51,12 +57,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="encode the MP4 in a GStreamer thread, overlapping the next frame's inference "
                         "(more FPS on multi-core CPUs; the 'encode' row then shows only the hand-off)")
     p.add_argument("--no-overlay", action="store_true", help="write the video without drawings")
-    p.add_argument("--dms", default=None, metavar="PRESET.yaml",
-                   help="driver-monitoring preset; adds DMS status lines and events (edgepose.dms)")
+    add_dms_arguments(p)
     p.add_argument("--config", default=None, help="runtime YAML (tracker, driver, camera, smoothing, ...)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="runtime option override (see edgepose.runtime.RuntimeConfig), repeatable")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def add_dms_set_argument(p: argparse.ArgumentParser, default_note: str = "") -> None:
+    """``--dms-set KEY=VALUE`` (repeatable), shared by ``edgepose run`` and ``edgepose demo``."""
+    p.add_argument("--dms-set", dest="dms_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="DMS preset override, repeatable, e.g. --dms-set long_distraction.threshold_s=2.5"
+                        + (f" ({default_note})" if default_note else ""))
+
+
+def add_dms_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("driver monitoring (docs/dms.md)")
+    g.add_argument("--dms", default=None, metavar="PRESET",
+                   help="driver-monitoring preset: a shipped name (euro-ncap-2023, eu-addw) or a YAML path; "
+                        "adds DMS status lines and events (edgepose.dms)")
+    g.add_argument("--dms-events", default=None, metavar="PATH",
+                   help="DMS events as JSON Lines; '-' = stdout, 'none' = only the log (default: the preset's "
+                        "outputs.events, else next to --jsonl as NAME.dms-events.jsonl, else stdout)")
+    g.add_argument("--dms-states", action="store_true",
+                   help="also write the periodic DMS state records to the events output")
+    add_dms_set_argument(g)
+    g.add_argument("--signals", default=None, metavar="PATH",
+                   help="vehicle signals for the DMS: .csv/.jsonl with t or pts_ns, speed_kmh, indicator")
+    g.add_argument("--mount", default=None, metavar="PATH",
+                   help="camera mount YAML for the DMS: road_pose_deg [pitch, yaw, roll] or R_vehicle_cam "
+                        "(example: edgepose/dms/presets/mount-example.yaml)")
+    g.add_argument("--mqtt", default=None, metavar="URL",
+                   help="also publish DMS events and the retained status to mqtt://HOST:PORT/topic/prefix "
+                        "(needs `pip install 'edgepose[mqtt]'`)")
 
 
 class _StopFlag:
@@ -87,9 +120,32 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def dms_observers(preset: str | None) -> list:
-    """Frame observers of the DMS layer (``edgepose.dms.create_frame_observer(preset)``)."""
-    if not preset:
+def default_events_path(jsonl: str | None) -> str:
+    """Where DMS events go when neither ``--dms-events`` nor the preset says: next to the run's
+    metadata (``run.jsonl`` -> ``run.dms-events.jsonl``), so a recorded run keeps its events; with no
+    ``--jsonl`` on stdout, which ``edgepose run`` leaves free for them."""
+    if not jsonl:
+        return "-"
+    path = Path(jsonl)
+    return str(path.with_name(path.name.removesuffix(".jsonl") + ".dms-events.jsonl"))
+
+
+def _check_dms_flags(args) -> None:
+    given = [f"--{k.replace('_', '-')}" for k in ("dms_events", "dms_states", "dms_set", "signals", "mount", "mqtt")
+             if getattr(args, k, None)]
+    if given and not args.dms:
+        raise UserError(f"{', '.join(given)} only apply to the driver-monitoring layer; add --dms PRESET "
+                        "(e.g. --dms euro-ncap-2023) or drop them")
+    for flag, path in (("--signals", args.signals), ("--mount", args.mount)):
+        if path and not Path(path).expanduser().is_file():
+            raise UserError(f"{flag} file not found: {path}; check the path")
+
+
+def dms_observers(args, live: bool = False) -> list:
+    """Frame observers of the DMS layer (``edgepose.dms.create_frame_observer``) from the ``--dms*``,
+    ``--signals``, ``--mount`` and ``--mqtt`` options."""
+    _check_dms_flags(args)
+    if not args.dms:
         return []
     try:
         from .. import dms
@@ -99,7 +155,29 @@ def dms_observers(preset: str | None) -> list:
     if factory is None:
         raise UserError("--dms is not available in this edgepose version (edgepose.dms.create_frame_observer "
                         "is missing); run without --dms")
-    return [factory(preset)]
+    cfg = dms.load_preset(args.dms, args.dms_set)
+    events = args.dms_events or cfg.outputs.events
+    if not events:
+        events = default_events_path(args.jsonl)
+        if events != "-":  # --jsonl creates its folder; the events file beside it must not fail there
+            Path(events).parent.mkdir(parents=True, exist_ok=True)
+    if args.jsonl and events != "-" and Path(events).resolve() == Path(args.jsonl).resolve():
+        raise UserError(f"--dms-events {events} is the --jsonl file; give the events their own file")
+    obs = factory(cfg, events_out=None if events.lower() == "none" else events, mqtt=args.mqtt,
+                  signals=args.signals, mount=args.mount, write_states=args.dms_states,
+                  live_watchdog=live)
+    if events.lower() != "none":
+        log.info("DMS events -> %s", "stdout" if events == "-" else events)
+    return [obs]
+
+
+def _close_all(observers: list) -> None:
+    """Close every observer (events file, MQTT link) even when one of them fails to."""
+    for obs in observers:
+        try:
+            obs.close()
+        except Exception as exc:  # the first error on its way up matters more
+            log.warning("closing %s failed: %s", type(obs).__name__, exc)
 
 
 def build_processor(args):
@@ -113,7 +191,6 @@ def build_processor(args):
 
 
 def run(args) -> int:
-    from ..pipelines.runner import run_pipeline
     from ..pipelines.sources import parse_source
 
     if args.every < 1:
@@ -125,7 +202,31 @@ def run(args) -> int:
         check_file_source(spec)
     elif spec.kind == "v4l2":
         check_device_source(spec)
-    observers = dms_observers(args.dms)
+    # cameras and streams: the DMS also watches for stalls on the wall clock (docs/dms.md)
+    observers = dms_observers(args, live=spec.live)
+    try:
+        summary = _run_with_observers(args, spec, observers)
+    finally:
+        # run_pipeline closes them too; this also covers a model, detector or output that fails to
+        # open first, so the events file and the MQTT link (last will: offline) never dangle
+        _close_all(observers)
+    print(f"\n{summary.frames} frames in {summary.wall_s:.2f} s ({summary.fps:.1f} FPS end to end), "
+          f"faces in {summary.frames_with_faces} frames" + (" - stopped by signal" if summary.interrupted else ""),
+          file=sys.stderr)
+    print(summary.table, file=sys.stderr)
+    for what, path in (("video", args.output), ("metadata", args.jsonl), ("stats", args.stats)):
+        if path:
+            print(f"{what}: {path}", file=sys.stderr)
+    for obs in observers:
+        summary_of = getattr(obs, "summary", None)
+        if callable(summary_of):
+            print(f"DMS: {summary_of()}", file=sys.stderr)
+    return 0
+
+
+def _run_with_observers(args, spec, observers: list):
+    from ..pipelines.runner import run_pipeline
+
     if args.model is None:  # the default model that ships inside the package (docs/models.md)
         from ..defaults import default_pose_model
 
@@ -139,7 +240,7 @@ def run(args) -> int:
         header["runtime"] = to_dict(cfg)
     try:
         with _StopFlag() as stop:
-            summary = run_pipeline(
+            return run_pipeline(
                 spec, processor, output=args.output, jsonl=args.jsonl, display=args.display,
                 rtsp_port=args.rtsp_port, rtsp_mount=args.rtsp_mount, platform=args.platform,
                 max_frames=args.max_frames, observers=observers, header=header, draw=not args.no_overlay,
@@ -149,11 +250,3 @@ def run(args) -> int:
         close = getattr(processor, "close", None)
         if callable(close):
             close()
-    print(f"\n{summary.frames} frames in {summary.wall_s:.2f} s ({summary.fps:.1f} FPS end to end), "
-          f"faces in {summary.frames_with_faces} frames" + (" - stopped by signal" if summary.interrupted else ""),
-          file=sys.stderr)
-    print(summary.table, file=sys.stderr)
-    for what, path in (("video", args.output), ("metadata", args.jsonl), ("stats", args.stats)):
-        if path:
-            print(f"{what}: {path}", file=sys.stderr)
-    return 0

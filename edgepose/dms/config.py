@@ -1,4 +1,4 @@
-"""DMS configuration: dataclasses loaded from a preset YAML (``configs/dms/*.yaml``).
+"""DMS configuration: dataclasses loaded from a preset YAML (shipped: ``edgepose/dms/presets/*.yaml``).
 
 A preset holds the zone layout (or a ``zones_file`` next to it), the rule thresholds, the
 availability and frame-gap limits and the calibration settings.  The camera mount is car-specific
@@ -8,6 +8,7 @@ overridden on the command line as ``key=value`` (``long_distraction.threshold_s=
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -18,11 +19,19 @@ from ..errors import UserError
 __all__ = [
     "DmsConfigError", "ZoneConfig", "LongDistractionConfig", "VatsConfig", "AddwBand", "AddwConfig",
     "AvailabilityConfig", "IndicatorConfig", "CalibrationConfig", "OutputsConfig", "DmsConfig", "load_preset",
-    "resolve_preset_path", "PRESET_DIR",
+    "resolve_preset_path", "shipped_presets", "PRESET_DIR",
 ]
 
-#: Presets shipped with the source tree; ``--preset euro-ncap-2023`` resolves here.
-PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "dms"
+
+def _preset_dir() -> Path:
+    # importlib.resources, not a path relative to the source tree: the presets must resolve the same
+    # from an editable checkout and from a wheel in site-packages.  The package is a plain folder on
+    # disk in both cases (no zip imports), which load_preset needs for zones_file next to the preset.
+    return Path(str(resources.files("edgepose.dms.presets")))
+
+
+#: Presets shipped inside the package; ``--dms euro-ncap-2023`` resolves here.
+PRESET_DIR = _preset_dir()
 
 ZONE_CATEGORIES = ("road", "driving", "non_driving")
 
@@ -173,16 +182,32 @@ class DmsConfig:
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
 
 
+def shipped_presets() -> list[str]:
+    """Names of the shipped presets (YAMLs with a top-level ``name:``; zones, mount and timeline
+    examples live in the same folder but are not presets)."""
+    names = []
+    for f in sorted(PRESET_DIR.glob("*.yaml")):
+        try:
+            data = yaml.safe_load(f.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and "name" in data:
+            names.append(f.stem)
+    return names
+
+
 def resolve_preset_path(preset: str | Path) -> Path:
-    """A path, or a preset name shipped in ``configs/dms`` (``euro-ncap-2023``)."""
-    p = Path(preset)
+    """An existing path, or the name of a file shipped in ``edgepose/dms/presets`` (``euro-ncap-2023``,
+    ``euro-ncap-2023.yaml``, also ``mount-example`` and ``example-timeline``)."""
+    p = Path(preset).expanduser()
     if p.is_file():
         return p
-    for cand in (PRESET_DIR / p.name, PRESET_DIR / f"{p.name}.yaml"):
-        if cand.is_file() and (p.parent == Path(".")):
-            return cand
-    shipped = sorted(x.stem for x in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
-    raise DmsConfigError(f"DMS preset not found: {preset}; give a YAML path or one of: {', '.join(shipped) or '(none)'}")
+    if p.parent == Path("."):  # a bare name; a path with folders must exist as given
+        for cand in (PRESET_DIR / p.name, PRESET_DIR / f"{p.name}.yaml"):
+            if cand.is_file():
+                return cand
+    raise DmsConfigError(f"DMS preset not found: {preset}; give a YAML path or one of the shipped presets: "
+                         f"{', '.join(shipped_presets()) or '(none)'}")
 
 
 def _read_yaml(path: Path, what: str) -> dict:

@@ -61,7 +61,10 @@ class Event:
 @dataclass
 class Status:
     t: float
-    state: str  # ATTENTIVE | OFF_ROAD | DISTRACTED | UNKNOWN | DRIVER_NOT_VISIBLE | UNAVAILABLE
+    # ATTENTIVE | OFF_ROAD | DISTRACTED | UNKNOWN | DRIVER_NOT_VISIBLE from the engine (per frame);
+    # UNAVAILABLE only from a live DmsObserver's watchdog, while no frames arrive (the engine runs
+    # on frames, so it cannot be in a state without one)
+    state: str
     zone: str | None
     yaw: float | None
     pitch: float | None
