@@ -125,8 +125,10 @@ class PoseLoss(nn.Module):
 
     ``loss(out, R_gt, euler_gt)`` with ``out`` the PoseModel's forward dict, ``R_gt`` (N, 3, 3)
     and ``euler_gt`` (N, 3) degrees (pitch, yaw, roll).  Pass the dataset's Euler labels when
-    binned terms are on: decoding them from R (the fallback when ``euler_gt`` is None) folds yaw
-    into [-90, 90], which is wrong for full-range yaw data.
+    binned terms are on -- the ``euler`` of a :class:`edgepose.data.PoseDataset` item, which
+    keeps the reader's own triple through flips and rotations (training methods pass
+    ``batch["euler"]``).  Decoding them from R (the fallback when ``euler_gt`` is None) folds yaw
+    into [-90, 90]: a 300W-LP label at yaw 95 would become (p + 180, 85, r + 180).
     """
 
     def __init__(self, cfg: LossConfig | None = None, bins: Mapping[str, BinSpec] | None = None):

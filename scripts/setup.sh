@@ -59,10 +59,18 @@ fi
 
 # A pip-built PyGObject does not load Debian's Gst overrides (Gst.Fraction, Bin.add(*e));
 # link them in (environment.md section 3.3).
+# The compiled override is named for the interpreter (_gi_gst.cpython-3XX-<arch>.so): take the
+# suffix from the venv's python so the link works on any Python version; Debian only ships it
+# for its own python3, so a venv on another version finds no match and skips it (it could not
+# load that ABI anyway).
 SP=$("$VPY" -c "import gi,os;print(os.path.dirname(gi.__file__))" 2>/dev/null || true)
-if [ -n "$SP" ] && [ -d /usr/lib/python3/dist-packages/gi/overrides ]; then
-  for f in Gst.py GstAudio.py GstPbutils.py GstVideo.py _gi_gst.cpython-311-x86_64-linux-gnu.so; do
-    [ -e "/usr/lib/python3/dist-packages/gi/overrides/$f" ] && ln -sf "/usr/lib/python3/dist-packages/gi/overrides/$f" "$SP/overrides/$f"
+EXT=$("$VPY" -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX') or '')" 2>/dev/null || true)
+SYS_OVR=/usr/lib/python3/dist-packages/gi/overrides
+if [ -n "$SP" ] && [ -d "$SYS_OVR" ]; then
+  for f in Gst.py GstAudio.py GstPbutils.py GstVideo.py ${EXT:+"_gi_gst$EXT"}; do
+    if [ -e "$SYS_OVR/$f" ]; then
+      ln -sf "$SYS_OVR/$f" "$SP/overrides/$f"
+    fi
   done
 fi
 log "ready: $VENV"

@@ -130,3 +130,87 @@ def test_build_dataset_aflw(aflw_dir):
     assert item["image"].shape == (3, 96, 96)
     with pytest.raises(DataError, match="empty list"):
         build_dataset([], SPEC)
+
+
+# --- Euler labels beyond |yaw| = 90 -------------------------------------------------------------
+# The dataset's own triple (here from folder Euler columns) must survive: decoding R alone folds
+# yaw 95 into (p + 180, 85, r + 180), which puts bin/LDL targets and the Euler MAE on the wrong side.
+
+PYR95 = np.array([10.0, 95.0, 5.0])
+
+
+def _yaw95_folder(tmp_path):
+    cv2.imwrite(str(tmp_path / "face.png"), np.full((40, 40, 3), 127, np.uint8))
+    p, y, r = PYR95
+    path = tmp_path / "labels.csv"
+    path.write_text(f"image,pitch,yaw,roll,x1,y1,x2,y2\nface.png,{p},{y},{r},5,5,35,35\n")
+    return path
+
+
+def _assert_decomposes(item):
+    np.testing.assert_allclose(g.euler_to_matrix(item["euler"].double().numpy()), item["R"].double().numpy(),
+                               atol=1e-5)
+
+
+def test_dataset_keeps_the_readers_euler_label_beyond_yaw_90(tmp_path):
+    reader = FolderReader(_yaw95_folder(tmp_path))
+    np.testing.assert_allclose(reader[0].extra["pyr_deg"], PYR95)
+    item = PoseDataset(reader, SPEC)[0]
+    np.testing.assert_allclose(item["euler"].numpy(), PYR95, atol=1e-5)
+    _assert_decomposes(item)
+
+
+def test_flip_gives_p_minus_y_minus_r_beyond_yaw_90(tmp_path):
+    item = PoseDataset(FolderReader(_yaw95_folder(tmp_path)), SPEC, Augment(flip_p=1.0))[0]
+    np.testing.assert_allclose(item["euler"].numpy(), [10.0, -95.0, -5.0], atol=1e-5)
+    np.testing.assert_allclose(item["R"].numpy(), g.flip_label(g.euler_to_matrix(PYR95)), atol=1e-6)
+    _assert_decomposes(item)
+
+
+def test_small_rotation_keeps_yaw_beyond_90_and_decomposes_R(tmp_path):
+    ds = PoseDataset(FolderReader(_yaw95_folder(tmp_path)), SPEC, Augment(flip_p=0.5, rotate_p=1.0, rotate_deg=3))
+    for seed in range(6):
+        torch.manual_seed(seed)
+        item = ds[0]
+        _assert_decomposes(item)
+        assert abs(item["euler"][1]) > 90.0, item["euler"]  # the label stays on its branch
+
+
+def test_euler_label_rotation_follows_the_label_and_falls_back_without_one():
+    from edgepose.data.augment import euler_label
+
+    R = g.euler_to_matrix(PYR95)
+    s = Sample(image=np.zeros((8, 8), np.uint8), R=R, extra={"pyr_deg": PYR95})
+    # a 180 deg image rotation is exactly (p, y, r) -> (-p, -y, r + 180)
+    R180 = g.rotate_label(R, 180.0)
+    np.testing.assert_allclose(euler_label(s, R180, 180.0), [-10.0, -95.0, -175.0], atol=1e-9)
+    np.testing.assert_allclose(euler_label(s, g.flip_label(R180), 180.0, True), [-10.0, 95.0, 175.0], atol=1e-9)
+    for angle in (-30.0, 15.0, 90.0):
+        e = euler_label(s, g.rotate_label(R, angle), angle)
+        np.testing.assert_allclose(g.euler_to_matrix(e), g.rotate_label(R, angle), atol=1e-9)
+    # no reader label: the decode of R (|yaw| <= 90) is all there is
+    plain = Sample(image=s.image, R=R)
+    np.testing.assert_allclose(euler_label(plain, R), g.matrix_to_euler(R))
+    # a reader triple that does not describe R never overrides it
+    wrong = Sample(image=s.image, R=R, extra={"pyr_deg": np.array([0.0, 95.0, 40.0])})
+    np.testing.assert_allclose(g.euler_to_matrix(euler_label(wrong, R)), R, atol=1e-9)
+
+
+def test_bin_and_ldl_targets_for_yaw_95_land_in_the_yaw_95_bin(tmp_path):
+    from edgepose.losses import ldl_target
+    from edgepose.models.heads import bin_centers, bin_index, default_bins
+
+    spec = default_bins()["yaw"]  # HopeNet's 66 bins of 3 deg over [-99, 99)
+    for aug, yaw in ((None, 95.0), (Augment(flip_p=1.0), -95.0)):
+        euler = PoseDataset(FolderReader(_yaw95_folder(tmp_path)), SPEC, aug)[0]["euler"][None]
+        idx = int(bin_index(euler[:, 1], spec)[0])
+        centre = float(bin_centers(spec)[idx])
+        assert abs(centre - yaw) <= spec.width / 2, (centre, yaw)
+        target = ldl_target(euler[:, 1].double(), spec, sigma_deg=6.0)
+        assert int(target.argmax()) == idx
+
+
+def test_crop_cache_keeps_the_readers_euler_label(tmp_path):
+    cache = CropCache.open(FolderReader(_yaw95_folder(tmp_path)), SPEC, tmp_path / "cache", progress=False)
+    np.testing.assert_allclose(cache[0].extra["pyr_deg"], PYR95)
+    np.testing.assert_allclose(PoseDataset(cache, SPEC)[0]["euler"].numpy(), PYR95, atol=1e-5)

@@ -11,7 +11,7 @@ from edgepose import geometry
 from edgepose.data.sample import Sample
 from edgepose.errors import DataError
 from edgepose.evaluation import (DEFAULT_ANGLES, Variant, default_variants, evaluate_reader, load_predictor,
-                                 parse_variants, variant_batch)
+                                 parse_variants, variant_batch, variant_euler)
 from edgepose.preprocess import CropPolicy, PreprocessSpec
 
 # three head points (x: subject's left, y: up, z: nose), one per colour channel
@@ -164,3 +164,49 @@ def test_cli_unlabelled_dataset_is_refused(random_checkpoint, tmp_path, capsys):
                                 f"folder:{tmp_path / 'labels.csv'},labelled=false", "--no-progress")
     assert code == 2
     assert "no labelled samples" in stderr and "Traceback" not in stderr
+
+
+class _FixedPredictor:
+    """Predicts the same R for every face; enough to check which Euler label the MAE uses."""
+
+    def __init__(self, R, spec):
+        self.R, self.meta = np.asarray(R, np.float64), type("Meta", (), {"preprocess": spec})()
+
+    def infer(self, batch):
+        return {"R": np.repeat(self.R[None], len(batch), 0)}
+
+
+def _euler_sample(pyr):
+    R = geometry.euler_to_matrix(pyr)
+    return Sample(image=np.full((40, 40, 3), 127, np.uint8), R=R, box=(5.0, 5.0, 35.0, 35.0),
+                  source="synthetic", extra={"pyr_deg": np.asarray(pyr, np.float64)})
+
+
+def test_euler_mae_uses_the_datasets_label_beyond_yaw_90():
+    """Paper protocol: the MAE is against the dataset's (10, 91, 5), not its |yaw| <= 90 decode."""
+    spec = PreprocessSpec(input_size=32)
+    samples = [_euler_sample([10.0, 91.0, 5.0])]
+    pred = _FixedPredictor(geometry.euler_to_matrix([10.0, 89.0, 5.0]), spec)
+    m = evaluate_reader(pred, samples, [Variant("original")], progress=False)["original"]["metrics"]
+    assert m["mae"] == pytest.approx(2.0 / 3, abs=1e-6) and m["ge"] == pytest.approx(2.0, abs=1e-6)
+    # mirrored: label (10, -91, -5), the mirrored prediction (10, -89, -5)
+    pred = _FixedPredictor(geometry.euler_to_matrix([10.0, -89.0, -5.0]), spec)
+    m = evaluate_reader(pred, samples, [Variant("flip", 0.0, True)], progress=False)["flip"]["metrics"]
+    assert m["mae"] == pytest.approx(2.0 / 3, abs=1e-6)
+
+
+@pytest.mark.parametrize("variant", [Variant("original"), Variant("flip", 0.0, True), Variant("r15", 15.0),
+                                     Variant("r180f", 180.0, True)])
+def test_exact_prediction_beyond_yaw_90_scores_zero(variant):
+    spec = PreprocessSpec(input_size=32)
+    samples = [_euler_sample([10.0, 95.0, 5.0])]
+    _, R_label = variant_batch(samples, spec, variant)
+    euler = variant_euler(samples, R_label, variant)
+    np.testing.assert_allclose(geometry.euler_to_matrix(euler), R_label, atol=1e-9)  # R stays the truth
+    if variant.angle == 0:
+        np.testing.assert_allclose(euler[0], [10.0, -95.0, -5.0] if variant.flip else [10.0, 95.0, 5.0])
+    m = evaluate_reader(_FixedPredictor(R_label[0], spec), samples, [variant], progress=False)[variant.name]["metrics"]
+    assert m["ge"] == pytest.approx(0.0, abs=1e-4)
+    # the prediction's other triple matches the label exactly; the |yaw| <= 90 decode of a
+    # perfect R reads (p + 180, 85, r + 180) against it, as in the papers (without their +-180 trick)
+    assert m["two_solution_mae"] == pytest.approx(0.0, abs=1e-4)

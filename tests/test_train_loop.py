@@ -158,3 +158,30 @@ def test_cli_resume_extends_a_finished_run(repo_root, aflw_dir, tmp_path, capsys
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert torch.load(out / "last.pt", weights_only=False)["epoch"] == 2
+
+
+def test_validate_scores_euler_mae_against_the_datasets_labels(tmp_path):
+    """A (10, 91, 5) label with a (10, 89, 5) prediction is 0.67 deg MAE, not 120 (yaw folding)."""
+    from types import SimpleNamespace
+
+    import cv2
+
+    from edgepose import geometry
+    from edgepose.data import FolderReader, PoseDataset
+    from edgepose.preprocess import PreprocessSpec
+    from edgepose.train.trainer import _collate
+
+    cv2.imwrite(str(tmp_path / "face.png"), np.full((40, 40, 3), 127, np.uint8))
+    (tmp_path / "val.csv").write_text("image,pitch,yaw,roll\nface.png,10,91,5\n")
+    val = PoseDataset(FolderReader(tmp_path / "val.csv"), PreprocessSpec(input_size=32))
+    R_pred = torch.from_numpy(geometry.euler_to_matrix([10.0, 89.0, 5.0])).float()
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return {"R": R_pred.expand(len(x), 3, 3)}
+
+    fake = SimpleNamespace(method=SimpleNamespace(pose_model=lambda module: module), module=Fixed(),
+                           device=torch.device("cpu"), cfg=SimpleNamespace(channels_last=False),
+                           _val_loader=lambda: torch.utils.data.DataLoader(val, batch_size=1, collate_fn=_collate))
+    m = Trainer.validate(fake)
+    assert m["mae"] == pytest.approx(2.0 / 3, abs=1e-4) and m["ge"] == pytest.approx(2.0, abs=1e-3)

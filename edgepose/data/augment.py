@@ -22,7 +22,8 @@ from .. import geometry
 from ..preprocess import PreprocessSpec, crop_affine, crop_box, crop_image
 from .sample import Sample
 
-__all__ = ["Augment", "GeometryParams", "crop_sample", "transform_points", "jitter_box"]
+__all__ = ["Augment", "GeometryParams", "crop_sample", "transform_points", "jitter_box", "closest_euler",
+           "euler_label"]
 
 
 @dataclass
@@ -63,6 +64,51 @@ def crop_sample(sample: Sample, spec: PreprocessSpec, angle_deg: float = 0.0, fl
             R = geometry.flip_label(R)
     lm = transform_points(sample.landmarks, box, spec, angle_deg, flip)
     return crop, R, lm
+
+
+#: Largest matrix-entry difference for which a reader's Euler triple still counts as a
+#: decomposition of R (about 0.006 deg; float32 labels and float64 matrices agree far closer).
+EULER_ATOL = 1e-4
+
+
+def closest_euler(R: np.ndarray, ref) -> np.ndarray:
+    """The one of R's two Euler triples (:func:`geometry.euler_solutions`) nearest to ``ref``.
+
+    Distance: summed wrapped angle differences.  The two triples differ by (180, 180 - 2y, 180),
+    so any reference within ~180 deg (summed) of the right one picks it; this keeps a label
+    continuous (yaw 95 stays 95) through image transforms that do not preserve the triple exactly.
+    """
+    a, b = geometry.euler_solutions(R)
+    ref = np.asarray(ref, dtype=np.float64)
+    da = np.abs(geometry.angle_diff(a, ref)).sum(-1)
+    db = np.abs(geometry.angle_diff(b, ref)).sum(-1)
+    return np.where((db < da)[..., None], b, a)
+
+
+def euler_label(sample: Sample, R: np.ndarray, angle_deg: float = 0.0, flip: bool = False) -> np.ndarray:
+    """(pitch, yaw, roll) degrees for the label ``R`` that :func:`crop_sample` returned for
+    ``sample`` under (``angle_deg``, ``flip``).
+
+    R stays the source of truth and the result always decomposes it exactly.  With the reader's
+    own triple (``sample.extra["pyr_deg"]``, e.g. 300W-LP ``Pose_Para``, which may hold
+    |yaw| > 90) the label keeps it: unchanged without geometry, ``(p, -y, -r)`` after a
+    horizontal flip (exact: F Rz Ry Rx F = Rz(-r) Ry(-y) Rx(p)), and after an in-plane rotation
+    the solution of R closest to the transformed triple.  Without one, the decode of R
+    (|yaw| <= 90) is all there is.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    own = sample.extra.get("pyr_deg") if sample.extra else None
+    if own is None:
+        return geometry.matrix_to_euler(R)
+    p, y, r = (float(v) for v in np.asarray(own, dtype=np.float64).reshape(3))
+    # first-order guess of the rotated triple: a CCW image rotation lowers roll by the angle
+    # (exact for a frontal face); closest_euler only needs it to pick the right branch
+    r = r - float(angle_deg)
+    ref = np.array([p, -y, -r] if flip else [p, y, r])
+    if not angle_deg and np.allclose(geometry.euler_to_matrix(ref), R, atol=EULER_ATOL):
+        return ref
+    # rotated, or a reader triple that does not describe R: take R's nearest decomposition
+    return closest_euler(R, ref)
 
 
 def jitter_box(box, scale: float, shift: float, rng: np.random.Generator):

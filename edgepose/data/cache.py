@@ -31,7 +31,7 @@ from .sample import Reader, Sample, landmark_box
 __all__ = ["CropCache", "cache_key"]
 
 log = logging.getLogger(__name__)
-VERSION = 1
+VERSION = 2  # 2: entries keep the reader's own Euler label (pyr_deg)
 
 
 def cache_key(reader: Reader, spec: PreprocessSpec, margin: float) -> str:
@@ -112,7 +112,10 @@ class CropCache(Reader):
                     crop = np.repeat(crop[..., None], 3, axis=2)
                 crops[i] = crop
                 corners = transform_points(np.array([box[:2], box[2:4]], float), box, cspec)
+                own = s.extra.get("pyr_deg") if s.extra else None
                 e = {"source": s.source, "R": None if R is None else np.asarray(R).tolist(),
+                     # the caching crop has no rotation or flip, so the reader's triple still holds
+                     "pyr_deg": None if own is None else np.asarray(own, dtype=np.float64).tolist(),
                      "box": corners.ravel().tolist(),
                      "landmarks": None if lm is None else np.where(np.isnan(lm), None, lm).tolist()}
                 if tight is not None:
@@ -145,8 +148,9 @@ class CropCache(Reader):
             k = float((rng or np.random.default_rng()).uniform(*self.index["train_k_range"]))
             box = loose_box(e["tight"], k, "train")
         lm = None if e["landmarks"] is None else np.array(e["landmarks"], dtype=np.float64)
+        extra = {} if e.get("pyr_deg") is None else {"pyr_deg": np.array(e["pyr_deg"])}
         return Sample(image=np.array(self._crops[index]), R=None if e["R"] is None else np.array(e["R"]),
-                      box=box, landmarks=lm, source=e["source"])
+                      box=box, landmarks=lm, source=e["source"], extra=extra)
 
     def describe(self) -> dict:
         return {"reader": "cache", "key": self.key, "len": len(self)}

@@ -9,6 +9,9 @@ Columns / keys (one row per face):
   columns ``r00`` ... ``r22``; JSONL: a flat list of 9 or a 3x3 nested list);
 * optional box ``x1, y1, x2, y2`` in image pixels (missing -> the whole image).
 
+Euler columns are also kept as the sample's own label (``Sample.extra["pyr_deg"]``) whenever
+they describe the row's R, so |yaw| > 90 (full-range data) reaches the training targets intact.
+
 Rows without any pose columns are loaded as unlabelled (``R = None``) only when
 ``labelled=False``.  Grayscale / IR images stay GRAY (``gray="keep"``) or are replicated to BGR
 (``gray="bgr"``).  Every problem names the file, the line and the column.
@@ -25,7 +28,7 @@ from .. import geometry
 from ..errors import DataError
 from .sample import Reader, Sample, read_image
 
-__all__ = ["FolderReader", "parse_label_row"]
+__all__ = ["FolderReader", "parse_label_row", "row_euler"]
 
 _RCOLS = [f"r{i}{j}" for i in range(3) for j in range(3)]
 _BOX = ("x1", "y1", "x2", "y2")
@@ -80,6 +83,20 @@ def parse_label_row(row: dict, where: str, labelled: bool = True) -> tuple[str, 
     return str(img), R, box
 
 
+def row_euler(row: dict, R: np.ndarray | None) -> np.ndarray | None:
+    """The row's own (pitch, yaw, roll) degrees when all three columns are given and decompose
+    ``R`` (the label), else None; an 'R' that overrides inconsistent Euler columns wins."""
+    if R is None or any(row.get(k) in (None, "") for k in ("pitch", "yaw", "roll")):
+        return None
+    try:
+        pyr = np.array([float(row[k]) for k in ("pitch", "yaw", "roll")])
+    except (TypeError, ValueError):
+        return None
+    if not np.all(np.isfinite(pyr)) or not np.allclose(geometry.euler_to_matrix(pyr), R, atol=1e-4):
+        return None
+    return pyr
+
+
 class FolderReader(Reader):
     """Images + a ``.csv`` or ``.jsonl`` label file."""
 
@@ -95,12 +112,14 @@ class FolderReader(Reader):
         self.labels, self.root, self.gray = lp, Path(root) if root else lp.parent, gray
         rows = self._rows(lp)
         self.items: list[tuple[Path, np.ndarray | None, tuple | None]] = []
+        self.pyr: list[np.ndarray | None] = []  # the rows' own Euler labels (see row_euler)
         for where, row in rows:
             img, R, box = parse_label_row(row, where, labelled)
             path = Path(img) if Path(img).is_absolute() else self.root / img
             if check_files and not path.is_file():
                 raise DataError(f"{where}: image {path} not found (paths are relative to {self.root})")
             self.items.append((path, R, box))
+            self.pyr.append(row_euler(row, R))
         if not self.items:
             raise DataError(f"{lp}: the label file has no rows: empty dataset")
 
@@ -136,8 +155,10 @@ class FolderReader(Reader):
 
     def get(self, index: int, rng=None) -> Sample:
         path, R, box = self.items[index]
+        pyr = self.pyr[index]
         return Sample(image=read_image(path, self.gray), R=None if R is None else R.copy(), box=box,
-                      source=f"folder:{path.relative_to(self.root) if path.is_relative_to(self.root) else path}")
+                      source=f"folder:{path.relative_to(self.root) if path.is_relative_to(self.root) else path}",
+                      extra={} if pyr is None else {"pyr_deg": pyr.copy()})
 
     def describe(self) -> dict:
         st = self.labels.stat()

@@ -5,8 +5,10 @@ several GPUs under ``torchrun`` (DDP).  Per epoch: train with a tqdm bar (loss, 
 validate with :func:`edgepose.metrics.pose_metrics`, append a CSV row and TensorBoard scalars,
 write ``last.pt`` atomically and ``best.pt`` when the validation metric improves.  Only rank 0
 writes files.  ``resume`` continues from ``last.pt`` with the optimiser, scheduler, scaler, RNG
-state and logs restored; every epoch also re-seeds from ``seed + epoch`` so the data order and
-augmentation of an epoch never depend on how the run got there.
+state and logs restored; every epoch also re-seeds Python, NumPy and torch from
+``seed + 1000 * epoch + rank`` (the data workers derive their seeds from torch's) and reshuffles
+the sampler with ``seed + epoch``, so the data order and augmentation of an epoch never depend on
+how the run got there.
 """
 from __future__ import annotations
 
@@ -356,7 +358,7 @@ class Trainer:
         was_training = pose.training
         pose.eval()
         loader = self._val_loader()
-        preds, gts = [], []
+        preds, gts, eulers = [], [], []
         # always fp32: a bf16 rotation matrix alone is off by ~0.2 deg, too coarse for a metric
         with torch.inference_mode():
             for batch in loader:
@@ -365,8 +367,11 @@ class Trainer:
                     x = x.contiguous(memory_format=torch.channels_last)
                 preds.append(pose(x)["R"].float().cpu().numpy())
                 gts.append(batch["R"].numpy())
+                eulers.append(batch["euler"].numpy() if "euler" in batch else None)
         pose.train(was_training)
-        return pose_metrics(np.concatenate(preds), np.concatenate(gts), aligned=False)
+        # the Euler MAE against the dataset's own labels (decoding R would fold |yaw| > 90)
+        euler_gt = None if any(e is None for e in eulers) else np.concatenate(eulers)
+        return pose_metrics(np.concatenate(preds), np.concatenate(gts), euler_gt=euler_gt, aligned=False)
 
     def _val_loader(self):
         from torch.utils.data import DataLoader
