@@ -1,7 +1,9 @@
 """Obtain every artifact a suite measures: checkpoints, FP32 / FP16 / INT8 ONNX, TensorRT engines.
 
 Each peer's source gives a checkpoint (a trained file, the cached imported teacher, or a
-registry architecture with untrained weights); everything else is derived with the project's
+registry architecture with untrained weights) or an ONNX file (a path, or the default model
+shipped in the package: its pre-built INT8 files are used as they are, not re-quantized, so the
+row measures exactly what ``edgepose run`` ships); everything else is derived with the project's
 own tools (``edgepose.export.export_onnx``, ``edgepose.quantize.quantize_onnx``,
 ``edgepose.jetson.fp16.convert_fp16``, ``edgepose.jetson.build.build_engine``) into the run's
 work folder.  Nothing is downloaded: what cannot be obtained offline is an artifact with
@@ -85,27 +87,42 @@ class ArtifactBuilder:
     def _checkpoint(self, peer: PeerSpec, input_size: int | None) -> Artifact:
         src = peer.source
         t0 = time.perf_counter()
+        if src.default_model:
+            return self._shipped(peer, src.default_model)
         if src.path:
-            path = expand_path(src.path)
-            fmt = {".pt": "torch", ".pth": "torch", ".ckpt": "torch", ".onnx": "onnx",
-                   ".engine": "tensorrt", ".plan": "tensorrt"}.get(path.suffix.lower())
-            if fmt is None:
-                return Artifact(peer.name, "torch", "fp32", None, status="failed",
-                                reason=f"{path}: unknown model format {path.suffix!r} (use .pt, .onnx or .engine)")
-            if not path.is_file():
-                return Artifact(peer.name, fmt, "fp32", None, status="skipped",
-                                reason=f"{path} not found; train it (`edgepose train` / `edgepose distill`) or "
-                                       f"point source.path at an existing file")
-            try:
-                from edgepose.metadata import load_metadata
-
-                meta = load_metadata(path)
-            except Exception as exc:
-                return Artifact(peer.name, fmt, "fp32", None, path=path, status="failed", reason=_err(exc))
-            return Artifact(peer.name, fmt, meta.precision, meta.preprocess.input_size, path=path, model=meta.model)
+            return self._from_file(peer, expand_path(src.path))
         if src.import_teacher:
             return self._imported(peer, t0)
         return self._arch(peer, input_size, t0)
+
+    def _shipped(self, peer: PeerSpec, profile: str) -> Artifact:
+        """A default model shipped in the package (resolved through the installed package, not a checkout)."""
+        try:
+            from edgepose.defaults import default_pose_model
+
+            path = default_pose_model(profile)
+        except Exception as exc:  # a broken install: the row says how to repair it
+            return Artifact(peer.name, "onnx", profile, None, status="failed", reason=_err(exc))
+        return self._from_file(peer, path)
+
+    def _from_file(self, peer: PeerSpec, path: Path) -> Artifact:
+        """A .pt / .onnx / .engine file given as is; its sidecar gives precision and input size."""
+        fmt = {".pt": "torch", ".pth": "torch", ".ckpt": "torch", ".onnx": "onnx",
+               ".engine": "tensorrt", ".plan": "tensorrt"}.get(path.suffix.lower())
+        if fmt is None:
+            return Artifact(peer.name, "torch", "fp32", None, status="failed",
+                            reason=f"{path}: unknown model format {path.suffix!r} (use .pt, .onnx or .engine)")
+        if not path.is_file():
+            return Artifact(peer.name, fmt, "fp32", None, status="skipped",
+                            reason=f"{path} not found; train it (`edgepose train` / `edgepose distill`) or "
+                                   f"point source.path at an existing file")
+        try:
+            from edgepose.metadata import load_metadata
+
+            meta = load_metadata(path)
+        except Exception as exc:
+            return Artifact(peer.name, fmt, "fp32", None, path=path, status="failed", reason=_err(exc))
+        return Artifact(peer.name, fmt, meta.precision, meta.preprocess.input_size, path=path, model=meta.model)
 
     def _imported(self, peer: PeerSpec, t0: float) -> Artifact:
         name = peer.source.import_teacher
@@ -177,6 +194,10 @@ class ArtifactBuilder:
             return Artifact(peer.name, fmt, precision, size, status=base.status, reason=base.reason)
         if base.format == fmt and base.precision == precision:
             return base
+        if peer.source.default_model and fmt == "onnx":
+            shipped = self._shipped_peer_file(peer, base, precision)
+            if shipped is not None:
+                return shipped
         if base.format == "tensorrt" or (base.format == "onnx" and fmt == "torch"):
             return Artifact(peer.name, fmt, precision, size, status="skipped",
                             reason=f"the peer is given as a {base.format} file ({base.path.name}); "
@@ -202,6 +223,19 @@ class ArtifactBuilder:
         if not src.ok:
             return Artifact(peer.name, fmt, precision, size, status=src.status, reason=src.reason)
         return self._engine(peer, src, precision)
+
+    def _shipped_peer_file(self, peer: PeerSpec, base: Artifact, precision: str) -> Artifact | None:
+        """The shipped ONNX file of ``precision`` next to the default model, if the package has one."""
+        from edgepose.defaults import PROFILES as DEFAULT_PROFILES
+
+        if precision not in DEFAULT_PROFILES:
+            return None  # e.g. fp16: derived from the shipped FP32 like any ONNX peer
+        art = self._shipped(peer, precision)
+        if art.ok and art.input_size != base.input_size:
+            return Artifact(peer.name, "onnx", precision, base.input_size, status="failed",
+                            reason=f"the shipped {precision} model has input {art.input_size}, the FP32 one "
+                                   f"{base.input_size}; rebuild the default models together (docs/models.md)")
+        return art
 
     def _export(self, peer: PeerSpec, base: Artifact, size: int | None) -> Artifact:
         from edgepose.export import export_onnx

@@ -148,6 +148,14 @@ def _skipped_lines(rows: list[dict], note) -> list[str]:
     return out + [""]
 
 
+def _samples_cell(lat: dict, requested: int | None) -> str:
+    """Timed calls of a row; ``k/N`` when the time cap stopped it before the N requested."""
+    n = lat.get("n")
+    if n is None:
+        return "-"
+    return f"{n}/{requested}" if requested and n < requested else str(n)
+
+
 def markdown(report: dict) -> str:
     rows = report["rows"]
     suite = report.get("suite") or {}
@@ -167,6 +175,7 @@ def markdown(report: dict) -> str:
         return f"[{notes.index(text) + 1}]"
 
     model_rows = [r for r in rows if r["kind"] == "model"]
+    requested = ((suite.get("config") or {}).get("iters"))
     if model_rows:
         out += ["## Pose model", "",
                 *(["Accuracy set: " + ", ".join(f"`{a['name']}` (n={a['n']}, data sha256 {a.get('sha256', '?')})"
@@ -174,11 +183,13 @@ def markdown(report: dict) -> str:
                   if report.get("accuracy_sets") else []),
                 "Latency in ms per call of `batch` faces (p50 / p90 / p99, mean ± std); faces/s = batch / mean. "
                 "MAE / GE in degrees on the accuracy set; Δ = difference to the FP32 reference of the same peer; "
-                "vs ref = mean geodesic angle between this row's and the reference's predictions.", "",
+                "vs ref = mean geodesic angle between this row's and the reference's predictions. "
+                "n = timed calls; `k/N`: the time cap (`max_seconds`) stopped the row after k of the N requested "
+                "calls, so its p99 rests on few samples (with under 100, p99 is about the slowest call).", "",
                 table_line("| peer | backend | precision | batch | input | status | size MB | p50 | p90 | p99 | mean ± std "
-                           "| faces/s | peak MB | MAE p/y/r | MAE | GE | Δ MAE | vs ref | W in | W cpu+gpu | mJ/inf "
+                           "| n | faces/s | peak MB | MAE p/y/r | MAE | GE | Δ MAE | vs ref | W in | W cpu+gpu | mJ/inf "
                            "| max °C |", 4),
-                table_line("|---|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+                table_line("|---|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|",
                            4)]
         for r in (r for r in model_rows if r["status"] != "skipped"):
             lat, acc, pw = r.get("latency_ms") or {}, r.get("accuracy") or {}, r.get("power") or {}
@@ -190,7 +201,8 @@ def markdown(report: dict) -> str:
             out.append(table_line(
                 f"| {r['name']} | {r['backend']} | {r['precision']} | {r['batch']} | {r.get('input_size') or '-'} "
                 f"| {status} | {_f(r.get('size_mb'), '{:.1f}')} | {_f(lat.get('p50'))} | {_f(lat.get('p90'))} "
-                f"| {_f(lat.get('p99'))} | {_f(lat.get('mean'))} ± {_f(lat.get('std'))} | {_f(r.get('fps'), '{:.0f}')} "
+                f"| {_f(lat.get('p99'))} | {_f(lat.get('mean'))} ± {_f(lat.get('std'))} "
+                f"| {_samples_cell(lat, requested)} | {_f(r.get('fps'), '{:.0f}')} "
                 f"| {_f(r.get('peak_mem_mb'), '{:.0f}')} | {pyr} | {_f(acc.get('mae'))} | {_f(acc.get('ge'))} "
                 f"| {_f(acc.get('delta_mae'), '{:+.2f}')} | {_f(acc.get('ref_ge'))} | {_f(pw.get('total_w'))} "
                 f"| {_f(pw.get('compute_w'))} | {_f(pw.get('energy_mj_per_inference'))} "

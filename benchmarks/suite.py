@@ -46,6 +46,9 @@ class SourceSpec:
     path: str | None = None  # .pt checkpoint, .onnx or .engine file
     import_teacher: str | None = None  # importer name ("whenet"): uses the cached weights only
     arch: str | None = None  # registry model with untrained weights: latency only
+    # the model shipped inside the package (edgepose.defaults): fp32 | int8-cpu | int8-tensorrt; found
+    # through the installed package, so a suite can name it without a checkout-relative path
+    default_model: str | None = None
     head: str = "6d"
     input_size: int | None = None  # for arch
 
@@ -123,10 +126,11 @@ class Suite:
         if any(not n for n in names) or len(set(names)) != len(names):
             raise ConfigError(f"every peer needs a unique name (got {names})")
         for p in self.peers:
-            given = [k for k in ("path", "import_teacher", "arch") if getattr(p.source, k)]
+            given = [k for k in SOURCE_KINDS if getattr(p.source, k)]
             if len(given) != 1:
-                raise ConfigError(f"peer {p.name!r}: give exactly one of source.path, source.import_teacher, "
-                                  f"source.arch (got {given or 'none'})")
+                raise ConfigError(f"peer {p.name!r}: give exactly one of "
+                                  f"{', '.join('source.' + k for k in SOURCE_KINDS)} (got {given or 'none'})")
+            _check_default_model(p)
         unknown = set(self.pipeline.peers) - set(names)
         if unknown:
             raise ConfigError(f"pipeline.peers names unknown peer(s) {', '.join(sorted(unknown))}; peers: {', '.join(names)}")
@@ -137,6 +141,19 @@ class Suite:
         if self.power not in ("auto", "on", "off"):
             raise ConfigError(f"power must be auto, on or off, got {self.power!r}")
         return self
+
+
+SOURCE_KINDS = ("path", "import_teacher", "arch", "default_model")
+
+
+def _check_default_model(peer: PeerSpec) -> None:
+    if not peer.source.default_model:
+        return
+    from edgepose.defaults import PROFILES as DEFAULT_PROFILES
+
+    if peer.source.default_model not in DEFAULT_PROFILES:
+        raise ConfigError(f"peer {peer.name!r}: source.default_model must be one of {', '.join(DEFAULT_PROFILES)} "
+                          f"(got {peer.source.default_model!r}); fp32 also brings the shipped INT8 files")
 
 
 def list_suites() -> list[str]:

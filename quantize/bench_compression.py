@@ -16,13 +16,34 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+
+DATA_ENV = "EDGEPOSE_TEST_DATA"
+
+
+def data_dir(given: str | None, env: dict | None = None) -> Path:
+    """--data, else $EDGEPOSE_TEST_DATA; a clear error when neither names an existing folder.
+
+    No default relative to this file: in an installed package that points into site-packages.
+    """
+    env = os.environ if env is None else env
+    text = given or env.get(DATA_ENV)
+    if not text:
+        raise SystemExit(f"error: no test data folder: pass --data /path/to/shared/data or set {DATA_ENV}")
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        source = "--data" if given else DATA_ENV
+        raise SystemExit(f"error: {source} {path} is not a folder; point it at the shared test data "
+                         f"(with videos/, faces-aws/, in-cabin/, aflw2000-sample/, detectors/)")
+    return path
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    p.add_argument("--data", default=None,
+                   help=f"the shared test data folder (default: ${DATA_ENV}; required without it)")
     p.add_argument("--out", default="runs/compression")
     p.add_argument("--teacher", default="whenet")
     p.add_argument("--student", default="resnet18")
@@ -37,7 +58,7 @@ def main(argv=None) -> int:
     p.add_argument("--exclude", action="append", default=[], help="node kept in float (repeatable)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    data, out = Path(a.data), Path(a.out)
+    data, out = data_dir(a.data), Path(a.out)
     det = str(data / "detectors/yunet/yunet_s_dynamic.onnx")
     unlabelled = [str(data / "videos"), str(data / "faces-aws"), str(data / "in-cabin")]
 

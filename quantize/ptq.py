@@ -7,7 +7,8 @@
 2. the head (everything after the pooled features, :func:`.graph.head_node_names`) is excluded, plus
    any ``exclude`` nodes (e.g. the stem conv found sensitive by ``quantize/sweep.py``);
 3. ``quantize_static`` in Q/DQ format with the profile's types and options (:mod:`.profiles`) and
-   the chosen calibration (minmax / entropy / percentile);
+   the chosen calibration (minmax / entropy / percentile); ``cpu`` adds ``reduce_range`` (7-bit
+   weights) on x86 CPUs without VNNI, see :func:`.profiles.resolve_reduce_range`;
 4. ``tensorrt`` results must pass the Q/DQ lint (:mod:`.lint`) or nothing is written;
 5. metadata: ``meta.derive(precision="int8-tensorrt"|"int8-cpu")`` with the calibration summary,
    embedded + sidecar; the calibration manifest goes to ``<out>.calib.json``.
@@ -29,7 +30,7 @@ from edgepose.metadata import ArtifactMetadata, file_sha256, load_metadata, save
 from .calibration import CropCalibrationReader, write_manifest
 from .graph import head_node_names, opset_of
 from .lint import check_tensorrt_qdq
-from .profiles import CALIBRATION_METHODS, QuantProfile, get_profile
+from .profiles import CALIBRATION_METHODS, QuantProfile, get_profile, resolve_reduce_range
 
 __all__ = ["QuantResult", "quantize_onnx", "pre_process", "MIN_OPSET", "MAX_OPSET"]
 
@@ -50,21 +51,27 @@ class QuantResult:
     seconds: float
     metadata: ArtifactMetadata = field(repr=False)
     manifest_path: Path | None = None
+    reduce_range: bool = False
 
     def summary(self) -> str:
         return (f"wrote {self.path} ({self.profile}, {self.method} calibration on {self.num_calibration} crops, "
                 f"{self.num_q} Q / {self.num_dq} DQ, {len(self.excluded_nodes)} head nodes kept in float, "
-                f"{self.seconds:.1f} s)")
+                f"{'7-bit weights (reduce_range), ' if self.reduce_range else ''}{self.seconds:.1f} s)")
+
+
+def _normalise_method(name: str) -> str:
+    """Lower-cased, stripped method name (callers compare it to "entropy"/"percentile" afterwards)."""
+    name = str(name).strip().lower()
+    if name not in CALIBRATION_METHODS:
+        raise UserError(f"unknown calibration method {name!r}; choose from {', '.join(CALIBRATION_METHODS)}")
+    return name
 
 
 def _method(name: str):
     from onnxruntime.quantization import CalibrationMethod
 
-    name = name.lower()
-    if name not in CALIBRATION_METHODS:
-        raise UserError(f"unknown calibration method {name!r}; choose from {', '.join(CALIBRATION_METHODS)}")
     return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile}[name]
+            "percentile": CalibrationMethod.Percentile}[_normalise_method(name)]
 
 
 def _check_input(fp32: Path) -> tuple[ArtifactMetadata, object]:
@@ -111,11 +118,13 @@ def pre_process(src: Path, dst: Path) -> str:
 def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantProfile = "tensorrt",
                   method: str = "minmax", percentile: float = 99.999, manifest: dict | None = None,
                   batch_size: int = 1, command: str | None = None, exclude: list[str] | tuple = (),
-                  only: list[str] | None = None) -> QuantResult:
+                  only: list[str] | None = None, reduce_range: str | bool | None = "auto") -> QuantResult:
     """Quantize ``fp32_path`` into ``out_path`` (see module docstring); returns a :class:`QuantResult`.
 
     ``exclude``: extra node names kept in float (after pre-processing; see ``quantize/sweep.py``);
-    ``only``: quantize just these nodes (the sensitivity sweep), everything else stays float.
+    ``only``: quantize just these nodes (the sensitivity sweep), everything else stays float;
+    ``reduce_range``: auto | on | off (or a bool), ``cpu`` profile only: 7-bit weights against U8S8
+    saturation on x86 CPUs without VNNI; ``auto`` detects this machine's CPU.
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, quantize_static
@@ -128,7 +137,12 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
     if out.resolve() == fp32.resolve():
         raise UserError("the INT8 output would overwrite the FP32 input; choose another output path")
     meta, _ = _check_input(fp32)
+    method = _normalise_method(method)  # before the "entropy" / "percentile" checks below
     calib_method = _method(method)
+    use_reduce_range, rr_reason = resolve_reduce_range(prof, reduce_range)
+    if use_reduce_range and "auto" in rr_reason:
+        log.warning("%s: reduce_range %s; the file is meant for a CPU like this one -- pass reduce_range "
+                    "on/off (--reduce-range) when quantizing for another machine", out.name, rr_reason)
     spec = meta.preprocess
     crops = np.asarray(crops, np.float32)
     expect = (spec.channels, spec.input_size, spec.input_size)
@@ -165,7 +179,7 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
             quantize_static(str(pre), str(raw), reader, quant_format=QuantFormat.QDQ, per_channel=prof.per_channel,
                             activation_type=act_type, weight_type=w_type, calibrate_method=calib_method,
                             nodes_to_exclude=excluded, nodes_to_quantize=list(only) if only else None,
-                            extra_options=extra)
+                            reduce_range=use_reduce_range, extra_options=extra)
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"onnxruntime quantize_static failed for {fp32} ({type(exc).__name__}: {exc}); "
                              f"set EDGEPOSE_DEBUG=1 for the trace") from exc
@@ -186,6 +200,7 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
                 "percentile": percentile if method == "percentile" else None,
                 "activation_type": prof.activation_type, "weight_type": prof.weight_type,
                 "per_channel": prof.per_channel, "extra_options": extra, "format": "QDQ",
+                "reduce_range": use_reduce_range, "reduce_range_reason": rr_reason,
                 "num_calibration": int(len(crops)), "excluded_nodes": excluded, "pre_process": pre_kind,
                 "quantized_only": list(only) if only else None,
                 "calibration_manifest": None if manifest is None else f"{out.name}.calib.json"}})
@@ -193,6 +208,6 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
     save_sidecar(out, out_meta)
     mpath = write_manifest(out, manifest) if manifest is not None else None
     result = QuantResult(out, prof.name, method, int(len(crops)), excluded, num_q, num_dq,
-                         time.perf_counter() - t0, out_meta, mpath)
+                         time.perf_counter() - t0, out_meta, mpath, use_reduce_range)
     log.info(result.summary())
     return result

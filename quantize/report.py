@@ -21,6 +21,8 @@ from edgepose.metadata import atomic_write_text, load_metadata
 __all__ = ["measure_latency", "evaluate_onnx", "build_report", "format_markdown", "write_report"]
 
 _ACC_KEYS = ("mae_pitch", "mae_yaw", "mae_roll", "mae", "ge")
+#: settings copied from each INT8 file's sidecar (``extra.quantization``) into its report row
+_QUANT_KEYS = ("profile", "method", "per_channel", "reduce_range", "reduce_range_reason")
 
 
 def _session(path, threads: int):
@@ -80,6 +82,9 @@ def build_report(models: dict[str, Path], eval_x: np.ndarray | None, eval_R: np.
         meta = load_metadata(path)
         row = {"path": str(path), "precision": meta.precision, "size_mb": os.path.getsize(path) / 1e6,
                "latency": measure_latency(path, latency_x, runs=runs, threads=threads)}
+        quant = (meta.extra or {}).get("quantization")
+        if quant:  # the reader of the report sees how each INT8 file was made (e.g. 7-bit weights)
+            row["quantization"] = {k: quant.get(k) for k in _QUANT_KEYS}
         if eval_x is not None:
             acc, R = evaluate_onnx(path, eval_x, eval_R, threads=threads)
             row["accuracy"] = acc
@@ -118,7 +123,21 @@ def format_markdown(report: dict) -> str:
                      f"{'%+.2f' % d['mae'] if d else '-'} | {'%+.2f' % d['ge'] if d else '-'} |" if acc else
                      f"| {label} | {r['precision']} | {r['size_mb']:.2f} | {lat['median_ms']:.2f} | {lat['p90_ms']:.2f} "
                      f"| {sp} | - | - | - | - | - |")
+    lines += _quantization_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def _quantization_lines(report: dict) -> list[str]:
+    """One line per INT8 model: profile, calibration and reduce_range (with why)."""
+    out = []
+    for label, r in report["models"].items():
+        q = r.get("quantization")
+        if not q:
+            continue
+        rr = "on (7-bit weights)" if q.get("reduce_range") else "off"
+        why = f" - {q['reduce_range_reason']}" if q.get("reduce_range_reason") else ""
+        out.append(f"- {label}: {q.get('profile')} profile, {q.get('method')} calibration, reduce_range {rr}{why}")
+    return [""] + out if out else []
 
 
 def write_report(report: dict, stem: str | Path) -> tuple[Path, Path]:

@@ -172,3 +172,56 @@ def test_power_columns_only_with_power():
     header = next(l for l in md.splitlines() if l.startswith("| peer | backend | precision | batch"))
     line = next(l for l in md.splitlines() if "| 5.30 | 0.80 | 12.50 | 48.9 |" in l)
     assert "W in" in header and "max °C" in header and header.count("|") == line.count("|")
+
+
+def test_markdown_shows_timed_samples_and_capped_rows():
+    """n per row; `k/N` when max_seconds stopped a row before the requested iterations (weak p99)."""
+    rep = make_report()
+    rep["suite"]["config"] = {"iters": 50}
+    capped = next(r for r in rep["rows"] if r["status"] == "ok" and r["kind"] == "model")
+    capped["latency_ms"] = latency_stats([5.0, 5.5, 6.0, 7.0, 9.0, 30.0])
+    md = markdown(rep)
+    lines = md.splitlines()
+    header = next(l for l in lines if l.startswith("| peer | backend | precision | batch"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    n_col = cols.index("n")
+    model_lines = [l for l in lines if l.startswith(("| teacher", "| student", "| big"))
+                   and l.count("|") == header.count("|")]
+    cells = [[c.strip() for c in l.strip("|").split("|")][n_col] for l in model_lines]
+    assert cells.count("6/50") == 1  # the capped row
+    assert cells.count("50") == len(cells) - 1  # full rows: plain n
+    assert "max_seconds" in md
+    rep["suite"]["config"] = {}  # no requested count known (older reports): plain n everywhere
+    assert "6/50" not in markdown(rep) and "| 6 |" in markdown(rep)
+
+
+def test_default_suite_has_the_shipped_model_as_peer():
+    """The shipped default student is a peer, resolved through the package (works from an install)."""
+    from edgepose.benchmarks.artifacts import ArtifactBuilder
+    from edgepose.benchmarks.suite import load_suite
+    from edgepose.defaults import MODELS_DIR, default_pose_model
+
+    suite, _ = load_suite("default")
+    (peer,) = [p for p in suite.peers if p.source.default_model]
+    assert peer.source.default_model == "fp32" and not peer.source.path  # no checkout-relative path
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        builder = ArtifactBuilder(suite, tmp)
+        base = builder.checkpoint(peer, None)
+        assert base.ok and base.path == default_pose_model("fp32") and base.path.parent == MODELS_DIR
+        for prec in ("int8-cpu", "int8-tensorrt"):  # the shipped INT8 files, not a re-quantization
+            art = builder.get(peer, "onnx", prec, base.input_size)
+            assert art.ok and art.path == default_pose_model(prec) and art.precision == prec
+
+
+def test_default_model_source_errors(tmp_path):
+    from edgepose.benchmarks.suite import load_suite
+    from edgepose.config import ConfigError
+
+    (tmp_path / "s.yaml").write_text("name: x\npeers: [{name: d, source: {default_model: int4}}]\n")
+    with pytest.raises(ConfigError, match="default_model must be one of"):
+        load_suite(str(tmp_path / "s.yaml"))
+    (tmp_path / "t.yaml").write_text("name: x\npeers: [{name: d, source: {default_model: fp32, arch: resnet18}}]\n")
+    with pytest.raises(ConfigError, match="exactly one of"):
+        load_suite(str(tmp_path / "t.yaml"))

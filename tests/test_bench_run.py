@@ -250,3 +250,27 @@ def test_accuracy_sets_are_fingerprinted(bench_run):
     sets = json.loads((out / "bench.json").read_text())["accuracy_sets"]
     assert sets[0]["name"] == "aflw" and sets[0]["n"] == 6 and len(sets[0]["sha256"]) == 16
     assert f"data sha256 {sets[0]['sha256']}" in (out / "bench.md").read_text()
+
+
+def test_shipped_default_model_peer_runs(tmp_path):
+    """A `default_model` peer: FP32 plus the shipped INT8 files, measured as shipped (no calibration set needed)."""
+    from edgepose.defaults import default_pose_model
+
+    model = _tiny_onnx(tmp_path / "tiny.onnx")
+    suite = _suite(tmp_path, None, model, iters=3, warmup=1, max_seconds=0.5, batch_sizes=[1], backends=["ort-cpu"],
+                   precisions=["fp32", "int8-cpu", "int8-tensorrt"], power="off",
+                   peers=[{"name": "default", "role": "student", "source": {"default_model": "fp32"}}],
+                   pipeline={"enabled": False})
+    out = tmp_path / "out"
+    assert main(["bench", "--suite", str(suite), "--out", str(out), "--quiet", "--no-plots"]) == 0
+    rows = {r["precision"]: r for r in _rows(out) if r["kind"] == "model"}
+    assert set(rows) == {"fp32", "int8-cpu", "int8-tensorrt"}
+    for prec, r in rows.items():
+        assert r["status"] == "ok", r["reason"]
+        assert Path(r["artifact"]) == default_pose_model(prec)  # not re-quantized into the work folder
+        assert r["latency_ms"]["n"] == 3 and r["size_mb"] == pytest.approx(default_pose_model(prec).stat().st_size / 1e6,
+                                                                             abs=1e-3)
+    assert rows["int8-cpu"]["size_mb"] < rows["fp32"]["size_mb"]
+    assert not list((out / "artifacts").glob("*.onnx"))  # nothing was derived
+    md = (out / "bench.md").read_text()
+    assert sum(l.startswith("| default | ort-cpu |") for l in md.splitlines()) == 3

@@ -117,3 +117,61 @@ def test_chain_teacher_student_onnx_int8(tmp_path, data_file):
     man = json.loads((run / "s-trt.onnx.calib.json").read_text())
     n_images = sum(1 for f in faces.iterdir() if f.suffix.lower() in (".jpg", ".jpeg"))
     assert len(man["files"]) == n_images and man["faces"] == 12
+
+
+def test_cli_chain_distill_export_quantize(tmp_path, data_file, monkeypatch, capsys):
+    """The whole chain through `edgepose` subcommands, as a user runs it: distill -> export -> quantize."""
+    import json
+
+    from edgepose.cli.main import main
+    from edgepose.models import create_model
+    from edgepose.quantize.lint import lint_qdq
+    from edgepose.quantize.profiles import get_profile, resolve_reduce_range
+
+    faces, aflw = data_file("faces-aws"), data_file("aflw2000-sample")
+    det = data_file("detectors/yunet/yunet_s_dynamic.onnx")
+    monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "cache"))  # detector crops: no shared-cache side effects
+    teacher = tmp_path / "teacher.pt"
+    create_model("mobilenetv3_small", head="6d", input_size=64).save_checkpoint(teacher)
+    run = tmp_path / "run"
+    assert main(["distill", f"teacher=[{teacher}]", "student.name=resnet18", "student.input_size=64",
+                 f"data.unlabelled=[{faces}]", f"data.detector_model={det}", "optim.epochs=1", "optim.batch_size=8",
+                 "export_onnx=false", f"out_dir={run}", "--no-progress"]) == 0
+    assert "distilled student" in capsys.readouterr().out and (run / "best.pt").is_file()
+
+    onnx_path = tmp_path / "student.onnx"
+    assert main(["export", str(run / "best.pt"), "-o", str(onnx_path), "--check-images", str(aflw)]) == 0
+    side = json.loads((tmp_path / "student.onnx.json").read_text())
+    assert side["precision"] == "fp32" and side["preprocess"]["input_size"] == 64
+
+    q = tmp_path / "int8"
+    argv = ["quantize", str(onnx_path), "--calib", str(faces), "--detector-model", str(det), "--eval",
+            f"aflw2000:{aflw}", "--max-crops", "8", "--runs", "3", "--threads", "1", "-o", str(q)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    for prof in ("tensorrt", "cpu"):
+        out = q / f"student-int8-{prof}.onnx"
+        meta = json.loads((q / f"student-int8-{prof}.onnx.json").read_text())
+        assert out.is_file() and (q / f"student-int8-{prof}.onnx.calib.json").is_file()
+        assert meta["precision"] == f"int8-{prof}"
+        assert meta["provenance"]["command"] == "edgepose " + " ".join(argv)  # main's argv, not sys.argv
+        expected_rr, _ = resolve_reduce_range(get_profile(prof), "auto")
+        assert meta["extra"]["quantization"]["reduce_range"] is expected_rr
+    assert lint_qdq(str(q / "student-int8-tensorrt.onnx")) == []  # the TensorRT rules hold
+    assert lint_qdq(str(q / "student-int8-cpu.onnx"))  # and the lint does flag the U8S8 file
+
+    report = json.loads((q / "student-quantize-report.json").read_text())
+    md = (q / "student-quantize-report.md").read_text()
+    assert report["command"] == "edgepose " + " ".join(argv) and report["eval_set"] == f"aflw2000:{aflw}"
+    n_labelled = sum(1 for f in aflw.iterdir() if f.suffix == ".mat")
+    assert report["n_eval"] == n_labelled and report["calibration"]["crops"] == 8
+    assert set(report["models"]) == {"fp32", "int8-tensorrt", "int8-cpu"}
+    for label, row in report["models"].items():
+        assert row["size_mb"] > 0 and row["latency"]["median_ms"] > 0 and row["latency"]["runs"] == 3
+        assert set(row["accuracy"]) >= {"mae_pitch", "mae_yaw", "mae_roll", "mae", "ge", "n"}
+        assert label in md and f"{row['size_mb']:.2f}" in md
+        if label != "fp32":
+            assert row["speedup_vs_fp32"] > 0 and set(row["delta_vs_fp32"]) == {"mae_pitch", "mae_yaw", "mae_roll",
+                                                                                  "mae", "ge"}
+            assert row["quantization"]["profile"] == label.split("-", 1)[1]
+    assert "int8-cpu: cpu profile" in md and md.splitlines()[0] in printed

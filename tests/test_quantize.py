@@ -163,3 +163,130 @@ def test_cli_errors(tmp_path, capsys, fp32):
     assert "not found" in capsys.readouterr().err
     assert main(["quantize", str(fp32), "--calib", str(tmp_path), "--profiles", "gpu"]) == 2
     assert "unknown INT8 profile" in capsys.readouterr().err
+
+
+# -- reduce_range (U8S8 saturation on x86 without VNNI), method case, provenance, bench script data ---------
+
+_CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) CPU
+flags\t\t: fpu vme sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma{extra}
+bugs\t\t: spectre_v1
+
+processor\t: 1
+flags\t\t: fpu vme sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma{extra}
+"""
+
+
+def test_cpu_has_vnni_from_cpuinfo_text():
+    from edgepose.quantize.profiles import cpu_has_vnni
+
+    assert cpu_has_vnni(_CPUINFO.format(extra=""), machine="x86_64") is False  # AVX2 only
+    assert cpu_has_vnni(_CPUINFO.format(extra=" avx512f avx512bw"), machine="x86_64") is False  # AVX-512, no VNNI
+    assert cpu_has_vnni(_CPUINFO.format(extra=" avx512f avx512_vnni"), machine="x86_64") is True
+    assert cpu_has_vnni(_CPUINFO.format(extra=" avx_vnni"), machine="AMD64") is True
+    assert cpu_has_vnni("processor: 0\nFeatures: fp asimd asimddp\n", machine="aarch64") is None  # not x86
+    assert cpu_has_vnni("processor: 0\nmodel name: x\n", machine="x86_64") is None  # no flags: unknown
+    # "vnni" inside another word must not count
+    assert cpu_has_vnni(_CPUINFO.format(extra=" avx512_vnni_like"), machine="x86_64") is False
+
+
+def test_resolve_reduce_range_rules():
+    from edgepose.quantize.profiles import get_profile, resolve_reduce_range
+
+    cpu, trt = get_profile("cpu"), get_profile("tensorrt")
+    assert resolve_reduce_range(cpu, "auto", has_vnni=False)[0] is True
+    assert resolve_reduce_range(cpu, "auto", has_vnni=True)[0] is False
+    assert resolve_reduce_range(cpu, "auto", has_vnni=None)[0] is False  # non-x86 / unknown: off
+    assert resolve_reduce_range(cpu, "off", has_vnni=False)[0] is False
+    assert resolve_reduce_range(cpu, True, has_vnni=True)[0] is True
+    assert resolve_reduce_range(trt, "auto", has_vnni=False)[0] is False  # TensorRT: never
+    with pytest.raises(UserError, match="cpu profile only"):
+        resolve_reduce_range(trt, "on")
+    with pytest.raises(UserError, match="auto, on, off"):
+        resolve_reduce_range(cpu, "maybe")
+
+
+def _max_abs_int8_weight(path) -> int:
+    """Largest |value| among the int8 weight initializers of a Q/DQ model."""
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    return max(int(np.abs(numpy_helper.to_array(t).astype(np.int32)).max()) for t in m.graph.initializer
+               if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4)  # conv weights
+
+
+def test_reduce_range_reaches_quantize_static_and_sidecar(fp32, crops, quantized, tmp_path, monkeypatch):
+    import onnxruntime.quantization as ortq
+
+    from edgepose.quantize.profiles import get_profile, resolve_reduce_range
+
+    seen = []
+    real = ortq.quantize_static
+
+    def spy(*a, **kw):
+        seen.append(kw)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ortq, "quantize_static", spy)
+    # "PERCENTILE": the method is lower-cased before the percentile option is added (was compared raw)
+    res = quantize_onnx(fp32, tmp_path / "rr.onnx", crops, "cpu", method="PERCENTILE", percentile=99.9,
+                        reduce_range="on", command="test")
+    assert seen[-1]["reduce_range"] is True and seen[-1]["extra_options"]["CalibPercentile"] == 99.9
+    q = res.metadata.extra["quantization"]
+    assert q["reduce_range"] is True and q["method"] == "percentile" and q["percentile"] == 99.9
+    assert _max_abs_int8_weight(res.path) <= 64  # 7-bit weights
+    # the session's auto-mode cpu file: its sidecar matches this CPU's detection and its weights match the sidecar
+    auto = quantized["cpu"].metadata.extra["quantization"]
+    assert auto["reduce_range"] is resolve_reduce_range(get_profile("cpu"), "auto")[0] and auto["reduce_range_reason"]
+    assert (_max_abs_int8_weight(quantized["cpu"].path) <= 64) is auto["reduce_range"]
+    assert _max_abs_int8_weight(quantized["tensorrt"].path) == 127  # full range without reduce_range
+    assert quantized["tensorrt"].metadata.extra["quantization"]["reduce_range"] is False
+
+
+def test_cli_records_main_argv_and_reduce_range_flag(fp32, crops, tmp_path, monkeypatch, capsys):
+    """`main([...])` from code: the provenance is that argv (sys.argv belongs to pytest here)."""
+    import sys
+    import types
+
+    import edgepose.quantize.calibration as calibration
+    from edgepose.cli.main import main
+
+    fake = types.SimpleNamespace(crops=crops, manifest={"files": [], "faces": len(crops)})
+    monkeypatch.setattr(calibration, "build_calibration_set", lambda *a, **kw: fake)  # no detector needed
+    monkeypatch.setattr(sys, "argv", ["pytest", "something", "else"])
+    argv = ["quantize", str(fp32), "--calib", str(tmp_path), "--profiles", "cpu", "--reduce-range", "off",
+            "--no-report", "-o", str(tmp_path / "o")]
+    assert main(argv) == 0
+    meta = json.loads((tmp_path / "o" / "m-int8-cpu.onnx.json").read_text())
+    assert meta["provenance"]["command"] == "edgepose " + " ".join(argv)
+    assert meta["extra"]["quantization"]["reduce_range"] is False
+    assert main(["quantize", str(fp32), "--calib", str(tmp_path), "--profiles", "tensorrt",
+                 "--reduce-range", "on"]) == 2
+    assert "cpu profile" in capsys.readouterr().err
+
+
+def test_command_line_without_main(fp32):
+    """run() called directly (no argv from main): an equivalent command is rebuilt from the options."""
+    import argparse
+
+    from edgepose.cli import quantize as cli_quantize
+
+    p = argparse.ArgumentParser()
+    cli_quantize.add_arguments(p)
+    args = p.parse_args([str(fp32), "--calib", "a dir", "--calib", "b.mp4", "--eval", "aflw2000:/x", "--no-report"])
+    cmd = cli_quantize.command_line(args)
+    assert cmd.startswith(f"edgepose quantize {fp32}") and "--calib 'a dir' --calib b.mp4" in cmd
+    assert "--eval aflw2000:/x" in cmd and "--no-report" in cmd
+    assert p.parse_args(__import__("shlex").split(cmd)[2:]) == args  # it parses back to the same options
+
+
+def test_bench_compression_data_folder(tmp_path):
+    from edgepose.quantize.bench_compression import DATA_ENV, data_dir
+
+    with pytest.raises(SystemExit, match=f"--data .* or set {DATA_ENV}"):
+        data_dir(None, env={})
+    assert data_dir(None, env={DATA_ENV: str(tmp_path)}) == tmp_path
+    assert data_dir(str(tmp_path), env={DATA_ENV: "/elsewhere"}) == tmp_path  # the flag wins
+    with pytest.raises(SystemExit, match=f"{DATA_ENV} .*missing is not a folder"):
+        data_dir(None, env={DATA_ENV: str(tmp_path / "missing")})

@@ -45,6 +45,8 @@ def run_command(module_name: str, argv: list[str], prog: str) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=getattr(module, "DESCRIPTION", module.HELP))
     module.add_arguments(parser)
     args = parser.parse_args(argv)
+    # the exact command line, for provenance: sys.argv is wrong when main([...]) is called from code
+    args._argv, args._prog = list(argv), prog
     return int(module.run(args) or 0)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
+import shlex
 from pathlib import Path
 
 from ..errors import UserError
@@ -29,6 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"],
                    help="calibration method (default minmax, TensorRT's recommendation)")
     p.add_argument("--percentile", type=float, default=99.999, help="percentile for --method percentile")
+    p.add_argument("--reduce-range", default="auto", choices=["auto", "on", "off"],
+                   help="cpu profile: 7-bit weights against U8S8 saturation on x86 CPUs without VNNI "
+                        "(ONNX Runtime's advice). auto (default) = on when this CPU lacks avx512_vnni / avx_vnni; "
+                        "set on/off when the model will run on another CPU")
     p.add_argument("--max-crops", type=int, default=512, help="calibration crops used at most (default 512)")
     p.add_argument("--detector", default="yunet", help="face detector: yunet | ultraface | haar (default yunet)")
     p.add_argument("--detector-model", help="detector model file (default: the edgepose cache)")
@@ -73,6 +77,38 @@ def _qat(args, model: Path, out_dir: Path, calib, command: str) -> Path:
     return out
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The command as it was given, for provenance (``main()`` stores its argv on ``args``).
+
+    Without that (``run()`` called directly), an equivalent command is rebuilt from the options.
+    """
+    argv = getattr(args, "_argv", None)
+    prog = getattr(args, "_prog", None) or "edgepose quantize"
+    if argv is None:
+        argv = [str(args.model)]
+        for key, value in sorted(vars(args).items()):
+            flag = "--" + key.replace("_", "-")
+            if key == "model" or key.startswith("_") or value in (None, False, [], ""):
+                continue
+            if key == "eval_set":
+                flag = "--eval"
+            if value is True:
+                argv.append(flag)
+            elif isinstance(value, list):
+                argv += [x for v in value for x in (flag, str(v))]
+            else:
+                argv += [flag, str(value)]
+    return " ".join([prog, *(shlex.quote(str(a)) for a in argv)])
+
+
+def _reduce_range_for(args: argparse.Namespace, profiles) -> dict[str, str]:
+    """--reduce-range per profile: it only concerns the cpu profile (tensorrt always "off")."""
+    if args.reduce_range == "on" and not any(p.reduce_range_ok for p in profiles):
+        raise UserError("--reduce-range on applies to the cpu profile, which --profiles does not include; "
+                        "add cpu to --profiles or drop --reduce-range")
+    return {p.name: (args.reduce_range if p.reduce_range_ok else "off") for p in profiles}
+
+
 def _onnx_spec(model: Path) -> dict:
     from edgepose.metadata import load_metadata
 
@@ -92,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if model.suffix.lower() != ".onnx":
         raise UserError(f"{model} is not an ONNX file; quantize works on `edgepose export` output (.onnx)")
     profiles = parse_profiles(args.profiles)
+    reduce_range = _reduce_range_for(args, profiles)
     meta = load_metadata(model)
     reader = None
     if args.eval_set:  # validate the eval set before the slow part
@@ -106,12 +143,13 @@ def run(args: argparse.Namespace) -> int:
     settings = DetectorSettings(name=args.detector, model_path=args.detector_model, video_step=args.video_step)
     calib = build_calibration_set(args.calib, meta.preprocess, settings, max_crops=args.max_crops)
     log.info("calibration: %d face crops from %d file(s)", len(calib.crops), len(calib.manifest["files"]))
-    command = "edgepose quantize " + " ".join(sys.argv[2:])
+    command = command_line(args)
     outputs = {"fp32": model}
     for prof in profiles:
         out = out_dir / f"{model.stem}-int8-{prof.name}.onnx"
         quantize_onnx(model, out, calib.crops, prof, method=args.method, percentile=args.percentile,
-                      manifest=calib.manifest, command=command, exclude=args.exclude)
+                      manifest=calib.manifest, command=command, exclude=args.exclude,
+                      reduce_range=reduce_range[prof.name])
         outputs[f"int8-{prof.name}"] = out
     if args.qat:
         outputs["int8-tensorrt-qat"] = _qat(args, model, out_dir, calib, command)
