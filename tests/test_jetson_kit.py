@@ -128,11 +128,15 @@ def test_systemd_unit():
     assert svc["EnvironmentFile"] == "/etc/edgepose/edgepose-dms.env"
     cmd = svc["ExecStart"]
     for part in ("edgepose run ${EDGEPOSE_SOURCE}", "--model ${EDGEPOSE_MODEL}", "--dms ${EDGEPOSE_DMS}",
-                 "--jsonl ${EDGEPOSE_JSONL}"):
+                 "--jsonl ${EDGEPOSE_JSONL}", "--dms-events ${EDGEPOSE_EVENTS}"):
         assert part in cmd
     env = dict(ln.split("=", 1) for ln in (JETSON / "systemd" / "edgepose-dms.env").read_text().splitlines()
                if ln and not ln.startswith("#"))
     assert env["EDGEPOSE_SOURCE"] == "csi://0" and env["EDGEPOSE_MODEL"].endswith(".plan")
+    assert env["EDGEPOSE_EVENTS"] != env["EDGEPOSE_JSONL"]  # edgepose run refuses one file for both
+    from edgepose.dms.config import shipped_presets
+
+    assert env["EDGEPOSE_DMS"] in shipped_presets()  # the default names a preset that ships
     # every flag the unit passes exists in `edgepose run`
     import argparse
 
@@ -140,8 +144,8 @@ def test_systemd_unit():
 
     p = argparse.ArgumentParser()
     run_cli.add_arguments(p)
-    args = p.parse_args(["csi://0", "--model", "m.plan", "--dms", "d.yaml", "--jsonl", "o.jsonl", "--platform",
-                         "jetson", "--device", "cuda", "--quiet"])
+    args = p.parse_args(["csi://0", "--model", "m.plan", "--dms", "d.yaml", "--jsonl", "o.jsonl", "--dms-events",
+                         "e.jsonl", "--platform", "jetson", "--device", "cuda", "--quiet"])
     assert args.platform == "jetson" and args.quiet
 
 
