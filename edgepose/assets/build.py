@@ -86,6 +86,9 @@ class BuildConfig:
     augment: dict = field(default_factory=dict)
     optim: OptimSection = field(default_factory=OptimSection)
     calib_crops: int = 256
+    # ``cpu`` INT8 profile: 7-bit weights or not.  Fixed here (not ``auto``, which asks the CPU doing
+    # the build) so that the shipped files do not depend on which machine rebuilt them.
+    reduce_range: str = "off"
     seed: int = 0
     threads: int = 1
     out_dir: str = "runs/default-model"
@@ -329,7 +332,8 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path)
 
 
 # -- 4. export, INT8, install --------------------------------------------------------------------------
-def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int) -> dict[str, Path]:
+def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int,
+               reduce_range: str = "off") -> dict[str, Path]:
     from edgepose.export import export_onnx
     from edgepose.preprocess import preprocess
     from edgepose.quantize.ptq import quantize_onnx
@@ -344,7 +348,8 @@ def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int) 
     for prof in ("cpu", "tensorrt"):
         key = f"int8-{prof}"
         paths[key] = out / FILES[key]
-        quantize_onnx(paths["fp32"], paths[key], crops, profile=prof, manifest=manifest, command=cmd)
+        quantize_onnx(paths["fp32"], paths[key], crops, profile=prof, manifest=manifest, command=cmd,
+                      reduce_range=reduce_range if prof == "cpu" else None)
     return paths
 
 
@@ -415,7 +420,7 @@ def main(argv=None) -> int:
             val = synth_set(d.synth_val_n, cfg.seed + 1, "val", d.synth_pose_range, 50, d.synth_size, 0.0,
                             out / "synth-val.npz")
             model = train(cfg, spec, real, synth, val, out)
-        paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed)
+        paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range)
         if args.install:
             prov = {"command": "python -m edgepose.assets.build " + " ".join(sys.argv[1:]),
                     "config": json.loads(json.dumps(_to_dict(cfg))), "teacher": "WHENet (BSD-3-Clause), imported "
