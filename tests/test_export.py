@@ -205,3 +205,24 @@ def test_cli_export_with_real_images(tmp_path, aflw_dir, capsys):
     assert diffs["real.rotation"] < 1e-4
     assert side["provenance"]["command"].startswith("edgepose export ")
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter announces its retirement
+def test_mlp_6d_head_exports_with_parity(tmp_path):
+    """CLERF's MLP 6D head (Linear -> BN -> ReLU -> Linear(6)) exports from a checkpoint: the graph
+    matches PyTorch and the metadata keeps ``head_hidden`` (legacy exporter: fast)."""
+    from edgepose.models import PoseModel
+
+    torch.manual_seed(0)
+    m = create_model("mobilenetv3_small", head="6d", input_size=SIZE, head_hidden=[32]).eval()
+    bn = m.head.hidden[1]
+    bn.running_mean.normal_()
+    bn.running_var.uniform_(0.5, 2.0)
+    ckpt = m.save_checkpoint(tmp_path / "mlp.pt")
+    report = export_onnx(ckpt, tmp_path / "mlp.onnx", opset=17)
+    x = np.random.default_rng(2).standard_normal((3, 3, SIZE, SIZE)).astype(np.float32)
+    R, _ = _run(report.path, x)
+    assert np.abs(R - _torch(PoseModel.from_checkpoint(ckpt), x)).max() < 1e-4
+    assert np.abs(R - _torch(m, x)).max() < 1e-4
+    assert geometry.is_rotation(R.astype(np.float64), atol=1e-4).all()
+    assert load_metadata(report.path).model_kwargs["head_hidden"] == [32]

@@ -241,6 +241,45 @@ def test_methods_train_end_to_end(synth_base, tmp_path, method, options, head, l
     assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3), atol=1e-4)
 
 
+def test_clerf_mlp_head_trains_and_reloads(synth_base, tmp_path):
+    """CLERF's stage-2 MLP head (``head_hidden``) trains through edgepose-train (1 Circle-loss step,
+    1 pose step), lands in the deployable PoseModel and its metadata, and reloads exactly."""
+    import edgepose.methods  # noqa: F401
+    from edgepose.metadata import load_metadata
+    from edgepose.models.pose_model import PoseModel
+    from edgepose.train import Trainer
+
+    cfg = _cfg(tmp_path, "clerf", {"pretrain_epochs": 1, "head_hidden": [16]})
+    res = Trainer(cfg).fit()
+    assert np.isfinite(res["train_loss"]) and np.isfinite(res["val_ge"])
+    assert load_metadata(res["last"]).model_kwargs["head_hidden"] == [16]
+    model = PoseModel.from_checkpoint(res["last"])
+    assert model.head.hidden[0].out_features == 16
+    assert model.head.hidden[1].running_mean.abs().sum() > 0  # the pose stage ran through the MLP
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    R = model(x)["R"]
+    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3).expand(2, 3, 3), atol=1e-4)
+    assert torch.equal(R, PoseModel.from_checkpoint(res["last"])(x)["R"])
+
+
+def test_head_hidden_option_errors(tmp_path):
+    from dataclasses import replace
+
+    from edgepose.methods.clerf import ClerfMethod
+    from edgepose.methods.pcl import PCLMethod
+
+    cfg = _cfg(tmp_path, "clerf", {"pretrain_epochs": 1, "head_hidden": [16]})
+    clash = replace(cfg, model=replace(cfg.model, kwargs={"head_hidden": [32]}))
+    with pytest.raises(ConfigError, match="contradicts"):
+        ClerfMethod(clash, clash.method.options)
+    same = replace(cfg, model=replace(cfg.model, kwargs={"head_hidden": [16]}))
+    ClerfMethod(same, same.method.options)  # saying it twice, identically, is fine
+    pcl = _cfg(tmp_path, "pcl", {"pretrain_epochs": 1})
+    pcl = replace(pcl, model=replace(pcl.model, kwargs={"head_hidden": [16]}))
+    with pytest.raises(ConfigError, match="linear probe"):
+        PCLMethod(pcl, pcl.method.options)
+
+
 def test_pcl_probe_fold_is_exact():
     from edgepose.methods.pcl import fold_probe
     from edgepose.models import create_model
@@ -263,6 +302,8 @@ def test_pcl_probe_fold_is_exact():
     ("clerf", {"pretrain_epochs": 2}, "6d", None, "pretrain_epochs"),
     ("clerf", {"positive_mode": "gan"}, "6d", None, "positive_mode"),
     ("clerf", {"encoder": "half"}, "6d", None, "encoder"),
+    ("clerf", {"head_hidden": [0]}, "6d", None, "head_hidden"),
+    ("clerf", {"head_hidden": [16]}, "bins", None, "6D head"),
     ("pcl", {"temprature": 0.1}, "6d", None, "unknown key"),
     ("hmtl", {"jigsaw_weight": -1}, "6d", None, "jigsaw_weight"),
 ])

@@ -208,3 +208,70 @@ def test_summary_counts_params_and_macs():
     train = model_summary("repvgg_a0", "6d", 64, deploy=False)
     assert deploy["deploy"] and not train["deploy"]
     assert deploy["macs"] < train["macs"] and deploy["params"] < train["params"]
+
+
+# ---------------------------------------------------------------- 6D MLP head (CLERF stage 2)
+
+def _randomise_bn(model: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial BN statistics, so a reload that dropped the head's buffers would show."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+
+
+def test_mlp_6d_head_outputs_rotations_for_random_inputs():
+    from edgepose.models.heads import SixDHead
+
+    torch.manual_seed(0)
+    head = SixDHead(48, hidden=(32, 16))
+    assert [type(m).__name__ for m in head.hidden] == ["Linear", "BatchNorm1d", "ReLU"] * 2
+    assert head.fc.in_features == 16 and head.fc.out_features == 6
+    for mode in ("train", "eval"):
+        getattr(head, mode)()
+        _randomise_bn(head)
+        for scale in (1e-3, 1.0, 1e3):  # tiny and huge features still give proper rotations
+            out = head(scale * torch.randn(7, 48, dtype=torch.float32))
+            assert out["sixd"].shape == (7, 6)
+            assert _is_rotation(out["R"].double(), atol=1e-4), (mode, scale)
+
+
+def test_mlp_head_leaves_linear_head_unchanged():
+    """Default = the linear head: same state-dict keys and metadata as before, so existing
+    checkpoints, importers and shipped models keep loading."""
+    m = create_model("mobilenetv3_small", head="6d", input_size=SIZE)
+    assert sorted(k for k in m.state_dict() if k.startswith("head.")) == ["head.fc.bias", "head.fc.weight"]
+    assert "head_hidden" not in m.metadata().model_kwargs
+    mlp = create_model("mobilenetv3_small", head="6d+bins", input_size=SIZE, head_hidden=[32])
+    assert mlp.metadata().model_kwargs["head_hidden"] == [32]
+    assert mlp.head.sixd.fc.in_features == 32 and mlp.head.bins.fc["yaw"].in_features == mlp.num_features
+
+
+@pytest.mark.parametrize("bad", [[0], [-4], ["512"], [1.5], "512", [True]])
+def test_mlp_head_bad_widths(bad):
+    with pytest.raises(ModelError, match="head_hidden"):
+        create_model("mobilenetv3_small", head="6d", input_size=SIZE, head_hidden=bad)
+
+
+def test_mlp_head_refused_on_bins_head():
+    with pytest.raises(ModelError, match="head_hidden"):
+        create_model("mobilenetv3_small", head="bins", input_size=SIZE, head_hidden=[32])
+
+
+def test_mlp_head_checkpoint_round_trip(batch, tmp_path):
+    m = create_model("mobilenetv3_small", head="6d", input_size=SIZE, head_hidden=[32, 16]).eval()
+    _randomise_bn(m.head)
+    path = m.save_checkpoint(tmp_path / "mlp.pt")
+    assert load_metadata(path).model_kwargs["head_hidden"] == [32, 16]
+    m2 = PoseModel.from_checkpoint(path)  # the path eval / export / the torch runtime use
+    assert m2.head_hidden == (32, 16)
+    with torch.no_grad():
+        a, b = m(batch), m2(batch)
+    assert torch.equal(a["R"], b["R"]) and torch.equal(a["sixd"], b["sixd"]) and _is_rotation(b["R"])
+    # metadata and weights must agree: a linear-head description cannot swallow MLP weights
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["edgepose_metadata"]["model_kwargs"]["head_hidden"]
+    torch.save(ckpt, tmp_path / "lying.pt")
+    with pytest.raises(ModelError, match="weights do not match"):
+        PoseModel.from_checkpoint(tmp_path / "lying.pt")

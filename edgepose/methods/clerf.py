@@ -9,14 +9,17 @@ projection MLP; l2-normalised embeddings; Circle loss with positives = same pose
 batch samples farther than ``delta_deg`` (closer ones ignored).
 
 Stage 2: the PoseModel's 6D (or 6D+bins) head with the ``loss`` section (geodesic, + LDL when
-configured), encoder ``frozen`` or ``finetune``, on the anchors only by default
-(``pose_on_positives: false``), so the pose stage sees the same images per step as every other row
-of a fixed budget; ``true`` also trains on the positives (other identities at the anchors' poses:
-twice the images and compute per step).
+configured), encoder ``frozen`` or ``finetune``.  ``head_hidden: [512]`` makes that head the paper's
+"MLP -> 6D -> Gram-Schmidt" (Linear -> BN -> ReLU per hidden layer, then Linear(6)); it is part of the
+deployed PoseModel and recorded in its metadata (``model_kwargs.head_hidden``), so eval, export and
+the runtimes rebuild it.  The default ``[]`` keeps the linear head of the measured rows.  The pose
+stage trains on the anchors only by default (``pose_on_positives: false``), so it sees the same
+images per step as every other row of a fixed budget; ``true`` also trains on the positives
+(other identities at the anchors' poses: twice the images and compute per step).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch.nn import functional as F
@@ -42,6 +45,7 @@ class ClerfOptions:
     encoder: str = "finetune"      # stage 2: frozen | finetune
     identities: int = 500          # positives' identity pool (train split)
     pose_on_positives: bool = False  # stage 2: also regress the positives (2x images and compute)
+    head_hidden: list[int] = field(default_factory=list)  # stage 2: MLP widths before the 6D output; [] = linear
     geometric: dict = field(default_factory=dict)  # GeometricAugment fields
 
 
@@ -59,6 +63,16 @@ class ClerfMethod(TeacherMethod):
             raise ConfigError(f"method.options.positive_mode must be direct or roll_last, got {self.opt.positive_mode!r}")
         if not 0 <= self.opt.pos_deg <= self.opt.delta_deg:
             raise ConfigError("method.options: need 0 <= pos_deg <= delta_deg")
+        hidden = list(self.opt.head_hidden)
+        if hidden:
+            if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in hidden):
+                raise ConfigError(f"method.options.head_hidden must be positive layer widths, e.g. [512], got {hidden}")
+            if cfg.model.head == "bins":
+                raise ConfigError("method.options.head_hidden needs a 6D head: set model.head=6d (or 6d+bins)")
+            given = cfg.model.kwargs.get("head_hidden")
+            if given and list(given) != hidden:
+                raise ConfigError(f"method.options.head_hidden={hidden} contradicts model.kwargs.head_hidden={given}; "
+                                  f"set only one of them")
         self.geometric = GeometricAugment(**self.opt.geometric)
 
     def wrap_dataset(self, dataset, split):
@@ -67,6 +81,8 @@ class ClerfMethod(TeacherMethod):
         return ClerfPairs(dataset, self.geometric, self.opt.positive_mode, self.opt.identities, self.cfg.seed)
 
     def build(self, model_cfg, spec):
+        if self.opt.head_hidden:  # the MLP head is a PoseModel option: it travels in model.kwargs
+            model_cfg = replace(model_cfg, kwargs={**model_cfg.kwargs, "head_hidden": list(self.opt.head_hidden)})
         pose = self.build_pose(model_cfg, spec)
         proj = mlp(pose.num_features, self.opt.hidden, self.opt.embed_dim)
         return TeacherModule(pose, {"proj": proj})

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import ConfigError
 from ..train.method import register_method
 from .base import TeacherMethod, TeacherModule, mlp
 from .losses import diff_loss, dwa_weights, info_nce, mix_negatives
@@ -109,6 +110,10 @@ class PCLMethod(TeacherMethod):
 
     def __init__(self, cfg, options=None):
         super().__init__(cfg, options)
+        if cfg.model.kwargs.get("head_hidden"):
+            # The probe must stay linear: fold_probe folds the BatchNorm into every Linear of the
+            # head, which is exact only when one Linear reads the features directly.
+            raise ConfigError("method pcl trains a linear probe; remove model.kwargs.head_hidden (the MLP 6D head)")
         self.history: list[list[float]] = []  # per-epoch (face, pose) contrast losses, for DWA
         self._sums = [0.0, 0.0, 0]
         self.weights = [1.0, 1.0]

@@ -29,7 +29,7 @@ from ..metadata import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-ROWS = ["baseline", "ldl", "clerf", "pcl", "hmtl", "hmtl-ldl", "clerf-ldl", "clerf-rolllast"]
+ROWS = ["baseline", "ldl", "clerf", "pcl", "hmtl", "hmtl-ldl", "clerf-ldl", "clerf-rolllast", "clerf-mlp"]
 ROT_ANGLES = (30.0, 90.0, 180.0)
 
 

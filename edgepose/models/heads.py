@@ -1,6 +1,8 @@
 """Pose heads: pooled features -> rotation matrix R (and, for binned heads, per-axis logits).
 
 * ``"6d"``: ``Linear(C, 6)`` -> Gram-Schmidt (:func:`edgepose.geometry_torch.sixd_to_matrix`), 6DRepNet.
+  With ``hidden=(512,)`` (``model.kwargs.head_hidden``) it is an MLP instead:
+  ``Linear(C, 512) -> BN -> ReLU -> ... -> Linear(., 6) -> Gram-Schmidt``, CLERF's stage-2 head.
 * ``"bins"``: one ``Linear(C, K_axis)`` per Euler axis (pitch, yaw, roll), each with its own
   :class:`~edgepose.metadata.BinSpec`; trained with HopeNet CE or LDL (:mod:`edgepose.losses`).
   Angles are decoded as the softmax expectation over bin **centres** ``lo + (k + 0.5) * width``.
@@ -25,8 +27,8 @@ from ..errors import ModelError
 from ..geometry_torch import euler_to_matrix, sixd_to_matrix
 from ..metadata import BinSpec
 
-__all__ = ["AXES", "HEADS", "default_bins", "resolve_bins", "bin_centers", "bin_index", "decode_bins",
-           "SixDHead", "BinHead", "SixDBinHead", "build_head"]
+__all__ = ["AXES", "HEADS", "default_bins", "resolve_bins", "resolve_hidden", "bin_centers", "bin_index",
+           "decode_bins", "SixDHead", "BinHead", "SixDBinHead", "build_head"]
 
 AXES = ("pitch", "yaw", "roll")
 HEADS = ("6d", "bins", "6d+bins")
@@ -66,6 +68,21 @@ def resolve_bins(bins: Mapping[str, BinSpec | dict] | None) -> dict[str, BinSpec
     return out
 
 
+def resolve_hidden(hidden) -> tuple[int, ...]:
+    """Hidden widths of the 6D MLP head: ``None`` / ``[]`` -> () (the linear head), else positive ints."""
+    if hidden is None:
+        return ()
+    if isinstance(hidden, int) and not isinstance(hidden, bool):
+        hidden = [hidden]
+    try:
+        widths = tuple(hidden)
+    except TypeError:
+        widths = (hidden,)
+    if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
+        raise ModelError(f"head_hidden must be a list of positive layer widths, e.g. [512], got {hidden!r}")
+    return widths
+
+
 def bin_centers(spec: BinSpec, device=None, dtype=torch.float32) -> torch.Tensor:
     """(K,) bin centres in degrees: lo + (k + 0.5) * width."""
     k = torch.arange(spec.num_bins, device=device, dtype=dtype)
@@ -92,13 +109,32 @@ def decode_bins(logits: torch.Tensor, spec: BinSpec) -> torch.Tensor:
 
 
 class SixDHead(nn.Module):
-    def __init__(self, in_features: int, dropout: float = 0.0):
+    """Features -> [hidden MLP] -> ``fc`` (6) -> Gram-Schmidt -> R.
+
+    ``hidden=()`` is the linear 6DRepNet head; its state-dict keys (``fc.*``) are unchanged, so
+    older checkpoints and the importers keep loading.  Each hidden layer is Linear -> BatchNorm ->
+    ReLU, like the projection MLPs of the teacher methods (BN keeps the pre-activations scaled while
+    the encoder under it is fine-tuned; in eval mode it is a fixed affine map that exports as
+    BatchNormalization, and the trainer never hands it a batch of one).
+    """
+
+    def __init__(self, in_features: int, dropout: float = 0.0, hidden: tuple[int, ...] = ()):
         super().__init__()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc = nn.Linear(in_features, 6)
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in resolve_hidden(hidden):
+            layers += [nn.Linear(width, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True)]
+            width = h
+        # Only registered when used: a linear head's state dict stays exactly what it always was.
+        self.hidden = nn.Sequential(*layers) if layers else None
+        self.fc = nn.Linear(width, 6)
 
     def forward(self, features: torch.Tensor) -> dict:
-        sixd = self.fc(self.dropout(features))
+        f = self.dropout(features)
+        if self.hidden is not None:
+            f = self.hidden(f)
+        sixd = self.fc(f)
         return {"R": sixd_to_matrix(sixd), "sixd": sixd}
 
 
@@ -117,9 +153,10 @@ class BinHead(nn.Module):
 
 
 class SixDBinHead(nn.Module):
-    def __init__(self, in_features: int, bins: Mapping[str, BinSpec], dropout: float = 0.0):
+    def __init__(self, in_features: int, bins: Mapping[str, BinSpec], dropout: float = 0.0,
+                 hidden: tuple[int, ...] = ()):
         super().__init__()
-        self.sixd = SixDHead(in_features, dropout)
+        self.sixd = SixDHead(in_features, dropout, hidden)  # the MLP (if any) is on the 6D branch only
         self.bins = BinHead(in_features, bins, dropout)
 
     def forward(self, features: torch.Tensor) -> dict:
@@ -130,13 +167,17 @@ class SixDBinHead(nn.Module):
 
 
 def build_head(kind: str, in_features: int, bins: Mapping[str, BinSpec] | None = None,
-               dropout: float = 0.0) -> nn.Module:
+               dropout: float = 0.0, hidden=None) -> nn.Module:
+    """``hidden``: widths of the MLP before the 6D output (``None`` / ``[]``: the linear head)."""
     if kind not in HEADS:
         raise ModelError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
     if not 0.0 <= dropout < 1.0:
         raise ModelError(f"dropout must be in [0, 1), got {dropout}")
+    widths = resolve_hidden(hidden)
     if kind == "6d":
-        return SixDHead(in_features, dropout)
+        return SixDHead(in_features, dropout, widths)
     if kind == "bins":
+        if widths:
+            raise ModelError("head_hidden applies to the 6D head; use head 6d or 6d+bins, not bins")
         return BinHead(in_features, bins, dropout)
-    return SixDBinHead(in_features, bins, dropout)
+    return SixDBinHead(in_features, bins, dropout, widths)

@@ -7,8 +7,8 @@
 
 Checkpoints are ``{"model": state_dict, "edgepose_metadata": meta.to_dict(), **extra}`` written
 atomically; :meth:`from_checkpoint` rebuilds the architecture from the metadata alone (model name,
-head, kwargs, bins, preprocessing), re-parameterizing RepVGG first when the file holds the
-deploy form.
+head, kwargs incl. ``dropout`` and the 6D MLP's ``head_hidden``, bins, preprocessing),
+re-parameterizing RepVGG first when the file holds the deploy form.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import ModelError
 from ..metadata import ArtifactMetadata, BinSpec, MetadataError, atomic_write_bytes
 from ..preprocess import PreprocessSpec
-from .heads import HEADS, build_head, resolve_bins
+from .heads import HEADS, build_head, resolve_bins, resolve_hidden
 from .registry import backbone_default_cfg, create_backbone
 
 __all__ = ["PoseModel", "RotationOutput", "read_checkpoint"]
@@ -39,16 +39,18 @@ class PoseModel(nn.Module):
 
     def __init__(self, name: str, backbone: nn.Module, head: str = "6d",
                  bins: Mapping[str, BinSpec | dict] | None = None, dropout: float = 0.0,
-                 preprocess: PreprocessSpec | None = None, backbone_kwargs: dict | None = None):
+                 preprocess: PreprocessSpec | None = None, backbone_kwargs: dict | None = None,
+                 head_hidden: list[int] | tuple[int, ...] | None = None):
         super().__init__()
         if head not in HEADS:
             raise ModelError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
         self.name = name
         self.head_kind = head
         self.dropout_p = float(dropout)
+        self.head_hidden = resolve_hidden(head_hidden)  # () = the linear 6D head
         self.bins = resolve_bins(bins) if "bins" in head else {}
         self.backbone = backbone
-        self.head = build_head(head, backbone.num_features, self.bins, dropout)
+        self.head = build_head(head, backbone.num_features, self.bins, dropout, self.head_hidden)
         self.preprocess = preprocess or PreprocessSpec()
         self.backbone_kwargs = dict(backbone_kwargs or {})
         self.provenance: dict[str, Any] = {}  # parent checkpoint, datasets, command, ... (goes into metadata)
@@ -58,13 +60,14 @@ class PoseModel(nn.Module):
     def build(cls, name: str, head: str = "6d", pretrained: str | os.PathLike | None = None,
               input_size: int | None = None, bins: Mapping[str, BinSpec | dict] | None = None,
               dropout: float = 0.0, preprocess: PreprocessSpec | dict | None = None,
-              **backbone_kw) -> "PoseModel":
+              head_hidden: list[int] | tuple[int, ...] | None = None, **backbone_kw) -> "PoseModel":
         """Create backbone ``name`` (optionally with local ImageNet weights) and a ``head``.
 
         ``input_size`` defaults to the backbone's (224); ``preprocess`` overrides the whole spec
         (crop policy, colour order, ...); ``bins`` maps axis -> BinSpec for binned heads
-        (missing axes: 66 bins of 3 deg over [-99, 99)).  Other keywords go to the backbone
-        factory (e.g. ``deploy=True`` for RepVGG).
+        (missing axes: 66 bins of 3 deg over [-99, 99)); ``head_hidden`` (e.g. ``[512]``) puts an
+        MLP before the 6D output (CLERF's stage-2 head; default: linear).  Other keywords go to
+        the backbone factory (e.g. ``deploy=True`` for RepVGG).
         """
         for bad in ("num_classes",):
             if bad in backbone_kw:
@@ -74,7 +77,7 @@ class PoseModel(nn.Module):
             backbone.load_pretrained(pretrained)
         spec = _make_spec(name, input_size, preprocess)
         model = cls(name, backbone, head=head, bins=bins, dropout=dropout, preprocess=spec,
-                    backbone_kwargs=backbone_kw)
+                    backbone_kwargs=backbone_kw, head_hidden=head_hidden)
         if pretrained:
             model.provenance["imagenet_weights"] = Path(pretrained).name
         return model
@@ -109,6 +112,8 @@ class PoseModel(nn.Module):
     def metadata(self) -> ArtifactMetadata:
         kwargs = dict(self.backbone_kwargs)
         kwargs["dropout"] = self.dropout_p
+        if self.head_hidden:  # only when used, so linear-head metadata is byte-for-byte as before
+            kwargs["head_hidden"] = list(self.head_hidden)
         if self.is_deploy:
             kwargs["reparameterized"] = True
         return ArtifactMetadata(
@@ -135,8 +140,9 @@ class PoseModel(nn.Module):
         kw = dict(meta.model_kwargs)
         reparam = bool(kw.pop("reparameterized", False))
         dropout = kw.pop("dropout", 0.0)
+        head_hidden = kw.pop("head_hidden", None)  # absent in linear-head (and older) checkpoints
         model = cls.build(meta.model, head=meta.head, bins=meta.bins or None, dropout=dropout,
-                          preprocess=meta.preprocess, **kw)
+                          preprocess=meta.preprocess, head_hidden=head_hidden, **kw)
         if reparam:
             model.eval().reparameterize()
         model.provenance = dict(meta.provenance)
@@ -152,7 +158,13 @@ class PoseModel(nn.Module):
             raise ModelError(f"{path}: unreadable edgepose metadata ({exc})") from None
         model = cls.from_metadata(meta)
         state = ckpt["model"]
-        result = model.load_state_dict(state, strict=False)
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches raise even with strict=False
+            why = str(exc).splitlines()[-1].strip()
+            raise ModelError(
+                f"{path}: weights do not match a {meta.model} / {meta.head} model ({why}); "
+                f"the checkpoint's metadata and weights disagree - re-save it with PoseModel.save_checkpoint") from None
         if result.missing_keys or result.unexpected_keys:
             raise ModelError(
                 f"{path}: weights do not match a {meta.model} / {meta.head} model "
