@@ -164,13 +164,31 @@ def test_run_classroom_many_faces(tmp_path, data_file, models, yunet):
         assert len(ids) == len(set(ids))
 
 
-@pytest.mark.slow
 def test_run_classroom_every_frame(tmp_path, data_file, models, yunet):
+    """The eighth shared video in full (329 frames, a classroom of faces): counted, validated, decoded."""
     video = data_file("videos/multi_face_classroom.mp4")
     rc, out, meta = _run(tmp_path, video, models, yunet)
     assert rc == 0
-    _, frames, _ = _read_jsonl(meta)
-    assert len(frames) == _cv2_count(video) == _cv2_count(out)
+    _, frames, summary = _read_jsonl(meta)
+    n = _cv2_count(video)
+    assert len(frames) == n == summary["frames"] == summary["frames_written"] == _cv2_count(out)
+    assert sum(len(r["faces"]) >= 2 for r in frames) >= 0.5 * n
+
+
+def test_run_reports_progress_and_fps_on_stderr(tmp_path, data_file, models, yunet, capfd):
+    """Without --quiet: a progress bar with the running FPS, then the per-stage summary, all on stderr
+    (stdout stays free for `--dms-events -`)."""
+    video = data_file("videos/single_face.mp4")
+    out, meta = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+    args = [a for a in FAST_ARGS if a != "--quiet"]
+    rc = cli(["run", str(video), "--model", str(models["pose"]), "--detector-model", str(yunet),
+              "--output", str(out), "--jsonl", str(meta), "--max-frames", "24", *args])
+    assert rc == 0
+    captured = capfd.readouterr()
+    assert "24/" in captured.err and "frame" in captured.err and "fps=" in captured.err
+    assert "FPS end to end" in captured.err and captured.out == ""
+    for stage in ("decode", "detect", "track", "pose", "overlay", "encode"):
+        assert stage in captured.err
 
 
 @pytest.mark.parametrize("uri, shape", [
