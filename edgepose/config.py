@@ -108,8 +108,23 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     return cls(**kwargs)
 
 
+def _list_index(node: list, part: str, key: str) -> int:
+    """``part`` as an index into ``node`` (``peers.1.source.path=...``), or a clear error."""
+    try:
+        i = int(part)
+    except ValueError:
+        raise ConfigError(f"override {key}: {part!r} is inside a list; use its index 0..{len(node) - 1}") from None
+    if not -len(node) <= i < len(node):
+        raise ConfigError(f"override {key}: index {i} is out of range (the list has {len(node)} items)")
+    return i
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply ``a.b.c=value`` strings to a nested dict (values parsed as YAML)."""
+    """Apply ``a.b.c=value`` strings to a nested dict (values parsed as YAML).
+
+    A numeric part indexes a list, e.g. ``peers.1.source.path=best.pt`` (lists keep their length:
+    replace a whole list with ``key=[...]``).
+    """
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value (e.g. optim.lr=3e-4)")
@@ -121,12 +136,20 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         node = data
         parts = key.strip().split(".")
         for p in parts[:-1]:
-            if not isinstance(node.get(p), dict):
+            if isinstance(node, list):
+                node = node[_list_index(node, p, key)]
+                if not isinstance(node, (dict, list)):
+                    raise ConfigError(f"override {key}: item {p} is not a section")
+                continue
+            if not isinstance(node.get(p), (dict, list)):
                 node[p] = {} if node.get(p) is None else node[p]
                 if not isinstance(node[p], dict):
                     raise ConfigError(f"override {key}: {p} is not a section")
             node = node[p]
-        node[parts[-1]] = value
+        if isinstance(node, list):
+            node[_list_index(node, parts[-1], key)] = value
+        else:
+            node[parts[-1]] = value
     return data
 
 

@@ -97,3 +97,24 @@ def test_parse_data_arg():
         parse_data_arg("just-a-path")
     with pytest.raises(DataError, match="unknown dataset format"):
         parse_data_arg("nope:/x")
+
+
+def test_overrides_index_into_lists():
+    from edgepose.config import apply_overrides
+
+    data = {"peers": [{"name": "a", "source": {"path": "x.pt"}}, {"name": "b"}], "sizes": [112, 128]}
+    apply_overrides(data, ["peers.0.source.path=runs/t/best.pt", "peers.-1.name=c", "sizes.1=160"])
+    assert data == {"peers": [{"name": "a", "source": {"path": "runs/t/best.pt"}}, {"name": "c"}], "sizes": [112, 160]}
+    with pytest.raises(ConfigError, match="out of range"):
+        apply_overrides(data, ["peers.5.name=z"])
+    with pytest.raises(ConfigError, match="use its index"):
+        apply_overrides(data, ["peers.first.name=z"])
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides(data, ["sizes.0.x=1"])
+
+
+def test_bench_suite_peer_path_override(repo_root):
+    from edgepose.benchmarks.suite import load_suite
+
+    suite, _ = load_suite("default", ["peers.1.source.path=runs/my-teacher/best.pt"])
+    assert [p for p in suite.peers if p.name == "teacher"][0].source.path == "runs/my-teacher/best.pt"
