@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="synthetic driver / scene seed (default 0)")
     parser.add_argument("--ir", action="store_true", help="synthetic NIR (grayscale) camera instead of colour")
     parser.add_argument("--model", "-m", default=None,
-                        help="pose model (default: the shipped INT8 CPU model, edgepose.defaults)")
+                        help="pose model (default: the shipped FP32 model, edgepose.defaults)")
     parser.add_argument("--detector", default="yunet", help="yunet (falls back to Haar when not cached) | "
                                                             "ultraface | haar")
     parser.add_argument("--detector-model", default=None, help="detector ONNX file (default: from the cache)")
@@ -199,7 +199,7 @@ def run(args) -> int:
     else:
         from ..defaults import default_pose_model
 
-        model = default_pose_model("int8-cpu")
+        model = default_pose_model()
     det_name, det_model, det_note = resolve_detector(args.detector, args.detector_model)
 
     overrides: list[str] = []

@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="video file, file://, v4l2:///dev/video0, csi://0, rtsp://..., "
                                   "test://ball?width=640&height=360&fps=30&num=90 (format=GRAY8 for IR)")
     p.add_argument("--model", "-m", default=None,
-                   help="pose model (.onnx, .pt, .engine) with its metadata (default: the shipped INT8 CPU model, "
+                   help="pose model (.onnx, .pt, .engine) with its metadata (default: the shipped FP32 model, "
                         "edgepose.defaults.default_pose_model())")
     p.add_argument("--detector", default="yunet", help="face detector: yunet | ultraface | haar (default yunet)")
     p.add_argument("--detector-model", default=None, help="detector model file (default: from the model cache)")
