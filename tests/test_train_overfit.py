@@ -1,4 +1,6 @@
-"""The overfit recipe (done-when: < 3 deg on the 6 AFLW2000 fixtures); slow, so marked."""
+"""The overfit recipe (done-when: < 3 deg on the 6 AFLW2000 fixtures within 5 minutes on 2 cores).
+
+About 65 s on a quiet 2-core machine (docs/results/overfit-aflw2000.md), so it runs in CI."""
 from __future__ import annotations
 
 import time
@@ -6,7 +8,6 @@ import time
 import pytest
 
 
-@pytest.mark.slow
 def test_overfit_recipe_reaches_3_degrees(repo_root, aflw_dir, tmp_path):
     """Done-when: < 3 deg mean MAE on the 6 fixtures within 5 minutes on 2 CPU cores (quiet machine)."""
     from edgepose.evaluation import evaluate, parse_variants
@@ -21,6 +22,7 @@ def test_overfit_recipe_reaches_3_degrees(repo_root, aflw_dir, tmp_path):
     elapsed = time.perf_counter() - t0
     best_mae = min(row["val_mae"] for row in trainer.history if "val_mae" in row)
     assert best_mae < 3.0, [row.get("val_mae") for row in trainer.history]
+    assert elapsed < 300, f"the recipe must train within 5 minutes on 2 cores, took {elapsed:.0f} s"
     report = evaluate(tmp_path / "run" / "best.pt", {"a": {"format": "aflw2000", "root": str(aflw_dir)}},
                       parse_variants("180"), progress=False)
     res = report["datasets"]["a"]["results"]
