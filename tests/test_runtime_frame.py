@@ -199,3 +199,15 @@ def test_bad_frames_are_source_errors(pose_model, yunet_path):
                     np.zeros((10, 10, 2), np.uint8)):
             with pytest.raises(SourceError):
                 proc.process(bad, 0)
+
+
+def test_pipeline_cpu_threads_leave_cores_to_gstreamer(monkeypatch):
+    """Default intra-op threads in the pipeline: half the cores on the CPU, the runtime's own on GPUs."""
+    import os
+
+    from edgepose.runtime.frame import pipeline_cpu_threads
+
+    for cores, want in ((1, 1), (2, 1), (4, 2), (12, 6), (None, 1)):
+        monkeypatch.setattr(os, "cpu_count", lambda c=cores: c)
+        assert pipeline_cpu_threads("cpu") == want and pipeline_cpu_threads(None) == want
+    assert pipeline_cpu_threads("cuda") is None and pipeline_cpu_threads("tensorrt") is None

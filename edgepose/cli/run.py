@@ -52,7 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reconnects", type=int, default=5, metavar="N",
                    help="reconnect attempts for rtsp:// and v4l2:// sources (backoff 0.5 s doubling to 8 s)")
     p.add_argument("--device", default="cpu", help="cpu | cuda (ONNX Runtime / TensorRT providers)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads for the models")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads for the models (default on the CPU: half the cores, at least 1, so "
+                        "GStreamer's decode/encode threads keep the rest; docs/results/pipeline.md)")
     p.add_argument("--async-encode", action="store_true",
                    help="encode the MP4 in a GStreamer thread, overlapping the next frame's inference "
                         "(more FPS on multi-core CPUs; the 'encode' row then shows only the hand-off)")

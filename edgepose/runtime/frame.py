@@ -13,6 +13,7 @@ Order of the pose operations for each face (all rotations in the canonical conve
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -128,6 +129,18 @@ def _as_frame(frame) -> np.ndarray:
     return frame
 
 
+def pipeline_cpu_threads(device: str | None) -> int | None:
+    """Default intra-op threads for the models of the video pipeline on the CPU.
+
+    Half the cores (at least one): GStreamer's decode and encode threads need the rest.  On a
+    2-core CPU, one thread ran the pipeline at 69-86 FPS where ONNX Runtime's own default (every
+    core) ran 49-58 FPS (docs/results/pipeline.md).  ``None`` (the runtime's default) on GPUs.
+    """
+    if device and str(device).lower() not in ("cpu", "auto"):
+        return None
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 class FrameProcessor:
     """``process(frame, pts_ns) -> FrameResult``; ``pose_backend`` may be None (detection only)."""
 
@@ -162,14 +175,15 @@ class FrameProcessor:
         from .detectors import create_detector
 
         d = cfg.detector
+        threads = cfg.pose.threads if cfg.pose.threads is not None else pipeline_cpu_threads(cfg.pose.device)
         backend = None
         if cfg.pose.model:
             backend = load_backend(cfg.pose.model, device=cfg.pose.device, providers=cfg.pose.providers,
-                                   intra_op_threads=cfg.pose.threads, on_nan=cfg.pose.on_nan)
+                                   intra_op_threads=threads, on_nan=cfg.pose.on_nan)
         try:
             kw = {} if d.input_size is None else {"input_size": d.input_size}
             extra = {} if d.name.lower().startswith("haar") else {
-                "device": cfg.pose.device, "intra_op_threads": cfg.pose.threads}
+                "device": cfg.pose.device, "intra_op_threads": threads}
             detector = create_detector(d.name, d.model, score_threshold=d.score_threshold,
                                        nms_threshold=d.nms_threshold, **kw, **extra)
         except BaseException:
