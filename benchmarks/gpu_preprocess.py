@@ -23,7 +23,6 @@ import argparse
 import json
 import platform
 import sys
-import time
 
 import numpy as np
 
@@ -57,12 +56,6 @@ def _boxes(n: int, size: tuple[int, int], rng: np.random.Generator) -> list[tupl
     return out
 
 
-def _stats(ms: list[float]) -> dict:
-    a = np.asarray(ms, np.float64)
-    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
-            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()), "std_ms": float(a.std())}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frame", default="1920x1080", help="frame WxH (default 1920x1080)")
@@ -77,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
 
+    from edgepose.benchmarks.stats import latency_stats, time_callable
     from edgepose.errors import require
     from edgepose.jetson.gpu_preprocess import GpuPreprocessor, reference_crop_resize_normalize
     from edgepose.preprocess import PreprocessSpec, preprocess_batch
@@ -124,19 +118,14 @@ def main(argv: list[str] | None = None) -> int:
                         stop.synchronize()
                         if i >= args.warmup:
                             ms.append(stop.time_since(start))
-                    return _stats(ms)
+                    return latency_stats(ms)
 
                 full = timed(lambda: pre.run(frame, boxes, int(out), stream), args.iters)
                 p, shape, _ = pre.upload(frame, boxes, stream)
                 stream.synchronize()
                 kern = timed(lambda: pre.launch(p, shape, n, int(out), stream), args.iters)
-                cpu_ms = []
-                for i in range(5 + args.cpu_iters):
-                    t0 = time.perf_counter()
-                    preprocess_batch(frame, boxes, spec)
-                    if i >= 5:
-                        cpu_ms.append((time.perf_counter() - t0) * 1e3)
-                cpu = _stats(cpu_ms)
+                cpu = latency_stats(time_callable(lambda: preprocess_batch(frame, boxes, spec), warmup=5,
+                                                  iters=args.cpu_iters))
                 rows.append({"size": size, "faces": n, "status": status, "max_abs_diff_vs_reference": diff,
                              "upload_kernel": full, "kernel": kern, "cpu": cpu})
                 out.free()
@@ -148,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     env = {"gpu": dev.name(), "compute_capability": ".".join(map(str, dev.compute_capability())),
-           "cuda_driver": ".".join(map(str, cuda.get_driver_version() and divmod(cuda.get_driver_version(), 1000))),
+           "cuda_driver": f"{cuda.get_driver_version() // 1000}.{cuda.get_driver_version() % 1000 // 10}",  # 12040 -> 12.4
            "pycuda": __import__("pycuda").VERSION_TEXT, "cpu": platform.processor() or platform.machine(),
            "opencv": cv2.__version__, "opencv_threads": cv2.getNumThreads(), "python": platform.python_version(),
            "frame": f"{w}x{h}", "gray_frame": bool(args.gray), "color_order": args.color_order,
@@ -160,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         f, k, c = r["upload_kernel"], r["kernel"], r["cpu"]
-        print(f"| {r['size']} | {r['faces']} | {f['p50_ms']:.3f} / {f['p99_ms']:.3f} | {k['p50_ms']:.4f} / "
-              f"{k['p99_ms']:.4f} | {c['p50_ms']:.3f} | {c['p50_ms'] / f['p50_ms']:.1f}x | {r['status']} "
+        print(f"| {r['size']} | {r['faces']} | {f['p50']:.3f} / {f['p99']:.3f} | {k['p50']:.4f} / "
+              f"{k['p99']:.4f} | {c['p50']:.3f} | {c['p50'] / f['p50']:.1f}x | {r['status']} "
               f"({r['max_abs_diff_vs_reference']:.1e}) |")
     if args.json:
         with open(args.json, "w") as fh:
@@ -170,4 +159,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edgepose.errors import UserError
+
+    try:
+        sys.exit(main())
+    except UserError as exc:  # no pycuda / no GPU: one line that says what to install
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

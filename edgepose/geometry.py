@@ -39,7 +39,7 @@ __all__ = [
     "matrix_to_quat", "quat_to_matrix",
     "flip_label", "rotate_label", "mirror_label", "mirror_matrix_2d",
     "biwi_to_matrix", "biwi_euler_fsanet",
-    "geodesic_distance", "is_rotation",
+    "geodesic_distance", "is_rotation", "euler_describes",
     "roll_last_decomposition",
     "camera_frame", "project_points", "to_opencv_camera", "from_opencv_camera",
     "perspective_correction", "relative_to_neutral", "random_rotations",
@@ -249,6 +249,15 @@ def is_rotation(R, atol: float = 1e-5) -> np.ndarray:
     eye = np.eye(3)
     ortho = np.all(np.abs(R @ np.swapaxes(R, -1, -2) - eye) < atol, axis=(-1, -2))
     return ortho & (np.abs(np.linalg.det(R) - 1.0) < atol)
+
+
+def euler_describes(pyr, R, atol: float = 1e-4) -> bool:
+    """Whether the (pitch, yaw, roll) triple ``pyr`` is a decomposition of ``R``.
+
+    ``atol`` is on the matrix entries (1e-4 is about 0.006 deg): a dataset's float32 Euler label and
+    its float64 matrix agree far closer, a wrong or other-convention triple is far off.
+    """
+    return bool(np.allclose(euler_to_matrix(pyr), _as_float(R), atol=atol))
 
 
 def roll_last_decomposition(R, degrees: bool = True) -> dict:

@@ -68,10 +68,11 @@ def _normalise_method(name: str) -> str:
 
 
 def _method(name: str):
+    """ORT's CalibrationMethod for a name already passed through :func:`_normalise_method`."""
     from onnxruntime.quantization import CalibrationMethod
 
     return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile}[_normalise_method(name)]
+            "percentile": CalibrationMethod.Percentile}[name]
 
 
 def _check_input(fp32: Path) -> tuple[ArtifactMetadata, object]:

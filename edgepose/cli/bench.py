@@ -93,7 +93,9 @@ def run(args) -> int:
         logging.getLogger("edgepose").setLevel(logging.WARNING)
     from ..benchmarks.runner import run_suite
 
-    command = "edgepose-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "edgepose-bench"
+    from .main import invoked_command
+
+    command = invoked_command(args) or ("edgepose-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     report, paths = run_suite(suite, path, args.out, work_dir=args.work_dir, command=command.strip(),
                               progress=not args.quiet, plots=not args.no_plots, only=args.only, peers=peers)
     n = {s: sum(r["status"] == s for r in report["rows"]) for s in ("ok", "skipped", "failed")}

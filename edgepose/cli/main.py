@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import os
+import shlex
 import sys
 
 from ..errors import UserError
@@ -38,6 +39,16 @@ def _setup_logging() -> None:
     level = os.environ.get("EDGEPOSE_LOG", "INFO").upper()
     logging.basicConfig(level=getattr(logging, level, logging.INFO),
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def invoked_command(args: argparse.Namespace) -> str | None:
+    """The command line that reached :func:`run_command` (``prog`` + its argv, shell-quoted), for
+    provenance; None when the subcommand's ``run()`` was called without it.  Unlike ``sys.argv``
+    it is right for ``main([...])`` called from code and for ``edgepose NAME`` vs ``edgepose-NAME``."""
+    argv = getattr(args, "_argv", None)
+    if argv is None:
+        return None
+    return " ".join([getattr(args, "_prog", None) or "edgepose", *(shlex.quote(str(a)) for a in argv)])
 
 
 def run_command(module_name: str, argv: list[str], prog: str) -> int:

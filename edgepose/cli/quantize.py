@@ -82,23 +82,23 @@ def command_line(args: argparse.Namespace) -> str:
 
     Without that (``run()`` called directly), an equivalent command is rebuilt from the options.
     """
-    argv = getattr(args, "_argv", None)
-    prog = getattr(args, "_prog", None) or "edgepose quantize"
-    if argv is None:
-        argv = [str(args.model)]
-        for key, value in sorted(vars(args).items()):
-            flag = "--" + key.replace("_", "-")
-            if key == "model" or key.startswith("_") or value in (None, False, [], ""):
-                continue
-            if key == "eval_set":
-                flag = "--eval"
-            if value is True:
-                argv.append(flag)
-            elif isinstance(value, list):
-                argv += [x for v in value for x in (flag, str(v))]
-            else:
-                argv += [flag, str(value)]
-    return " ".join([prog, *(shlex.quote(str(a)) for a in argv)])
+    from .main import invoked_command
+
+    given = invoked_command(args)
+    if given is not None:
+        return given
+    argv = [str(args.model)]
+    for key, value in sorted(vars(args).items()):
+        flag = "--eval" if key == "eval_set" else "--" + key.replace("_", "-")
+        if key == "model" or key.startswith("_") or value in (None, False, [], ""):
+            continue
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, list):
+            argv += [x for v in value for x in (flag, str(v))]
+        else:
+            argv += [flag, str(value)]
+    return " ".join(["edgepose quantize", *(shlex.quote(str(a)) for a in argv)])
 
 
 def _reduce_range_for(args: argparse.Namespace, profiles) -> dict[str, str]:

@@ -66,11 +66,6 @@ def crop_sample(sample: Sample, spec: PreprocessSpec, angle_deg: float = 0.0, fl
     return crop, R, lm
 
 
-#: Largest matrix-entry difference for which a reader's Euler triple still counts as a
-#: decomposition of R (about 0.006 deg; float32 labels and float64 matrices agree far closer).
-EULER_ATOL = 1e-4
-
-
 def closest_euler(R: np.ndarray, ref) -> np.ndarray:
     """The one of R's two Euler triples (:func:`geometry.euler_solutions`) nearest to ``ref``.
 
@@ -105,7 +100,7 @@ def euler_label(sample: Sample, R: np.ndarray, angle_deg: float = 0.0, flip: boo
     # (exact for a frontal face); closest_euler only needs it to pick the right branch
     r = r - float(angle_deg)
     ref = np.array([p, -y, -r] if flip else [p, y, r])
-    if not angle_deg and np.allclose(geometry.euler_to_matrix(ref), R, atol=EULER_ATOL):
+    if not angle_deg and geometry.euler_describes(ref, R):
         return ref
     # rotated, or a reader triple that does not describe R: take R's nearest decomposition
     return closest_euler(R, ref)

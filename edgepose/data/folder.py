@@ -92,7 +92,7 @@ def row_euler(row: dict, R: np.ndarray | None) -> np.ndarray | None:
         pyr = np.array([float(row[k]) for k in ("pitch", "yaw", "roll")])
     except (TypeError, ValueError):
         return None
-    if not np.all(np.isfinite(pyr)) or not np.allclose(geometry.euler_to_matrix(pyr), R, atol=1e-4):
+    if not np.all(np.isfinite(pyr)) or not geometry.euler_describes(pyr, R):
         return None
     return pyr
 

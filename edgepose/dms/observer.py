@@ -150,14 +150,18 @@ class DmsObserver:
         return dataclasses.replace(st, t=t, state="UNAVAILABLE", zone=None, yaw=None, pitch=None, glance_s=0.0,
                                    warnings=[])
 
+    def _stall_end(self, t: float, details: dict) -> Event:
+        """The ``end`` record of the watchdog's open episode at ``t``; closes it."""
+        s, self._stall = self._stall, None
+        return Event("monitoring_unavailable", "end", t, s.start, t, t - s.start, None, self.engine.speed,
+                     SEVERITY["monitoring_unavailable"], details)
+
     def _end_stall(self, t: float, records: list) -> list:
         """Frames are back: one end record for the watchdog's onset, instead of the engine's
         after-the-fact onset/end pair for the same gap; and a fresh status so the retained
         UNAVAILABLE is replaced even when the engine state did not change."""
         s = self._stall
-        self._stall = None
-        out: list = [Event("monitoring_unavailable", "end", t, s.start, t, t - s.start, None, self.engine.speed,
-                           SEVERITY["monitoring_unavailable"], {"frame_gap_s": t - s.start})]
+        out: list = [self._stall_end(t, {"frame_gap_s": t - s.start})]
         out += [r for r in records if not (isinstance(r, Event) and r.type == "monitoring_unavailable")]
         if not any(isinstance(r, Status) for r in out):
             out.append(self.engine.status())
@@ -217,10 +221,7 @@ class DmsObserver:
         try:
             recs = self.engine.finish()
             if self._stall is not None:  # the stream ended during a stall: the episode is cut short
-                s, self._stall = self._stall, None
-                t = max(self.engine.t_frame or 0.0, s.t)
-                recs.append(Event("monitoring_unavailable", "end", t, s.start, t, t - s.start, None, self.engine.speed,
-                                  SEVERITY["monitoring_unavailable"], {"truncated": True}))
+                recs.append(self._stall_end(max(self.engine.t_frame or 0.0, self._stall.t), {"truncated": True}))
             if self.engine.t_frame is not None:
                 recs.append(self.engine.status())
             self._route(recs)

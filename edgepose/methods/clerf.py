@@ -56,6 +56,8 @@ class ClerfMethod(TeacherMethod):
     def __init__(self, cfg, options=None):
         super().__init__(cfg, options)
         from ..config import ConfigError
+        from ..errors import ModelError
+        from ..models.heads import resolve_hidden
 
         if self.opt.encoder not in ("frozen", "finetune"):
             raise ConfigError(f"method.options.encoder must be frozen or finetune, got {self.opt.encoder!r}")
@@ -63,10 +65,11 @@ class ClerfMethod(TeacherMethod):
             raise ConfigError(f"method.options.positive_mode must be direct or roll_last, got {self.opt.positive_mode!r}")
         if not 0 <= self.opt.pos_deg <= self.opt.delta_deg:
             raise ConfigError("method.options: need 0 <= pos_deg <= delta_deg")
-        hidden = list(self.opt.head_hidden)
+        try:
+            hidden = list(resolve_hidden(self.opt.head_hidden))
+        except ModelError as exc:
+            raise ConfigError(f"method.options.{exc}") from None
         if hidden:
-            if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in hidden):
-                raise ConfigError(f"method.options.head_hidden must be positive layer widths, e.g. [512], got {hidden}")
             if cfg.model.head == "bins":
                 raise ConfigError("method.options.head_hidden needs a 6D head: set model.head=6d (or 6d+bins)")
             given = cfg.model.kwargs.get("head_hidden")
