@@ -218,13 +218,16 @@ def test_ctrl_c_keeps_measured_rows(tmp_path):
     import sys
     import time
 
+    from spawn_helpers import default_sigint
+
     model = _tiny_onnx(tmp_path / "tiny.onnx")
     suite = _suite(tmp_path, None, model, iters=100000, max_seconds=1.5, warmup=0, batch_sizes=[1, 2, 3, 4, 5, 6],
                    backends=["ort-cpu"])
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "edgepose.cli.main", "bench", "--suite", str(suite), "--out",
-                             str(out), "--quiet", "--no-plots"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             str(out), "--quiet", "--no-plots"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

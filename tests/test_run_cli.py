@@ -294,9 +294,11 @@ def _wait_for(pred, timeout: float) -> bool:
 
 
 def _spawn(args: list[str]) -> subprocess.Popen:
+    from spawn_helpers import default_sigint
+
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     return subprocess.Popen([sys.executable, "-m", "edgepose.cli.main", "run", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
 
 
 def _frame_lines(path: Path) -> int:
