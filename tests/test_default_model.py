@@ -44,7 +44,8 @@ def test_manifest_matches_the_files_and_the_size_budget():
         total += p.stat().st_size + side.stat().st_size
     assert total <= BUDGET, f"shipped default models take {total} bytes > {BUDGET}"
     prov = man["provenance"]
-    assert "whenet" in prov["teacher"].lower()
+    teachers = prov["teacher"] if isinstance(prov["teacher"], list) else [prov["teacher"]]  # list since the ensemble option
+    assert any("whenet" in t.lower() for t in teachers)
     used = " ".join(str(x) for x in prov["config"]["data"]["real"]).lower()
     assert "aflw" not in used and "300w" not in used  # evaluation data never trains the shipped model
 
@@ -156,3 +157,71 @@ def test_width_075_backbone_has_torchvision_structure():
                and ".fc" not in k)
     n = sum(p.numel() for p in mobilenetv3_small_075().parameters())
     assert 400_000 < n < 600_000  # fits the 5 MB budget as FP32 + two INT8 copies
+
+
+def test_weight_average_tracks_the_trained_weights_and_rejects_bad_decays():
+    import torch
+
+    from edgepose.assets.build import WeightAverage
+    from edgepose.models.pose_model import PoseModel
+
+    torch.manual_seed(0)
+    model = PoseModel.build("mobilenetv3_small_075", head="6d")
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    avg = WeightAverage(model, 0.9)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # one "optimizer step" of +1 everywhere
+    avg.update(model)  # first step: decay min(0.9, 1/10) = 0.1 -> 90 % of the way to the new weights
+    params, checked = dict(model.named_parameters()), 0
+    for k, v in avg.model.state_dict().items():
+        if k in params:
+            assert torch.allclose(v, start[k] + 0.9, atol=1e-5), k
+            checked += 1
+        elif not v.dtype.is_floating_point:
+            assert torch.equal(v, model.state_dict()[k]), k  # counters are copied, not averaged
+    assert checked == len(params) > 50
+    assert all(not p.requires_grad for p in avg.model.parameters())
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(UserError, match="optim.ema"):
+            WeightAverage(model, bad)
+
+
+def test_build_labels_real_faces_with_a_teacher_ensemble_and_guards_its_cache(data_file, tmp_path):
+    """`teacher: [a, b]` (our own trained teachers, each cropping by its own preprocessing) labels every
+    detected face with a rotation; a cache labelled by other teachers is refused, not silently reused."""
+    import shutil
+
+    import torch
+
+    from edgepose.assets.build import BuildConfig, real_faces, student_spec
+    from edgepose.distill.teacher import load_teacher
+    from edgepose.models.pose_model import PoseModel
+    from edgepose.preprocess import CropPolicy, PreprocessSpec
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("IMG_1232.JPG", "IMG_1233.JPG", "IMG_1234.JPG"):
+        shutil.copy(data_file(f"faces-aws/{name}"), photos / name)
+    torch.manual_seed(0)
+    ckpts = []
+    for i, spec in enumerate([PreprocessSpec(input_size=64), PreprocessSpec(input_size=96, color_order="BGR",
+                                                                            crop=CropPolicy(scale=1.2))]):
+        ckpts.append(str(PoseModel.build("mobilenetv3_small_075", head="6d", preprocess=spec)
+                         .save_checkpoint(tmp_path / f"t{i}.pt")))
+    cfg = BuildConfig()
+    cfg.teacher = ckpts
+    cfg.data.real = [str(photos)]
+    cfg.data.detector_model = str(data_file("detectors/yunet/yunet_s_640_640.onnx"))
+    teacher = load_teacher(cfg.teacher)
+    spec = student_spec(cfg, teacher.specs[0])
+    out = tmp_path / "out"
+    out.mkdir()
+    data = real_faces(cfg, tmp_path, teacher, spec, out)
+    R = data["R"].astype(np.float64)
+    assert len(R) == len(data["images"]) >= 3
+    assert np.allclose(R @ R.transpose(0, 2, 1), np.eye(3), atol=1e-4) and np.allclose(np.linalg.det(R), 1, atol=1e-4)
+    assert list(data["teachers"]) == ckpts
+    cfg.teacher = ckpts[:1]
+    with pytest.raises(UserError, match="delete"):
+        real_faces(cfg, tmp_path, load_teacher(cfg.teacher), spec, out)

