@@ -20,6 +20,7 @@ _EXPORTS = {
     "CropCalibrationReader": "calibration", "write_manifest": "calibration",
     "quantize_onnx": "ptq", "QuantResult": "ptq",
     "lint_qdq": "lint", "check_tensorrt_qdq": "lint", "QDQLintError": "lint", "Violation": "lint",
+    "int8_drift": "kernel_check", "drift_problems": "kernel_check",
     "head_node_names": "graph", "find_feature_pool": "graph",
     "build_report": "report", "measure_latency": "report", "write_report": "report",
 }

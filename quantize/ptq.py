@@ -30,6 +30,7 @@ from edgepose.metadata import ArtifactMetadata, file_sha256, load_metadata, save
 from .calibration import CropCalibrationReader, write_manifest
 from .graph import head_node_names, opset_of
 from .lint import check_tensorrt_qdq
+from .kernel_check import int8_drift, warn_drift
 from .profiles import CALIBRATION_METHODS, QuantProfile, get_profile, resolve_reduce_range
 
 __all__ = ["QuantResult", "quantize_onnx", "pre_process", "MIN_OPSET", "MAX_OPSET"]
@@ -52,11 +53,15 @@ class QuantResult:
     metadata: ArtifactMetadata = field(repr=False)
     manifest_path: Path | None = None
     reduce_range: bool = False
+    #: rotation drift from FP32 on calibration crops, fused vs Q/DQ execution (kernel_check.int8_drift)
+    drift: dict | None = None
 
     def summary(self) -> str:
+        gap = "" if self.drift is None else (f"{self.drift['fused_vs_fp32_deg']:.2f} deg from FP32 on ORT CPU "
+                                             f"(Q/DQ arithmetic {self.drift['qdq_vs_fp32_deg']:.2f}), ")
         return (f"wrote {self.path} ({self.profile}, {self.method} calibration on {self.num_calibration} crops, "
                 f"{self.num_q} Q / {self.num_dq} DQ, {len(self.excluded_nodes)} head nodes kept in float, "
-                f"{'7-bit weights (reduce_range), ' if self.reduce_range else ''}{self.seconds:.1f} s)")
+                f"{'7-bit weights (reduce_range), ' if self.reduce_range else ''}{gap}{self.seconds:.1f} s)")
 
 
 def _normalise_method(name: str) -> str:
@@ -184,6 +189,8 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"onnxruntime quantize_static failed for {fp32} ({type(exc).__name__}: {exc}); "
                              f"set EDGEPOSE_DEBUG=1 for the trace") from exc
+        drift = int8_drift(pre, raw, crops)
+        warn_drift(drift, out.name, prof.name)
         model = onnx.load(str(raw))
         if prof.name == "tensorrt":
             check_tensorrt_qdq(model, source=f"{out.name} (tensorrt profile)")
@@ -203,12 +210,13 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
                 "per_channel": prof.per_channel, "extra_options": extra, "format": "QDQ",
                 "reduce_range": use_reduce_range, "reduce_range_reason": rr_reason,
                 "num_calibration": int(len(crops)), "excluded_nodes": excluded, "pre_process": pre_kind,
-                "quantized_only": list(only) if only else None,
+                "quantized_only": list(only) if only else None, "int8_drift": drift,
                 "calibration_manifest": None if manifest is None else f"{out.name}.calib.json"}})
         embed_metadata(model, out_meta, out)
     save_sidecar(out, out_meta)
     mpath = write_manifest(out, manifest) if manifest is not None else None
     result = QuantResult(out, prof.name, method, int(len(crops)), excluded, num_q, num_dq,
-                         time.perf_counter() - t0, out_meta, mpath, use_reduce_range)
+                         time.perf_counter() - t0, out_meta, mpath, use_reduce_range,
+                         drift)
     log.info(result.summary())
     return result

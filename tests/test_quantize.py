@@ -290,3 +290,48 @@ def test_bench_compression_data_folder(tmp_path):
     assert data_dir(str(tmp_path), env={DATA_ENV: "/elsewhere"}) == tmp_path  # the flag wins
     with pytest.raises(SystemExit, match=f"{DATA_ENV} .*missing is not a folder"):
         data_dir(None, env={DATA_ENV: str(tmp_path / "missing")})
+
+
+def test_int8_drift_is_measured_recorded_and_independent(fp32, quantized, crops):
+    """Every INT8 file records how far it moves the rotation from FP32, as ORT CPU runs it (fused) and as
+    its Q/DQ arithmetic says (fusion off); recomputed here from three independent sessions."""
+    import onnxruntime as ort
+
+    from edgepose.geometry import geodesic_distance
+    from edgepose.metadata import load_metadata
+    from edgepose.quantize.kernel_check import FUSION_TRANSFORMER
+
+    def run(p, disabled=()):
+        s = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled))
+        return s.run(["rotation"], {"input": crops})[0].astype(np.float64)
+
+    ref = run(fp32)
+    for prof, res in quantized.items():
+        drift = load_metadata(res.path).extra["quantization"]["int8_drift"]
+        assert drift == res.drift and drift["crops"] == len(crops)
+        fused, qdq = run(res.path), run(res.path, [FUSION_TRANSFORMER])
+        assert drift["fused_vs_fp32_deg"] == pytest.approx(geodesic_distance(fused, ref).mean(), abs=0.05), prof
+        assert drift["qdq_vs_fp32_deg"] == pytest.approx(geodesic_distance(qdq, ref).mean(), abs=0.05), prof
+        assert drift["fused_vs_qdq_deg"] == pytest.approx(geodesic_distance(fused, qdq).mean(), abs=0.05), prof
+        assert "from FP32 on ORT CPU" in res.summary()
+
+
+def test_drift_problems_flag_fusion_damage_and_lossy_int8(caplog):
+    from edgepose.quantize.kernel_check import drift_problems, warn_drift
+
+    def d(fused, qdq):
+        return {"crops": 16, "fused_vs_fp32_deg": fused, "qdq_vs_fp32_deg": qdq, "fused_vs_qdq_deg": abs(fused - qdq)}
+
+    assert drift_problems(None) == [] and drift_problems(d(2.7, 1.7)) == []  # a step of rounding is normal
+    assert len(drift_problems(d(15.9, 4.0))) == 1 and "fused" in drift_problems(d(15.9, 4.0))[0]
+    assert len(drift_problems(d(10.4, 10.1))) == 1 and "itself" in drift_problems(d(10.4, 10.1))[0]
+    assert len(drift_problems(d(15.9, 10.1))) == 2
+    with caplog.at_level("WARNING"):
+        assert warn_drift(d(15.9, 4.0), "w.onnx", "cpu") is True
+        assert "tensorrt-profile" in caplog.text and "w.onnx" in caplog.text
+        caplog.clear()
+        assert warn_drift(d(15.9, 10.1), "w.onnx", "cpu") is True
+        assert "tensorrt-profile" not in caplog.text  # lossy Q/DQ arithmetic: FP32 only
+        caplog.clear()
+        assert warn_drift(d(10.4, 10.1), "w.onnx", "tensorrt") is True and "FP16 engine" in caplog.text
+        assert warn_drift(d(1.0, 0.9), "w.onnx", "cpu") is False
