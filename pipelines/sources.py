@@ -134,6 +134,38 @@ def check_file_source(spec: SourceSpec) -> None:
     if path.stat().st_size == 0:
         raise SourceError(f"video file {path} is empty (0 bytes); the copy or recording was probably "
                           f"interrupted - record or copy it again")
+    if mp4_without_index(path):
+        raise SourceError(f"{path} cannot be decoded: it is an MP4/MOV without its 'moov' index - the recording was "
+                          f"cut off before it was finalised (power loss, a full disk) or the copy is truncated or "
+                          f"corrupt; copy it again, or rebuild the index from a good recording of the same camera "
+                          f"(e.g. `untrunc good.mp4 {path.name}`)")
+
+
+def mp4_without_index(path: Path) -> bool:
+    """True for an ISO-BMFF file (MP4/MOV, first box ``ftyp``) whose top-level boxes end without a
+    ``moov`` box. Recorders write ``moov`` last unless told otherwise, so a recording cut off by power
+    loss has ``ftyp`` + ``mdat`` only; GStreamer's qtdemux then waits for an index that never comes
+    instead of failing. Reads box headers only (a few bytes per box)."""
+    size_total = path.stat().st_size
+    with open(path, "rb") as fh:
+        pos, first = 0, True
+        while pos + 8 <= size_total:
+            fh.seek(pos)
+            head = fh.read(16)
+            size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+            if first and kind != b"ftyp":
+                return False  # not ISO-BMFF (or another layout): leave it to GStreamer
+            first = False
+            if kind == b"moov":
+                return False
+            if size == 1 and len(head) >= 16:  # 64-bit size follows the type
+                size = int.from_bytes(head[8:16], "big")
+            elif size == 0:  # box runs to the end of the file
+                break
+            if size < 8:
+                return True  # a broken box header: no index can follow
+            pos += size
+    return not first  # an ftyp file whose boxes ended (or ran past the end) without moov
 
 
 def check_device_source(spec: SourceSpec) -> None:

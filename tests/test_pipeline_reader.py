@@ -144,6 +144,31 @@ def test_bad_files_raise_source_errors(tmp_path):
         assert name in str(exc.value)
 
 
+def test_recording_cut_off_before_its_index_fails_at_once_and_a_faststart_one_plays(tmp_path):
+    """A recorder writes the MP4 index (moov) last: power loss leaves ftyp + mdat only, and GStreamer
+    would wait 30 s for an index that never comes. With the index up front (faststart) the frames
+    before the cut still play."""
+    import time
+
+    ok = _make_h264(tmp_path)
+    data = ok.read_bytes()
+    assert data.index(b"mdat") < data.index(b"moov")  # ffmpeg's default layout: index last
+    cut = tmp_path / "power_loss.mp4"
+    cut.write_bytes(data[: data.index(b"moov") - 4])  # everything up to the index
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match="without its 'moov' index") as exc:
+        _frames(str(cut))
+    assert time.monotonic() - t0 < 5 and "power_loss.mp4" in str(exc.value)
+
+    fast = tmp_path / "fast.mp4"  # 30 frames, index first
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10", "-t", "3",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(fast)], check=True)
+    fdata = fast.read_bytes()
+    assert fdata.index(b"moov") < fdata.index(b"mdat")
+    (tmp_path / "fast_cut.mp4").write_bytes(fdata[: len(fdata) * 2 // 3])
+    assert 0 < len(_frames(str(tmp_path / "fast_cut.mp4"))) < 30
+
+
 _RTSP_SERVER = r"""
 import sys, gi
 gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0")
