@@ -22,7 +22,7 @@ __all__ = ["measure_latency", "evaluate_onnx", "build_report", "format_markdown"
 
 _ACC_KEYS = ("mae_pitch", "mae_yaw", "mae_roll", "mae", "ge")
 #: settings copied from each INT8 file's sidecar (``extra.quantization``) into its report row
-_QUANT_KEYS = ("profile", "method", "per_channel", "reduce_range", "reduce_range_reason")
+_QUANT_KEYS = ("profile", "method", "per_channel", "reduce_range", "reduce_range_reason", "int8_drift")
 
 
 def _session(path, threads: int):
@@ -128,7 +128,7 @@ def format_markdown(report: dict) -> str:
 
 
 def _quantization_lines(report: dict) -> list[str]:
-    """One line per INT8 model: profile, calibration and reduce_range (with why)."""
+    """One line per INT8 model: profile, calibration, reduce_range (with why) and the INT8 drift check."""
     out = []
     for label, r in report["models"].items():
         q = r.get("quantization")
@@ -136,7 +136,10 @@ def _quantization_lines(report: dict) -> list[str]:
             continue
         rr = "on (7-bit weights)" if q.get("reduce_range") else "off"
         why = f" - {q['reduce_range_reason']}" if q.get("reduce_range_reason") else ""
-        out.append(f"- {label}: {q.get('profile')} profile, {q.get('method')} calibration, reduce_range {rr}{why}")
+        d = q.get("int8_drift")
+        drift = (f"; drift from FP32 on the calibration crops {d['fused_vs_fp32_deg']:.2f} deg as ORT CPU runs it, "
+                 f"{d['qdq_vs_fp32_deg']:.2f} deg by its Q/DQ arithmetic" if d else "")
+        out.append(f"- {label}: {q.get('profile')} profile, {q.get('method')} calibration, reduce_range {rr}{why}{drift}")
     return [""] + out if out else []
 
 

@@ -152,6 +152,9 @@ def test_report_and_markdown(fp32, quantized, crops, tmp_path):
     js, md = write_report(rep, tmp_path / "r")
     assert json.loads(js.read_text())["models"]["fp32"]["precision"] == "fp32"
     assert "int8-cpu" in md.read_text() and format_markdown(rep).count("\n") >= 4
+    drift = quantized["cpu"].drift
+    assert row["quantization"]["int8_drift"] == drift
+    assert f"{drift['fused_vs_fp32_deg']:.2f} deg as ORT CPU runs it" in md.read_text()
 
 
 def test_cli_errors(tmp_path, capsys, fp32):
