@@ -68,6 +68,7 @@ class VideoSource:
         self.height: int | None = None
         self.reconnect_count = 0
         self.edit_list_skipped = 0  # frames before an MP4/MOV edit list's start (see _clipped_by_edit_list)
+        self.ended_early_s: tuple[float, float] | None = None  # files: (last frame end, declared duration)
         self._pipe = None
         self._missing: str | None = None
 
@@ -181,6 +182,7 @@ class VideoSource:
                     if index == 0 and self.spec.is_file:
                         raise SourceError(f"{self.spec.name} contains no decodable video frames; check it with "
                                           f"`ffprobe {self.spec.name}`")
+                    self._check_ended_early(last_pts)
                     return
                 # live source lost (error or EOS): reconnect with exponential backoff
                 attempts += 1
@@ -196,6 +198,19 @@ class VideoSource:
                     return
         finally:
             self.close()
+
+    def _check_ended_early(self, last_pts: int | None) -> None:
+        """A file whose frames stop well before its declared duration was cut off (a recording with its
+        index up front survives power loss, its tail does not): say so instead of ending quietly."""
+        if not self.spec.is_file or not self.duration_ns or last_pts is None:
+            return
+        frame_ns = 1e9 / self.fps if self.fps else 0.0
+        end_ns = last_pts + frame_ns
+        if self.duration_ns - end_ns > max(1e9, 2 * frame_ns):
+            self.ended_early_s = (end_ns * 1e-9, self.duration_ns * 1e-9)
+            log.warning("%s ended at %.1f s of its declared %.1f s: the file is truncated (a cut-off recording "
+                        "or an incomplete copy); the frames after %.1f s are missing", self.spec.name,
+                        end_ns * 1e-9, self.duration_ns * 1e-9, end_ns * 1e-9)
 
     @property
     def expected_frames(self) -> int | None:

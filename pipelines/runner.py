@@ -47,6 +47,7 @@ class RunSummary:
     source_fps: float | None = None
     reconnects: int = 0
     edit_list_skipped: int = 0
+    ended_early_s: list | None = None  # files: [last frame end, declared duration] when cut off
     frames_written: int = 0
     latency_ms: dict = field(default_factory=dict)
     table: str = ""
@@ -193,6 +194,7 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
         summary.fps = round(summary.frames / summary.wall_s, 2) if summary.wall_s > 0 else 0.0
         summary.reconnects = src.reconnect_count
         summary.edit_list_skipped = src.edit_list_skipped
+        summary.ended_early_s = [round(v, 3) for v in src.ended_early_s] if src.ended_early_s else None
         summary.latency_ms = stats.summary()
         summary.table = stats.table()
         if writer is not None:

@@ -166,7 +166,12 @@ def test_recording_cut_off_before_its_index_fails_at_once_and_a_faststart_one_pl
     fdata = fast.read_bytes()
     assert fdata.index(b"moov") < fdata.index(b"mdat")
     (tmp_path / "fast_cut.mp4").write_bytes(fdata[: len(fdata) * 2 // 3])
-    assert 0 < len(_frames(str(tmp_path / "fast_cut.mp4"))) < 30
+    src = VideoSource(parse_source(str(tmp_path / "fast_cut.mp4")))
+    assert 0 < sum(1 for _ in src) < 30
+    end, declared = src.ended_early_s  # the cut is reported, not silent
+    assert declared == pytest.approx(3.0, abs=0.05) and end < declared - 0.5
+    whole = VideoSource(parse_source(str(fast)))
+    assert sum(1 for _ in whole) == 30 and whole.ended_early_s is None
 
 
 _RTSP_SERVER = r"""
