@@ -31,19 +31,12 @@ FUSED_EXTRA_DEG = 2.0
 FUSED_EXTRA_FRACTION = 0.3
 
 
-def _session(path: Path, disabled: list[str]):
-    import onnxruntime as ort
+def _rotations(path: Path, x: np.ndarray, disabled: tuple = ()) -> np.ndarray | None:
+    from edgepose.export.checks import ort_session, run_onnx
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1  # deterministic, and the check stays cheap on a shared machine
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=disabled)
-
-
-def _rotations(session, x: np.ndarray) -> np.ndarray | None:
-    if "rotation" not in [o.name for o in session.get_outputs()]:
-        return None
-    return np.asarray(session.run(["rotation"], {session.get_inputs()[0].name: x})[0], np.float64)
+    # one thread: deterministic, and the check stays cheap on a shared machine
+    out = run_onnx(ort_session(path, threads=1, disabled_optimizers=disabled), x)
+    return np.asarray(out["rotation"], np.float64) if "rotation" in out else None
 
 
 def int8_drift(fp32_path: str | Path, int8_path: str | Path, crops: np.ndarray, max_crops: int = 16) -> dict | None:
@@ -53,11 +46,11 @@ def int8_drift(fp32_path: str | Path, int8_path: str | Path, crops: np.ndarray, 
     from edgepose.metrics import geodesic_errors
 
     x = np.ascontiguousarray(crops[:max_crops], np.float32)
-    ref = _rotations(_session(Path(fp32_path), []), x)
+    ref = _rotations(Path(fp32_path), x)
     if ref is None:
         return None
-    fused = _rotations(_session(Path(int8_path), []), x)
-    qdq = _rotations(_session(Path(int8_path), [FUSION_TRANSFORMER]), x)
+    fused = _rotations(Path(int8_path), x)
+    qdq = _rotations(Path(int8_path), x, (FUSION_TRANSFORMER,))
     mean = lambda a, b: round(float(geodesic_errors(a, b).mean()), 3)  # noqa: E731
     return {"crops": int(len(x)), "fused_vs_fp32_deg": mean(fused, ref), "qdq_vs_fp32_deg": mean(qdq, ref),
             "fused_vs_qdq_deg": mean(fused, qdq),

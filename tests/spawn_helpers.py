@@ -1,4 +1,4 @@
-"""Helpers for tests that start edgepose in a subprocess."""
+"""Helpers for tests that start edgepose in a subprocess or wait on one."""
 from __future__ import annotations
 
 
@@ -9,3 +9,15 @@ def default_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def wait_until(pred, timeout: float, poll_s: float = 0.05) -> bool:
+    """Poll ``pred()`` until it is true (True) or ``timeout`` seconds pass (False)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(poll_s)
+    return False

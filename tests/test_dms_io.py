@@ -17,6 +17,7 @@ from edgepose.dms.inputs import from_frame_result, from_run_record, read_run_jso
 from edgepose.dms.observer import DmsObserver
 from edgepose.dms.signals import VehicleSignals
 from edgepose.errors import DataError
+from spawn_helpers import wait_until
 
 SCRIPT = """
 fps: 30
@@ -286,17 +287,6 @@ def test_wheel_ships_the_presets(tmp_path, repo_root):
 
 
 # -- the live watchdog ------------------------------------------------------------------------------
-def _wait(pred, timeout: float) -> bool:
-    import time
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def _records(path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 
@@ -315,7 +305,7 @@ def test_live_watchdog_reports_a_stall_while_it_lasts(tmp_path):
         return [r for r in _records(out) if r.get("type") == "monitoring_unavailable"]
 
     # the camera stalls: the onset is on disk while no frame has come back yet
-    assert _wait(lambda: unavailable(), 3.0), _records(out)
+    assert wait_until(lambda: unavailable(), 3.0, poll_s=0.02), _records(out)
     onset, = unavailable()
     assert onset["phase"] == "onset" and onset["details"]["wall_clock"] is True
     assert onset["start"] == pytest.approx(9 / 30, abs=1e-3) and onset["duration"] >= 0.3

@@ -19,6 +19,7 @@ import pytest
 
 from edgepose.cli.main import main as cli
 from edgepose.pipelines.jsonl import validate_record
+from spawn_helpers import default_sigint, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEOS = ["single_face.mp4", "no_face.mp4", "head-pose-face-detection-female.mp4",
@@ -284,18 +285,7 @@ def test_run_observers_and_bad_flags(tmp_path, models, yunet, capsys):
         assert words is None or words in err
 
 
-def _wait_for(pred, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def _spawn(args: list[str]) -> subprocess.Popen:
-    from spawn_helpers import default_sigint
-
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     return subprocess.Popen([sys.executable, "-m", "edgepose.cli.main", "run", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
@@ -310,7 +300,7 @@ def test_sigint_finalises_outputs(tmp_path, models, yunet):
     proc = _spawn(["test://ball?width=320&height=240&fps=30&live=1", "--model", str(models["pose"]),
                    "--detector-model", str(yunet), "--output", str(out), "--jsonl", str(meta), "--quiet"])
     try:
-        assert _wait_for(lambda: _frame_lines(meta) >= 15, 60), proc.stderr.read() if proc.poll() is not None else ""
+        assert wait_until(lambda: _frame_lines(meta) >= 15, 60, poll_s=0.1), proc.stderr.read() if proc.poll() is not None else ""
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -334,7 +324,7 @@ def test_rtsp_output_with_local_client(tmp_path, models, yunet):
                    "--jsonl", str(tmp_path / "r.jsonl")])
     got = []
     try:
-        assert _wait_for(lambda: _frame_lines(tmp_path / "r.jsonl") >= 3, 60)
+        assert wait_until(lambda: _frame_lines(tmp_path / "r.jsonl") >= 3, 60, poll_s=0.1)
         client = Gst.parse_launch(f"rtspsrc location=rtsp://127.0.0.1:{port}/edgepose latency=0 ! rtph264depay ! "
                                   f"avdec_h264 ! videoconvert ! video/x-raw,format=BGR ! appsink name=sink sync=false")
         sink = client.get_by_name("sink")

@@ -12,14 +12,17 @@ from ..metadata import ArtifactMetadata, atomic_write_bytes
 __all__ = ["ort_session", "run_onnx", "max_diffs", "embed_metadata", "read_embedded_metadata"]
 
 
-def ort_session(path: str | os.PathLike):
+def ort_session(path: str | os.PathLike, threads: int | None = None, disabled_optimizers: tuple | list = ()):
+    """ORT CPU session for checks. ``threads`` None: $OMP_NUM_THREADS (0 = ORT's default);
+    ``disabled_optimizers``: graph transformers to skip by name (e.g. to run a Q/DQ file unfused)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     # Parity is checked against the graph as written; ORT's fusions are what deployment runs too,
     # but keep the default level so the check sees exactly what a runtime sees.
-    opts.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    opts.intra_op_num_threads = int(threads if threads is not None else os.environ.get("OMP_NUM_THREADS", "0") or 0)
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(disabled_optimizers))
 
 
 def run_onnx(session, x: np.ndarray) -> dict[str, np.ndarray]:
