@@ -28,7 +28,8 @@ from torch import nn
 from ..registry import register_backbone
 from .base import IMAGENET_CFG, Backbone
 
-__all__ = ["EfficientNet", "MBConv", "B0_STAGES", "StageArgs", "efficientnet_b0", "keras_layer_order"]
+__all__ = ["EfficientNet", "MBConv", "B0_STAGES", "StageArgs", "efficientnet_b0", "efficientnet_b0_s4",
+           "keras_layer_order"]
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,23 @@ def efficientnet_b0(num_classes: int = 0, pretrained: str | None = None, tf_padd
                     bn_eps: float = 1e-3) -> EfficientNet:
     """EfficientNet-B0 (5.3 M parameters with the 1000-class top), Keras numerics by default."""
     net = EfficientNet(B0_STAGES, tf_padding=tf_padding, bn_eps=bn_eps, num_classes=num_classes)
+    if pretrained:
+        net.load_pretrained(pretrained)
+    return net
+
+
+@register_backbone("efficientnet_b0_s4", **IMAGENET_CFG)
+def efficientnet_b0_s4(num_classes: int = 0, pretrained: str | None = None, tf_padding: bool = True,
+                       bn_eps: float = 1e-3, num_features: int = 384) -> EfficientNet:
+    """EfficientNet-B0's stem and first four stages (stride 16, 80 channels) + a 1x1 head conv: 0.34 M parameters.
+
+    Small enough for the default student's package budget (FP32 + two INT8 copies under 5 MB), and its
+    layers carry the same names and shapes as ``efficientnet_b0``'s, so a B0 trunk trained elsewhere (the
+    imported WHENet teacher's, through ``edgepose.models.transfer.copy_matching_weights``) initialises it by
+    name. Only the head conv (80 -> ``num_features``) and its BatchNorm are new.
+    """
+    net = EfficientNet(B0_STAGES[:4], tf_padding=tf_padding, bn_eps=bn_eps, num_features=num_features,
+                       num_classes=num_classes)
     if pretrained:
         net.load_pretrained(pretrained)
     return net

@@ -1,0 +1,157 @@
+"""The default-model build's training options: a student initialised from its teacher's trunk
+(``student.init``, ``student.init_lr_scale``, the ``efficientnet_b0_s4`` backbone), the training device,
+parallel synthetic renders, the INT8 calibration method, and its cache / dependency guards."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgepose.errors import DependencyError, ModelError, UserError
+
+
+def _stage4(net, x):
+    import torch.nn.functional as F
+
+    return net.blocks[:4](F.silu(net.bn1(net.conv_stem(x))))
+
+
+def test_s4_student_takes_every_trunk_layer_of_an_efficientnet_b0():
+    """Same names and shapes as B0's first four stages: after the copy its stride-16 features equal B0's."""
+    from edgepose.models.registry import create_backbone
+    from edgepose.models.transfer import copy_matching_weights
+
+    torch.manual_seed(0)
+    b0, s4 = create_backbone("efficientnet_b0").eval(), create_backbone("efficientnet_b0_s4").eval()
+    with torch.no_grad():  # non-default BN statistics, so that buffers must travel too
+        for m in b0.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 128, 128)
+    assert not torch.allclose(_stage4(s4, x), _stage4(b0, x))
+    copied = copy_matching_weights(s4, b0, what="b0")
+    left = sorted(set(s4.state_dict()) - set(copied))
+    assert left == ["bn2.bias", "bn2.num_batches_tracked", "bn2.running_mean", "bn2.running_var", "bn2.weight",
+                    "conv_head.weight"] or left == ["bn2.bias", "bn2.running_mean", "bn2.running_var", "bn2.weight",
+                                                    "conv_head.weight"]
+    assert torch.allclose(_stage4(s4, x), _stage4(b0, x), atol=1e-5)
+    assert s4.forward_features(x).shape == (2, s4.num_features)
+    assert sum(p.numel() for p in s4.parameters()) < 400_000  # the package budget's reason for s4
+
+
+def test_copy_refuses_a_source_with_no_common_layer():
+    from edgepose.models.registry import create_backbone
+    from edgepose.models.transfer import copy_matching_weights
+
+    with pytest.raises(ModelError, match="no layer"):
+        copy_matching_weights(create_backbone("efficientnet_b0_s4"), torch.nn.Linear(3, 3), what="a linear layer")
+
+
+def test_initialised_layers_train_at_the_scaled_rate():
+    from edgepose.assets.build import param_groups
+    from edgepose.models.pose_model import PoseModel
+    from edgepose.models.transfer import copy_matching_weights
+
+    student = PoseModel.build("efficientnet_b0_s4", head="6d")
+    teacher = PoseModel.build("efficientnet_b0", head="6d")
+    copied = copy_matching_weights(student.backbone, teacher.backbone)
+    groups = param_groups(student, copied, 3e-3, 0.1)
+    assert [g["lr"] for g in groups] == [3e-3, pytest.approx(3e-4)]
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in student.parameters())  # each parameter exactly once
+    head_ids = {id(p) for p in student.head.parameters()} | {id(student.backbone.conv_head.weight)}
+    assert head_ids <= {id(p) for p in groups[0]["params"]}
+    assert len(param_groups(student, [], 3e-3, 0.1)) == 1  # nothing initialised: one rate
+    for bad in (0.0, -1.0, 11.0):
+        with pytest.raises(UserError, match="init_lr_scale"):
+            param_groups(student, copied, 3e-3, bad)
+
+
+def test_training_device_names_the_problem():
+    from edgepose.assets.build import init_student, training_device, BuildConfig
+
+    assert training_device("cpu").type == "cpu"
+    with pytest.raises(UserError, match="not a torch device"):
+        training_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU"):
+            training_device("cuda")
+    cfg = BuildConfig()
+    cfg.student.init = "imagenet"
+    with pytest.raises(UserError, match="student.init"):
+        init_student(None, cfg, None)
+
+
+def test_parallel_synthetic_renders_equal_the_serial_ones(tmp_path):
+    from edgepose.assets.build import synth_set
+
+    args = dict(n=7, seed=3, split="train", pose_range="wide", identities=20, size=64, full_fraction=0.3)
+    one = synth_set(**args, cache=None, workers=1)
+    two = synth_set(**args, cache=tmp_path / "s.npz", workers=2)
+    assert one["images"].shape == (7, 64, 64, 3)
+    for k in ("images", "boxes", "R"):
+        assert np.array_equal(one[k], two[k]), k
+    again = synth_set(**args, cache=tmp_path / "s.npz", workers=2)  # from the cache
+    assert np.array_equal(again["images"], one["images"])
+
+
+def test_real_face_cache_refuses_another_student_size(tmp_path):
+    from edgepose.assets.build import BuildConfig, real_faces
+    from edgepose.preprocess import PreprocessSpec
+
+    np.savez(tmp_path / "real.npz", images=np.zeros((2, 224, 224, 3), np.uint8), boxes=np.zeros((2, 4), np.float32),
+             R=np.tile(np.eye(3, dtype=np.float32), (2, 1, 1)), teachers=np.asarray(["whenet"]))
+    cfg = BuildConfig()
+    assert len(real_faces(cfg, tmp_path, None, PreprocessSpec(input_size=128), tmp_path)["images"]) == 2
+    with pytest.raises(UserError, match="160 px student|needs 280 px"):
+        real_faces(cfg, tmp_path, None, PreprocessSpec(input_size=160), tmp_path)
+
+
+def test_missing_onnxslim_is_named_before_any_work(monkeypatch):
+    import sys
+
+    from edgepose.export.onnx_export import require_onnxslim
+
+    monkeypatch.setitem(sys.modules, "onnxslim", None)  # import raises ImportError
+    with pytest.raises(DependencyError, match=r"edgepose\[quant\]"):
+        require_onnxslim()
+
+
+def test_build_with_a_teacher_initialised_student_end_to_end(data_file, tmp_path):
+    """One small build through main(): an EfficientNet-B0 teacher (an edgepose checkpoint; WHENet is not
+    available offline) labels real faces and initialises an s4 student, which trains, exports and
+    quantizes with percentile calibration; the sidecars record all of it."""
+    import shutil
+
+    from edgepose.assets.build import main
+    from edgepose.metadata import load_metadata
+    from edgepose.models.pose_model import PoseModel
+    from edgepose.preprocess import PreprocessSpec
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("IMG_1232.JPG", "IMG_1233.JPG", "IMG_1234.JPG", "IMG_1235.JPG"):
+        shutil.copy(data_file(f"faces-aws/{name}"), photos / name)
+    torch.manual_seed(0)
+    teacher = PoseModel.build("efficientnet_b0", head="6d", preprocess=PreprocessSpec(input_size=96))
+    teacher.save_checkpoint(tmp_path / "teacher.pt")
+    out = tmp_path / "out"
+    rc = main(["--data-root", str(tmp_path), f"teacher={tmp_path / 'teacher.pt'}", f"out_dir={out}",
+               "student.name=efficientnet_b0_s4", "student.input_size=64", "student.init=teacher",
+               "student.init_lr_scale=0.1", f"data.real=[{photos}]",
+               f"data.detector_model={data_file('detectors/yunet/yunet_s_640_640.onnx')}",
+               "data.synth_n=8", "data.synth_val_n=4", "data.synth_size=64", "optim.epochs=1", "optim.batch_size=4",
+               "optim.workers=0", "calib_crops=4", "quant_method=percentile", "threads=2"])
+    assert rc == 0
+    fp32 = load_metadata(out / "edgepose-default-fp32.onnx")
+    assert fp32.model == "efficientnet_b0_s4" and fp32.preprocess.input_size == 64
+    init = fp32.provenance["parent_provenance"]["initialised_from"]
+    assert init["lr_scale"] == 0.1 and init["tensors"] > 100
+    for prof in ("cpu", "tensorrt"):
+        side = json.loads((out / f"edgepose-default-int8-{prof}.onnx.json").read_text())
+        assert side["extra"]["quantization"]["method"] == "percentile"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and np.isfinite(rows[0]["synth_val_geodesic_mean"])
