@@ -48,6 +48,12 @@ MARGIN = 1.75  # stored real crops cover MARGIN x the student's crop (room for r
 class StudentSection:
     name: str = "mobilenetv3_small_075"
     input_size: int = 128
+    # "teacher": start from the first teacher member's trunk, layer by layer where name and shape match
+    # (edgepose.models.transfer) -- e.g. efficientnet_b0_s4 from WHENet's EfficientNet-B0. None: from scratch.
+    init: str | None = None
+    # learning-rate factor for the initialised layers (the fresh head keeps optim.lr): a pretrained trunk
+    # trained at a from-scratch learning rate forgets what it knew about faces it is not shown again
+    init_lr_scale: float = 1.0
 
 
 @dataclass
@@ -66,6 +72,7 @@ class DataSection:
     synth_identities: int = 400
     synth_size: int = 128
     synth_val_n: int = 400
+    synth_workers: int = 1      # processes rendering the synthetic heads (each render is a function of its index)
 
 
 @dataclass
@@ -93,11 +100,16 @@ class BuildConfig:
     augment: dict = field(default_factory=dict)
     optim: OptimSection = field(default_factory=OptimSection)
     calib_crops: int = 256
+    # INT8 calibration: minmax | entropy | percentile (quantize.ptq); chosen by the drift check on the
+    # calibration crops (sidecar int8_drift), never by an evaluation set
+    quant_method: str = "minmax"
+    quant_percentile: float = 99.999
     # ``cpu`` INT8 profile: 7-bit weights or not.  Fixed here (not ``auto``, which asks the CPU doing
     # the build) so that the shipped files do not depend on which machine rebuilt them.
     reduce_range: str = "off"
     seed: int = 0
     threads: int = 1
+    device: str = "cpu"        # training only ("cuda", "cuda:1"); labelling, export and INT8 run on the CPU
     out_dir: str = "runs/default-model"
 
 
@@ -136,6 +148,11 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path) -> dict[s
         if labelled_by != list(cfg.teacher):
             raise UserError(f"{cache} holds labels from teacher {labelled_by}, the config asks for {list(cfg.teacher)}: "
                             f"delete that file (or set out_dir to a new folder) to relabel the real faces")
+        stored, wanted = int(data["images"].shape[1]), int(round(spec.input_size * MARGIN))
+        if stored != wanted:
+            raise UserError(f"{cache} holds {stored} px face crops, made for a {round(stored / MARGIN)} px student; "
+                            f"student.input_size={spec.input_size} needs {wanted} px: delete that file (or set out_dir "
+                            f"to a new folder) to crop the real faces again")
         log.info("real faces + teacher labels from %s", cache)
         return data
     sources = [_resolve(root, s) for s in cfg.data.real]
@@ -204,11 +221,12 @@ def _chordal_mean(Rs: np.ndarray) -> np.ndarray:
 
 # -- 2. synthetic heads ------------------------------------------------------------------------------
 def synth_set(n: int, seed: int, split: str, pose_range: str, identities: int, size: int, full_fraction: float,
-              cache: Path | None) -> dict[str, np.ndarray]:
-    """Rendered heads (exact R_crop labels, face boxes); ``full_fraction`` of them uniform on SO(3)."""
-    from tqdm import tqdm
+              cache: Path | None, workers: int = 1) -> dict[str, np.ndarray]:
+    """Rendered heads (exact R_crop labels, face boxes); ``full_fraction`` of them uniform on SO(3).
 
-    from edgepose.synth import SynthHeadDataset
+    Each render is a pure function of (seed, index), so ``workers`` processes produce exactly the
+    arrays one process does, in the same order."""
+    from tqdm import tqdm
 
     if cache is not None and cache.is_file():
         return dict(np.load(cache, allow_pickle=False))
@@ -218,17 +236,48 @@ def synth_set(n: int, seed: int, split: str, pose_range: str, identities: int, s
     for k, (m, rng_name) in enumerate(parts):
         if m == 0:
             continue
-        ds = SynthHeadDataset(m, seed=seed * 10 + k, split=split, n_identities=identities, pose_range=rng_name,
-                              size=size)
-        for i in tqdm(range(m), desc=f"synth {split} {rng_name}"):
-            s = ds[i]
-            img = s.image if s.image.ndim == 3 else np.repeat(s.image[..., None], 3, axis=2)
-            imgs.append(img), boxes.append(s.box), Rs.append(s.R)
+        ds_args = (m, seed * 10 + k, split, identities, rng_name, size)
+        chunk = 50
+        jobs = [(ds_args, i, min(i + chunk, m)) for i in range(0, m, chunk)]
+        bar = tqdm(total=m, desc=f"synth {split} {rng_name}")
+        if workers > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+                for part in pool.imap(_render_range, jobs):  # imap keeps the index order
+                    _extend((imgs, boxes, Rs), part)
+                    bar.update(len(part[0]))
+        else:
+            for job in jobs:
+                part = _render_range(job)
+                _extend((imgs, boxes, Rs), part)
+                bar.update(len(part[0]))
+        bar.close()
     data = {"images": np.stack(imgs), "boxes": np.asarray(boxes, np.float32), "R": np.asarray(Rs, np.float32)}
     if cache is not None:
         np.savez(cache.with_suffix(".tmp.npz"), **data)
         os.replace(cache.with_suffix(".tmp.npz"), cache)
     return data
+
+
+def _render_range(job) -> tuple[list, list, list]:
+    """Render indices [start, stop) of one synthetic set (a top-level function: it runs in worker processes)."""
+    from edgepose.synth import SynthHeadDataset
+
+    (m, seed, split, identities, pose_range, size), start, stop = job
+    ds = SynthHeadDataset(m, seed=seed, split=split, n_identities=identities, pose_range=pose_range, size=size)
+    imgs, boxes, Rs = [], [], []
+    for i in range(start, stop):
+        s = ds[i]
+        imgs.append(s.image if s.image.ndim == 3 else np.repeat(s.image[..., None], 3, axis=2))
+        boxes.append(s.box)
+        Rs.append(s.R)
+    return imgs, boxes, Rs
+
+
+def _extend(lists, parts) -> None:
+    for dst, src in zip(lists, parts):
+        dst.extend(src)
 
 
 class ArrayReader:
@@ -290,16 +339,17 @@ def predict_R(model, data: dict[str, np.ndarray], spec, batch: int = 128) -> np.
     from edgepose.preprocess import preprocess
 
     model.eval()
+    device = next(model.parameters()).device
     out = []
     with torch.no_grad():
         for i in range(0, len(data["images"]), batch):
             x = np.stack([preprocess(im, tuple(b), spec) for im, b in zip(data["images"][i:i + batch],
                                                                            data["boxes"][i:i + batch])])
-            out.append(model(torch.from_numpy(x))["R"].double().numpy())
+            out.append(model(torch.from_numpy(x).to(device))["R"].double().cpu().numpy())
     return np.concatenate(out)
 
 
-def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path):
+def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path, teacher=None):
     import torch
     from torch.utils.data import DataLoader
     from tqdm import tqdm
@@ -309,32 +359,36 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path)
     from edgepose.metrics import geodesic_errors
     from edgepose.models.pose_model import PoseModel
 
+    device = training_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = PoseModel.build(cfg.student.name, head="6d", preprocess=spec)
     model.provenance.update({"default_model": True, "teacher": cfg.teacher, "data": list(cfg.data.real),
                              "synthetic": cfg.data.synth_n,
                              "command": " ".join(["python -m edgepose.assets.build", *sys.argv[1:]])})
+    copied = init_student(model, cfg, teacher) if cfg.student.init else []
+    model.to(device)
     augment = Augment.from_dict(cfg.augment) or Augment()
     ds = _readers_as_dataset([Repeat(ArrayReader(real, "real"), cfg.data.real_repeat), ArrayReader(synth, "synth")],
                              spec, augment)
     loader = DataLoader(ds, batch_size=cfg.optim.batch_size, shuffle=True, num_workers=cfg.optim.workers,
-                        drop_last=True, persistent_workers=cfg.optim.workers > 0,
+                        drop_last=True, persistent_workers=cfg.optim.workers > 0, pin_memory=device.type == "cuda",
                         generator=torch.Generator().manual_seed(cfg.seed))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, copied, cfg.optim.lr, cfg.student.init_lr_scale),
+                            lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     total = cfg.optim.epochs * len(loader)
     warm = max(1, cfg.optim.warmup_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
-    log.info("training %s @ %d px on %d real (x%d) + %d synthetic crops, %d steps", cfg.student.name,
-             spec.input_size, len(real["images"]), cfg.data.real_repeat, len(synth["images"]), total)
+    log.info("training %s @ %d px on %d real (x%d) + %d synthetic crops, %d steps on %s", cfg.student.name,
+             spec.input_size, len(real["images"]), cfg.data.real_repeat, len(synth["images"]), total, device)
     metrics = out / "metrics.jsonl"
     ema = WeightAverage(model, cfg.optim.ema) if cfg.optim.ema > 0 else None
     for epoch in range(1, cfg.optim.epochs + 1):
         model.train()
         t0, tot, n = time.perf_counter(), 0.0, 0
         for b in tqdm(loader, desc=f"epoch {epoch}/{cfg.optim.epochs}", mininterval=30):
-            pred = model(b["image"])["R"]
-            loss = geodesic_loss(pred, b["R"])
+            pred = model(b["image"].to(device, non_blocking=True))["R"]
+            loss = geodesic_loss(pred, b["R"].to(device, non_blocking=True))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -351,7 +405,49 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path)
             fh.write(json.dumps(row) + "\n")
         log.info("epoch %d: %s", epoch, row)
         shipped.save_checkpoint(out / "last.pt", epoch=epoch, ema=cfg.optim.ema)
-    return shipped
+    return shipped.cpu()
+
+
+def training_device(name: str):
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device={name!r} is not a torch device: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device={name}: this torch build sees no CUDA GPU (torch {torch.__version__}); "
+                        f"build on the CPU with device=cpu, or install a CUDA build of torch")
+    return device
+
+
+def param_groups(model, initialised: list[str], lr: float, scale: float) -> list[dict]:
+    """Two AdamW groups: the backbone tensors copied by ``student.init`` at ``lr * scale``, the rest at ``lr``."""
+    if not 0.0 < scale <= 10.0:
+        raise UserError(f"student.init_lr_scale={scale}: use a factor in (0, 10], e.g. 0.1 (1 = one learning rate)")
+    names = {f"backbone.{n}" for n in initialised}
+    pre = [p for n, p in model.named_parameters() if n in names]
+    fresh = [p for n, p in model.named_parameters() if n not in names]
+    groups = [{"params": fresh, "lr": lr}]
+    if pre:
+        groups.append({"params": pre, "lr": lr * scale})
+    return groups
+
+
+def init_student(model, cfg: BuildConfig, teacher) -> list[str]:
+    """``student.init``: copy the first teacher member's trunk into the student where names and shapes match."""
+    from edgepose.models.transfer import copy_matching_weights
+
+    if cfg.student.init != "teacher":
+        raise UserError(f"student.init={cfg.student.init!r}: use 'teacher' (the first teacher member's trunk, "
+                        f"e.g. WHENet's EfficientNet-B0 for student.name=efficientnet_b0_s4) or null (from scratch)")
+    if teacher is None:
+        raise UserError("student.init=teacher needs the teacher loaded (internal: pass it to train())")
+    source = teacher.members[0]
+    copied = copy_matching_weights(model.backbone, source.backbone, what=f"teacher {cfg.teacher[0]} ({source.name})")
+    model.provenance["initialised_from"] = {"teacher": cfg.teacher[0], "backbone": source.name,
+                                            "tensors": len(copied), "lr_scale": cfg.student.init_lr_scale}
+    return copied
 
 
 class WeightAverage:
@@ -385,7 +481,7 @@ class WeightAverage:
 
 # -- 4. export, INT8, install --------------------------------------------------------------------------
 def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int,
-               reduce_range: str = "off") -> dict[str, Path]:
+               reduce_range: str = "off", method: str = "minmax", percentile: float = 99.999) -> dict[str, Path]:
     from edgepose.export import export_onnx
     from edgepose.preprocess import preprocess
     from edgepose.quantize.ptq import quantize_onnx
@@ -401,7 +497,7 @@ def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int,
         key = f"int8-{prof}"
         paths[key] = out / FILES[key]
         quantize_onnx(paths["fp32"], paths[key], crops, profile=prof, manifest=manifest, command=cmd,
-                      reduce_range=reduce_range if prof == "cpu" else None)
+                      reduce_range=reduce_range if prof == "cpu" else None, method=method, percentile=percentile)
     return paths
 
 
@@ -455,7 +551,10 @@ def main(argv=None) -> int:
             torch.set_num_threads(cfg.threads)
             cv2.setNumThreads(cfg.threads)
         from edgepose.distill.teacher import load_teacher
+        from edgepose.export.onnx_export import require_onnxslim
         from edgepose.models.pose_model import PoseModel
+
+        require_onnxslim()  # the export step needs it: fail now, not after the training
 
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -468,11 +567,12 @@ def main(argv=None) -> int:
         else:
             d = cfg.data
             synth = synth_set(d.synth_n, cfg.seed, "train", d.synth_pose_range, d.synth_identities, d.synth_size,
-                              d.synth_full_fraction, out / "synth.npz")
+                              d.synth_full_fraction, out / "synth.npz", d.synth_workers)
             val = synth_set(d.synth_val_n, cfg.seed + 1, "val", d.synth_pose_range, 50, d.synth_size, 0.0,
-                            out / "synth-val.npz")
-            model = train(cfg, spec, real, synth, val, out)
-        paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range)
+                            out / "synth-val.npz", d.synth_workers)
+            model = train(cfg, spec, real, synth, val, out, teacher)
+        paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range, cfg.quant_method,
+                           cfg.quant_percentile)
         if args.install:
             prov = {"command": "python -m edgepose.assets.build " + " ".join(sys.argv[1:]),
                     "config": json.loads(json.dumps(_to_dict(cfg))),

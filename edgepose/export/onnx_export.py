@@ -233,8 +233,7 @@ def export_onnx(model_or_ckpt, out_path: str | os.PathLike, *, input_size: int |
         onnx_model = onnx.load(str(tmp))
         simplified = False
         if simplify:
-            import onnxslim
-
+            onnxslim = require_onnxslim()
             with _quiet_exporter():
                 onnx_model = onnxslim.slim(onnx_model)
             simplified = True
@@ -291,3 +290,11 @@ def export_onnx(model_or_ckpt, out_path: str | os.PathLike, *, input_size: int |
                           sha256=out_meta.sha256, seconds=time.perf_counter() - t0, metadata=out_meta)
     log.info(report.summary())
     return report
+
+
+def require_onnxslim():
+    """onnxslim, or a DependencyError naming the extra (checked before long work, not after it)."""
+    from ..errors import require
+
+    return require("onnxslim", "quant", "ONNX export with simplification (simplify=True)")
+
