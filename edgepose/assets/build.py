@@ -3,7 +3,8 @@
     python -m edgepose.assets.build --config configs/default-model/build.yaml            # -> runs/default-model
     python -m edgepose.assets.build --config configs/default-model/build.yaml --install  # + copy into the package
 
-One command, data anyone can obtain, no ImageNet weights (the student trains from scratch):
+One command, data anyone can obtain, no ImageNet weights (the student trains from scratch, or with
+``student.init=teacher`` from the teacher's trunk; ``device=cuda`` trains on a GPU):
 
 1. **Real faces, teacher labels.** The deployment detector (YuNet, ``detector_model``) finds faces in
    the public videos / photos of ``data.real``; the imported WHENet teacher labels each face on its
