@@ -98,13 +98,21 @@ def test_parallel_synthetic_renders_equal_the_serial_ones(tmp_path):
     assert np.array_equal(again["images"], one["images"])
 
 
-def test_real_face_cache_refuses_another_student_size(tmp_path):
+def test_real_face_cache_refuses_another_student_size(data_file, tmp_path):
+    import shutil
+
     from edgepose.assets.build import BuildConfig, real_faces
+    from edgepose.metadata import file_sha256
     from edgepose.preprocess import PreprocessSpec
 
+    (tmp_path / "media").mkdir()
+    photo = shutil.copy(data_file("faces-aws/IMG_1232.JPG"), tmp_path / "media" / "a.jpg")
+    manifest = json.dumps([{"path": str(photo), "sha256": file_sha256(photo)}])
     np.savez(tmp_path / "real.npz", images=np.zeros((2, 224, 224, 3), np.uint8), boxes=np.zeros((2, 4), np.float32),
-             R=np.tile(np.eye(3, dtype=np.float32), (2, 1, 1)), teachers=np.asarray(["whenet"]))
+             R=np.tile(np.eye(3, dtype=np.float32), (2, 1, 1)), teachers=np.asarray(["whenet"]),
+             manifest=np.asarray(manifest))
     cfg = BuildConfig()
+    cfg.data.real = ["media"]
     assert len(real_faces(cfg, tmp_path, None, PreprocessSpec(input_size=128), tmp_path)["images"]) == 2
     with pytest.raises(UserError, match="160 px student|needs 280 px"):
         real_faces(cfg, tmp_path, None, PreprocessSpec(input_size=160), tmp_path)
@@ -131,17 +139,20 @@ def test_build_with_a_teacher_initialised_student_end_to_end(data_file, tmp_path
     from edgepose.models.pose_model import PoseModel
     from edgepose.preprocess import PreprocessSpec
 
-    photos = tmp_path / "photos"
+    photos, held_out = tmp_path / "photos", tmp_path / "held-out"
     photos.mkdir()
+    held_out.mkdir()
     for name in ("IMG_1232.JPG", "IMG_1233.JPG", "IMG_1234.JPG", "IMG_1235.JPG"):
         shutil.copy(data_file(f"faces-aws/{name}"), photos / name)
+    for name in ("IMG_1236.JPG", "IMG_1237.JPG"):
+        shutil.copy(data_file(f"faces-aws/{name}"), held_out / name)
     torch.manual_seed(0)
     teacher = PoseModel.build("efficientnet_b0", head="6d", preprocess=PreprocessSpec(input_size=96))
     teacher.save_checkpoint(tmp_path / "teacher.pt")
     out = tmp_path / "out"
     rc = main(["--data-root", str(tmp_path), f"teacher={tmp_path / 'teacher.pt'}", f"out_dir={out}",
                "student.name=efficientnet_b0_s4", "student.input_size=64", "student.init=teacher",
-               "student.init_lr_scale=0.1", f"data.real=[{photos}]",
+               "student.init_lr_scale=0.1", f"data.real=[{photos}]", f"data.real_val=[{held_out}]",
                f"data.detector_model={data_file('detectors/yunet/yunet_s_640_640.onnx')}",
                "data.synth_n=8", "data.synth_val_n=4", "data.synth_size=64", "optim.epochs=1", "optim.batch_size=4",
                "optim.workers=0", "calib_crops=4", "quant_method=percentile", "threads=2"])
@@ -155,3 +166,34 @@ def test_build_with_a_teacher_initialised_student_end_to_end(data_file, tmp_path
         assert side["extra"]["quantization"]["method"] == "percentile"
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and np.isfinite(rows[0]["synth_val_geodesic_mean"])
+    assert 0.0 <= rows[0]["real_val_vs_teacher_mean"] <= 180.0  # held-out people, scored against the teacher
+    assert len(np.load(out / "real-val.npz")["images"]) >= 2
+
+    # the caches belong to their media: another data.real is refused instead of reusing old faces
+    from edgepose.assets.build import BuildConfig, real_faces
+    from edgepose.distill.teacher import load_teacher
+
+    cfg = BuildConfig()
+    cfg.teacher = [str(tmp_path / "teacher.pt")]
+    cfg.data.real = [str(held_out)]
+    with pytest.raises(UserError, match="other media"):
+        real_faces(cfg, tmp_path, load_teacher(cfg.teacher), PreprocessSpec(input_size=64), out)
+
+
+def test_held_out_media_must_not_repeat_a_training_file(data_file, tmp_path):
+    import shutil
+
+    from edgepose.assets.build import check_held_out
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    shutil.copy(data_file("faces-aws/IMG_1232.JPG"), a / "one.jpg")
+    shutil.copy(data_file("faces-aws/IMG_1233.JPG"), b / "two.jpg")
+    check_held_out(tmp_path, ["a"], ["b"])  # different files: fine
+    check_held_out(tmp_path, ["a"], [])  # no held-out set: nothing to check
+    shutil.copy(data_file("faces-aws/IMG_1232.JPG"), b / "renamed-copy.jpg")
+    with pytest.raises(UserError, match="shares 1 file"):
+        check_held_out(tmp_path, ["a"], ["b"])
+    with pytest.raises(UserError, match="evaluation data"):
+        check_held_out(tmp_path, ["a"], ["aflw2000-sample"])

@@ -60,6 +60,10 @@ class StudentSection:
 @dataclass
 class DataSection:
     real: list[str] = field(default_factory=lambda: ["videos", "faces-aws", "in-cabin"])
+    # held-out real media (other people than in `real`): labelled by the teacher like `real`, never trained
+    # on; each epoch logs the student's distance from the teacher there (the only real-face validation that
+    # needs no head-pose labels)
+    real_val: list[str] = field(default_factory=list)
     detector: str = "yunet"
     detector_model: str | None = "detectors/yunet/yunet_s_640_640.onnx"
     video_step: int = 2
@@ -132,8 +136,10 @@ def _resolve(root: Path, p: str | None) -> Path | None:
 
 
 # -- 1. real faces + teacher labels ----------------------------------------------------------------
-def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path) -> dict[str, np.ndarray]:
-    """Detector faces of the real media, WHENet-labelled; cached in ``out/real.npz``."""
+def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path, media: list[str] | None = None,
+               cache_name: str = "real.npz") -> dict[str, np.ndarray]:
+    """Detector faces of the real media (``media``, default ``data.real``), teacher-labelled; cached in
+    ``out/<cache_name>``. The cache is refused when its teachers, crop size or media differ."""
     import torch
     from tqdm import tqdm
 
@@ -142,7 +148,8 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path) -> dict[s
     from edgepose.distill.faces import DetectedFaceReader, DetectorSettings, detect_faces
     from edgepose.preprocess import CropPolicy, PreprocessSpec, crop_image, normalize
 
-    cache = out / "real.npz"
+    cache = out / cache_name
+    sources = media_paths(root, cfg.data.real if media is None else media)
     if cache.is_file():
         data = dict(np.load(cache, allow_pickle=False))
         labelled_by = [str(t) for t in data.get("teachers", np.asarray(["whenet"]))]
@@ -154,17 +161,12 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path) -> dict[s
             raise UserError(f"{cache} holds {stored} px face crops, made for a {round(stored / MARGIN)} px student; "
                             f"student.input_size={spec.input_size} needs {wanted} px: delete that file (or set out_dir "
                             f"to a new folder) to crop the real faces again")
+        cached = sorted(m["sha256"] for m in json.loads(str(data["manifest"])))
+        if cached != sorted(media_digests(sources)):
+            raise UserError(f"{cache} holds faces from other media files than {', '.join(map(str, sources))}: "
+                            f"delete that file (or set out_dir to a new folder) to detect and label them again")
         log.info("real faces + teacher labels from %s", cache)
         return data
-    sources = [_resolve(root, s) for s in cfg.data.real]
-    for s in sources:
-        if any(f in str(s).lower() for f in FORBIDDEN):
-            raise UserError(f"{s}: the AFLW2000 / 300W-LP / BIWI samples are evaluation data (non-commercial); "
-                            f"never train the shipped model on them")
-    missing = [str(s) for s in sources if not s.exists()]
-    if missing:
-        raise DataError(f"real training media not found: {', '.join(missing)}; pass --data-root (the shared data "
-                        f"folder, see docs/models.md) or set EDGEPOSE_TEST_DATA")
     st = DetectorSettings(name=cfg.data.detector, model_path=str(_resolve(root, cfg.data.detector_model) or "") or None,
                           video_step=cfg.data.video_step, max_frames_per_video=cfg.data.max_frames_per_video,
                           max_faces=cfg.data.max_faces, min_face=cfg.data.min_face)
@@ -212,6 +214,37 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path) -> dict[s
     os.replace(cache.with_suffix(".tmp.npz"), cache)
     log.info("%d real faces from %d files", len(crops), len(manifest))
     return data
+
+
+def media_paths(root: Path, names: list[str]) -> list[Path]:
+    """``data.real`` / ``data.real_val`` entries as paths; refuses evaluation data and names what is missing."""
+    sources = [_resolve(root, s) for s in names]
+    for s in sources:
+        if any(f in str(s).lower() for f in FORBIDDEN):
+            raise UserError(f"{s}: the AFLW2000 / 300W-LP / BIWI samples are evaluation data (non-commercial); "
+                            f"never train the shipped model on them")
+    missing = [str(s) for s in sources if not s.exists()]
+    if missing:
+        raise DataError(f"real media not found: {', '.join(missing)}; pass --data-root (the shared data "
+                        f"folder, see docs/models.md) or set EDGEPOSE_TEST_DATA")
+    return sources
+
+
+def media_digests(sources: list[Path]) -> list[str]:
+    from edgepose.distill.faces import list_media
+    from edgepose.metadata import file_sha256
+
+    return [file_sha256(f) for f in list_media(sources)]
+
+
+def check_held_out(root: Path, train: list[str], held_out: list[str]) -> None:
+    """``data.real_val`` must not share a file (by content) with ``data.real``: it would validate on training faces."""
+    if not held_out:
+        return
+    shared = set(media_digests(media_paths(root, train))) & set(media_digests(media_paths(root, held_out)))
+    if shared:
+        raise UserError(f"data.real_val shares {len(shared)} file(s) with data.real (same content): a held-out "
+                        f"set must hold other media (other people), or the validation measures the training faces")
 
 
 def _chordal_mean(Rs: np.ndarray) -> np.ndarray:
@@ -350,7 +383,8 @@ def predict_R(model, data: dict[str, np.ndarray], spec, batch: int = 128) -> np.
     return np.concatenate(out)
 
 
-def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path, teacher=None):
+def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path, teacher=None,
+          real_val: dict | None = None):
     import torch
     from torch.utils.data import DataLoader
     from tqdm import tqdm
@@ -402,6 +436,9 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path,
         ge = geodesic_errors(predict_R(shipped, val, spec), val["R"].astype(np.float64))
         row = {"epoch": epoch, "loss": tot / max(1, n), "synth_val_geodesic_mean": float(np.mean(ge)),
                "seconds": time.perf_counter() - t0, "lr": sched.get_last_lr()[0]}
+        if real_val is not None:  # held-out people: distance from the teacher's labels (no pose labels needed)
+            gr = geodesic_errors(predict_R(shipped, real_val, spec), real_val["R"].astype(np.float64))
+            row.update(real_val_vs_teacher_mean=float(np.mean(gr)), real_val_vs_teacher_median=float(np.median(gr)))
         with open(metrics, "a") as fh:
             fh.write(json.dumps(row) + "\n")
         log.info("epoch %d: %s", epoch, row)
@@ -562,7 +599,10 @@ def main(argv=None) -> int:
         save_config(cfg, out / "config.yaml")
         teacher = load_teacher(cfg.teacher)
         spec = student_spec(cfg, teacher.specs[0])
+        check_held_out(root, cfg.data.real, cfg.data.real_val)
         real = real_faces(cfg, root, teacher, spec, out)
+        real_val = (real_faces(cfg, root, teacher, spec, out, media=cfg.data.real_val, cache_name="real-val.npz")
+                    if cfg.data.real_val else None)
         if args.export_only:
             model = PoseModel.from_checkpoint(out / "last.pt")
         else:
@@ -571,7 +611,7 @@ def main(argv=None) -> int:
                               d.synth_full_fraction, out / "synth.npz", d.synth_workers)
             val = synth_set(d.synth_val_n, cfg.seed + 1, "val", d.synth_pose_range, 50, d.synth_size, 0.0,
                             out / "synth-val.npz", d.synth_workers)
-            model = train(cfg, spec, real, synth, val, out, teacher)
+            model = train(cfg, spec, real, synth, val, out, teacher, real_val)
         paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range, cfg.quant_method,
                            cfg.quant_percentile)
         if args.install:
