@@ -8,6 +8,10 @@
 #   table   the teacher table (docs/results/teachers.md) on the GPU -> OUTDIR/teachers-table.md
 #           rows from TABLE_ROWS (default: all), stopped after TABLE_TIMEOUT s (default 1800);
 #           finished rows are kept
+#   build   the default-model build (docs/models.md) trained on the GPU, every core labelling and
+#           rendering, into OUTDIR/build; extra key=value settings from BUILD_OVERRIDES, e.g.
+#           BUILD_OVERRIDES="student.name=efficientnet_b0_s4 student.init=teacher"  -> OUTDIR/build.log
+#           (needs the WHENet teacher in the edgepose cache: edgepose import whenet --from-pypi)
 #   kernel  pytest -m gpu (pycuda crop kernel == its NumPy reference, == edgepose.preprocess;
 #           TensorRT tests skip without tensorrt) and the kernel timing
 #           (edgepose.benchmarks.gpu_preprocess)                    -> OUTDIR/gpu-tests.log,
@@ -20,7 +24,7 @@
 # is non-zero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${1:?usage: bash scripts/gpu-check.sh OUTDIR [train] [table] [kernel]}
+out=${1:?usage: bash scripts/gpu-check.sh OUTDIR [train] [table] [build] [kernel]}
 shift
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(train kernel)
@@ -58,6 +62,14 @@ for step in "${steps[@]}"; do
         --configs "$PWD/configs/teachers" --runs "$(mktemp -d)" --table "$out/teachers-table.md" \
         --set device=cuda > "$out/teachers-table.log" 2>&1 || status=1
       tail -5 "$out/teachers-table.log"; cat "$out/teachers-table.md" 2>/dev/null ;;
+    build)
+      cores=$(nproc)
+      # shellcheck disable=SC2086  # BUILD_OVERRIDES holds several key=value words
+      /usr/bin/env time -f "wall %e s" "$py" -P -m edgepose.assets.build --config configs/default-model/build.yaml \
+        --data-root "$data" device=cuda threads="$cores" data.synth_workers="$cores" \
+        optim.workers=$(( cores > 2 ? cores - 2 : 1 )) out_dir="$out/build" ${BUILD_OVERRIDES:-} \
+        > "$out/build.log" 2>&1 || status=1
+      grep -v 'it/s' "$out/build.log" | tail -8 ;;
     kernel)
       run_py -m pytest -p no:cacheprovider -q -rs -m gpu tests/test_jetson_preprocess.py tests/test_trt_runtime.py \
         > "$out/gpu-tests.log" 2>&1 || status=1
@@ -66,7 +78,7 @@ for step in "${steps[@]}"; do
       run_py -m edgepose.benchmarks.gpu_preprocess --json "$out/gpu-preprocess.json" \
         $( [ -f "$img" ] && echo --image "$img" ) > "$out/gpu-preprocess.md" 2>&1 || status=1
       cat "$out/gpu-preprocess.md" ;;
-    *) echo "unknown step $step (train, table, kernel)" >&2; status=2 ;;
+    *) echo "unknown step $step (train, table, build, kernel)" >&2; status=2 ;;
   esac
 done
 exit $status

@@ -593,6 +593,8 @@ def main(argv=None) -> int:
         from edgepose.models.pose_model import PoseModel
 
         require_onnxslim()  # the export step needs it: fail now, not after the training
+        if not args.export_only:
+            training_device(cfg.device)  # a missing GPU is named before the labelling, not after it
 
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)
