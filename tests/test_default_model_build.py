@@ -197,3 +197,13 @@ def test_held_out_media_must_not_repeat_a_training_file(data_file, tmp_path):
         check_held_out(tmp_path, ["a"], ["b"])
     with pytest.raises(UserError, match="evaluation data"):
         check_held_out(tmp_path, ["a"], ["aflw2000-sample"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_a_missing_gpu_stops_the_build_before_any_labelling(tmp_path, capsys):
+    from edgepose.assets.build import main
+
+    out = tmp_path / "out"
+    assert main(["--data-root", str(tmp_path), "device=cuda", f"out_dir={out}"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+    assert not (out / "real.npz").exists()
