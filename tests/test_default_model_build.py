@@ -57,7 +57,7 @@ def test_initialised_layers_train_at_the_scaled_rate():
 
     student = PoseModel.build("efficientnet_b0_s4", head="6d")
     teacher = PoseModel.build("efficientnet_b0", head="6d")
-    copied = copy_matching_weights(student.backbone, teacher.backbone)
+    copied = [f"backbone.{n}" for n in copy_matching_weights(student.backbone, teacher.backbone)]
     groups = param_groups(student, copied, 3e-3, 0.1)
     assert [g["lr"] for g in groups] == [3e-3, pytest.approx(3e-4)]
     ids = [id(p) for g in groups for p in g["params"]]
@@ -207,3 +207,26 @@ def test_a_missing_gpu_stops_the_build_before_any_labelling(tmp_path, capsys):
     assert main(["--data-root", str(tmp_path), "device=cuda", f"out_dir={out}"]) == 2
     assert "no CUDA GPU" in capsys.readouterr().err
     assert not (out / "real.npz").exists()
+
+
+def test_a_student_can_start_from_an_earlier_build(tmp_path):
+    """student.init=<checkpoint>: backbone and head copied, also at another input size (fine-tuning at 160 px)."""
+    from edgepose.assets.build import BuildConfig, init_student, param_groups
+    from edgepose.models.pose_model import PoseModel
+    from edgepose.preprocess import PreprocessSpec
+
+    torch.manual_seed(0)
+    earlier = PoseModel.build("efficientnet_b0_s4", head="6d", preprocess=PreprocessSpec(input_size=128))
+    earlier.save_checkpoint(tmp_path / "last.pt")
+    student = PoseModel.build("efficientnet_b0_s4", head="6d", preprocess=PreprocessSpec(input_size=160)).eval()
+    cfg = BuildConfig()
+    cfg.student.init = str(tmp_path / "last.pt")
+    copied = init_student(student, cfg, None)
+    assert set(copied) == {n for n, _ in student.named_parameters()} | {n for n, _ in student.named_buffers()}
+    x = torch.randn(1, 3, 160, 160)
+    with torch.no_grad():
+        assert torch.allclose(student(x)["R"], earlier.eval()(x)["R"], atol=1e-6)
+    assert [g["lr"] for g in param_groups(student, copied, 1e-3, 1.0)] == [1e-3]  # all copied: one group
+    cfg.student.init = str(tmp_path / "missing.pt")
+    with pytest.raises(UserError, match="checkpoint not found"):
+        init_student(student, cfg, None)

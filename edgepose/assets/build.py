@@ -50,7 +50,8 @@ class StudentSection:
     name: str = "mobilenetv3_small_075"
     input_size: int = 128
     # "teacher": start from the first teacher member's trunk, layer by layer where name and shape match
-    # (edgepose.models.transfer) -- e.g. efficientnet_b0_s4 from WHENet's EfficientNet-B0. None: from scratch.
+    # (edgepose.models.transfer) -- e.g. efficientnet_b0_s4 from WHENet's EfficientNet-B0; a checkpoint path
+    # (.pt): that model's backbone + head (fine-tune an earlier build). None: from scratch.
     init: str | None = None
     # learning-rate factor for the initialised layers (the fresh head keeps optim.lr): a pretrained trunk
     # trained at a from-scratch learning rate forgets what it knew about faces it is not shown again
@@ -460,31 +461,49 @@ def training_device(name: str):
 
 
 def param_groups(model, initialised: list[str], lr: float, scale: float) -> list[dict]:
-    """Two AdamW groups: the backbone tensors copied by ``student.init`` at ``lr * scale``, the rest at ``lr``."""
+    """Two AdamW groups: the parameters copied by ``student.init`` (model names) at ``lr * scale``, the rest at ``lr``."""
     if not 0.0 < scale <= 10.0:
         raise UserError(f"student.init_lr_scale={scale}: use a factor in (0, 10], e.g. 0.1 (1 = one learning rate)")
-    names = {f"backbone.{n}" for n in initialised}
+    names = set(initialised)
     pre = [p for n, p in model.named_parameters() if n in names]
     fresh = [p for n, p in model.named_parameters() if n not in names]
-    groups = [{"params": fresh, "lr": lr}]
+    groups = [{"params": fresh, "lr": lr}] if fresh else []
     if pre:
         groups.append({"params": pre, "lr": lr * scale})
     return groups
 
 
 def init_student(model, cfg: BuildConfig, teacher) -> list[str]:
-    """``student.init``: copy the first teacher member's trunk into the student where names and shapes match."""
+    """``student.init``: copy weights into the student where names and shapes match; returns the copied
+    parameter names (``backbone.*`` / ``head.*``).
+
+    ``teacher``: the first teacher member's trunk (e.g. WHENet's EfficientNet-B0 into efficientnet_b0_s4).
+    A path to an edgepose checkpoint: that model's backbone and head (fine-tune an earlier build, e.g. at
+    another input size)."""
+    from edgepose.models.pose_model import PoseModel
     from edgepose.models.transfer import copy_matching_weights
 
-    if cfg.student.init != "teacher":
-        raise UserError(f"student.init={cfg.student.init!r}: use 'teacher' (the first teacher member's trunk, "
-                        f"e.g. WHENet's EfficientNet-B0 for student.name=efficientnet_b0_s4) or null (from scratch)")
-    if teacher is None:
-        raise UserError("student.init=teacher needs the teacher loaded (internal: pass it to train())")
-    source = teacher.members[0]
-    copied = copy_matching_weights(model.backbone, source.backbone, what=f"teacher {cfg.teacher[0]} ({source.name})")
-    model.provenance["initialised_from"] = {"teacher": cfg.teacher[0], "backbone": source.name,
-                                            "tensors": len(copied), "lr_scale": cfg.student.init_lr_scale}
+    init = str(cfg.student.init)
+    if init == "teacher":
+        if teacher is None:
+            raise UserError("student.init=teacher needs the teacher loaded (internal: pass it to train())")
+        source = teacher.members[0]
+        copied = [f"backbone.{n}" for n in
+                  copy_matching_weights(model.backbone, source.backbone, what=f"teacher {cfg.teacher[0]} ({source.name})")]
+        origin = {"teacher": cfg.teacher[0], "backbone": source.name}
+    elif init.endswith(".pt"):
+        path = Path(init).expanduser()
+        if not path.is_file():
+            raise UserError(f"student.init={init}: checkpoint not found; give an edgepose .pt (e.g. an earlier "
+                            f"build's out_dir/last.pt), 'teacher' or null")
+        source = PoseModel.from_checkpoint(path)
+        copied = copy_matching_weights(model, source, what=f"checkpoint {path.name} ({source.name})")
+        origin = {"checkpoint": str(path), "backbone": source.name}
+    else:
+        raise UserError(f"student.init={init!r}: use 'teacher' (the first teacher member's trunk, e.g. WHENet's "
+                        f"EfficientNet-B0 for student.name=efficientnet_b0_s4), a checkpoint path (.pt) or null "
+                        f"(from scratch)")
+    model.provenance["initialised_from"] = {**origin, "tensors": len(copied), "lr_scale": cfg.student.init_lr_scale}
     return copied
 
 
