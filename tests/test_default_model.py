@@ -102,7 +102,8 @@ def test_fp32_meets_a_sane_bound_on_the_aflw2000_fixtures(data_file):
 
 
 def test_build_refuses_evaluation_data_for_training(tmp_path):
-    from edgepose.assets.build import BuildConfig, real_faces
+    from edgepose.assets.build_config import BuildConfig
+    from edgepose.assets.build_data import real_faces
 
     cfg = BuildConfig()
     cfg.data.real = ["aflw2000-sample"]
@@ -162,7 +163,7 @@ def test_width_075_backbone_has_torchvision_structure():
 def test_weight_average_tracks_the_trained_weights_and_rejects_bad_decays():
     import torch
 
-    from edgepose.assets.build import WeightAverage
+    from edgepose.assets.build_train import WeightAverage
     from edgepose.models.pose_model import PoseModel
 
     torch.manual_seed(0)
@@ -194,7 +195,8 @@ def test_build_labels_real_faces_with_a_teacher_ensemble_and_guards_its_cache(da
 
     import torch
 
-    from edgepose.assets.build import BuildConfig, real_faces, student_spec
+    from edgepose.assets.build_config import BuildConfig, student_spec
+    from edgepose.assets.build_data import real_faces
     from edgepose.distill.teacher import load_teacher
     from edgepose.models.pose_model import PoseModel
     from edgepose.preprocess import CropPolicy, PreprocessSpec

@@ -51,7 +51,7 @@ def test_copy_refuses_a_source_with_no_common_layer():
 
 
 def test_initialised_layers_train_at_the_scaled_rate():
-    from edgepose.assets.build import param_groups
+    from edgepose.assets.build_train import param_groups
     from edgepose.models.pose_model import PoseModel
     from edgepose.models.transfer import copy_matching_weights
 
@@ -71,7 +71,8 @@ def test_initialised_layers_train_at_the_scaled_rate():
 
 
 def test_training_device_names_the_problem():
-    from edgepose.assets.build import init_student, training_device, BuildConfig
+    from edgepose.assets.build_config import BuildConfig
+    from edgepose.assets.build_train import init_student, training_device
 
     assert training_device("cpu").type == "cpu"
     with pytest.raises(UserError, match="not a torch device"):
@@ -86,7 +87,7 @@ def test_training_device_names_the_problem():
 
 
 def test_parallel_synthetic_renders_equal_the_serial_ones(tmp_path):
-    from edgepose.assets.build import synth_set
+    from edgepose.assets.build_data import synth_set
 
     args = dict(n=7, seed=3, split="train", pose_range="wide", identities=20, size=64, full_fraction=0.3)
     one = synth_set(**args, cache=None, workers=1)
@@ -101,7 +102,8 @@ def test_parallel_synthetic_renders_equal_the_serial_ones(tmp_path):
 def test_real_face_cache_refuses_another_student_size(data_file, tmp_path):
     import shutil
 
-    from edgepose.assets.build import BuildConfig, real_faces
+    from edgepose.assets.build_config import BuildConfig
+    from edgepose.assets.build_data import real_faces
     from edgepose.metadata import file_sha256
     from edgepose.preprocess import PreprocessSpec
 
@@ -170,7 +172,8 @@ def test_build_with_a_teacher_initialised_student_end_to_end(data_file, tmp_path
     assert len(np.load(out / "real-val.npz")["images"]) >= 2
 
     # the caches belong to their media: another data.real is refused instead of reusing old faces
-    from edgepose.assets.build import BuildConfig, real_faces
+    from edgepose.assets.build_config import BuildConfig
+    from edgepose.assets.build_data import real_faces
     from edgepose.distill.teacher import load_teacher
 
     cfg = BuildConfig()
@@ -183,7 +186,7 @@ def test_build_with_a_teacher_initialised_student_end_to_end(data_file, tmp_path
 def test_held_out_media_must_not_repeat_a_training_file(data_file, tmp_path):
     import shutil
 
-    from edgepose.assets.build import check_held_out
+    from edgepose.assets.build_data import check_held_out
 
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
@@ -211,7 +214,8 @@ def test_a_missing_gpu_stops_the_build_before_any_labelling(tmp_path, capsys):
 
 def test_a_student_can_start_from_an_earlier_build(tmp_path):
     """student.init=<checkpoint>: backbone and head copied, also at another input size (fine-tuning at 160 px)."""
-    from edgepose.assets.build import BuildConfig, init_student, param_groups
+    from edgepose.assets.build_config import BuildConfig
+    from edgepose.assets.build_train import init_student, param_groups
     from edgepose.models.pose_model import PoseModel
     from edgepose.preprocess import PreprocessSpec
 

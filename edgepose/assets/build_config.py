@@ -1,0 +1,104 @@
+"""Configuration of the default-model build (``configs/default-model/build.yaml``), its constants and
+the student's preprocessing, shared by :mod:`.build_data`, :mod:`.build_train` and :mod:`.build`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+FILES = {"fp32": "edgepose-default-fp32.onnx", "int8-cpu": "edgepose-default-int8-cpu.onnx",
+         "int8-tensorrt": "edgepose-default-int8-tensorrt.onnx"}
+SIZE_BUDGET_BYTES = 5_000_000  # all shipped model files + sidecars together
+MARGIN = 1.75  # stored real crops cover MARGIN x the student's crop (room for rotation + jitter)
+
+
+@dataclass
+class StudentSection:
+    name: str = "mobilenetv3_small_075"
+    input_size: int = 128
+    # "teacher": start from the first teacher member's trunk, layer by layer where name and shape match
+    # (edgepose.models.transfer) -- e.g. efficientnet_b0_s4 from WHENet's EfficientNet-B0; a checkpoint path
+    # (.pt): that model's backbone + head (fine-tune an earlier build). None: from scratch.
+    init: str | None = None
+    # learning-rate factor for the initialised layers (the fresh head keeps optim.lr): a pretrained trunk
+    # trained at a from-scratch learning rate forgets what it knew about faces it is not shown again
+    init_lr_scale: float = 1.0
+
+
+@dataclass
+class DataSection:
+    real: list[str] = field(default_factory=lambda: ["videos", "faces-aws", "in-cabin"])
+    # held-out real media (other people than in `real`): labelled by the teacher like `real`, never trained
+    # on; each epoch logs the student's distance from the teacher there (the only real-face validation that
+    # needs no head-pose labels)
+    real_val: list[str] = field(default_factory=list)
+    detector: str = "yunet"
+    detector_model: str | None = "detectors/yunet/yunet_s_640_640.onnx"
+    video_step: int = 2
+    max_frames_per_video: int = 300
+    max_faces: int = 6  # per frame: every passenger / classroom face is another identity
+    min_face: int = 40  # px; smaller faces are too blurry for the teacher to label well
+    real_repeat: int = 4
+    synth_n: int = 5000
+    synth_full_fraction: float = 0.15
+    synth_pose_range: str = "wide"
+    synth_identities: int = 400
+    synth_size: int = 128
+    synth_val_n: int = 400
+    synth_workers: int = 1      # processes rendering the synthetic heads (each render is a function of its index)
+
+
+@dataclass
+class OptimSection:
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    warmup_steps: int = 100
+    workers: int = 1
+    # exponential moving average of the weights (0 = off): the averaged weights are validated, saved and
+    # shipped. With a few hundred real identities the raw weights chase the last batches; the average
+    # is the usual cheap regulariser for that.
+    ema: float = 0.0
+
+
+@dataclass
+class BuildConfig:
+    student: StudentSection = field(default_factory=StudentSection)
+    # One teacher or an ensemble (chordal mean of the members' rotations): "whenet" (imported) and/or
+    # checkpoints of our own trained teachers (edgepose-train / configs/teachers). The first member's
+    # crop policy becomes the student's.
+    teacher: list[str] = field(default_factory=lambda: ["whenet"])
+    data: DataSection = field(default_factory=DataSection)
+    augment: dict = field(default_factory=dict)
+    optim: OptimSection = field(default_factory=OptimSection)
+    calib_crops: int = 256
+    # INT8 calibration: minmax | entropy | percentile (quantize.ptq); chosen by the drift check on the
+    # calibration crops (sidecar int8_drift), never by an evaluation set
+    quant_method: str = "minmax"
+    quant_percentile: float = 99.999
+    # ``cpu`` INT8 profile: 7-bit weights or not.  Fixed here (not ``auto``, which asks the CPU doing
+    # the build) so that the shipped files do not depend on which machine rebuilt them.
+    reduce_range: str = "off"
+    seed: int = 0
+    threads: int = 1
+    device: str = "cpu"        # training only ("cuda", "cuda:1"); labelling, export and INT8 run on the CPU
+    out_dir: str = "runs/default-model"
+
+
+FORBIDDEN = ("aflw2000", "300wlp", "300w_lp", "biwi")  # evaluation fixtures / non-commercial data
+
+
+def student_spec(cfg: BuildConfig, teacher_spec):
+    """The student's preprocessing: the teacher's (= deployment) crop policy at the student's size."""
+    from edgepose.preprocess import PreprocessSpec
+
+    return PreprocessSpec(input_size=cfg.student.input_size, color_order="RGB", crop=teacher_spec.crop)
+
+
+def resolve_path(root: Path, p: str | None) -> Path | None:
+    if p is None:
+        return None
+    q = Path(p).expanduser()
+    return q if q.is_absolute() else root / q

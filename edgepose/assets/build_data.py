@@ -1,0 +1,248 @@
+"""Steps 1 and 2 of the default-model build: real faces labelled by the teacher (cached, guarded) and
+synthetic heads with exact labels (rendered in parallel processes), plus the array readers that feed
+them to training."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgepose.errors import DataError, UserError
+
+from .build_config import FORBIDDEN, MARGIN, BuildConfig, resolve_path
+
+log = logging.getLogger("edgepose.assets.build")
+
+
+# -- 1. real faces + teacher labels ----------------------------------------------------------------
+def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path, media: list[str] | None = None,
+               cache_name: str = "real.npz") -> dict[str, np.ndarray]:
+    """Detector faces of the real media (``media``, default ``data.real``), teacher-labelled; cached in
+    ``out/<cache_name>``. The cache is refused when its teachers, crop size or media differ."""
+    import torch
+    from tqdm import tqdm
+
+    from edgepose import geometry
+    from edgepose.data.augment import transform_points
+    from edgepose.distill.faces import DetectedFaceReader, DetectorSettings, detect_faces
+    from edgepose.preprocess import CropPolicy, PreprocessSpec, crop_image, normalize
+
+    cache = out / cache_name
+    sources = media_paths(root, cfg.data.real if media is None else media)
+    if cache.is_file():
+        data = dict(np.load(cache, allow_pickle=False))
+        labelled_by = [str(t) for t in data.get("teachers", np.asarray(["whenet"]))]
+        if labelled_by != list(cfg.teacher):
+            raise UserError(f"{cache} holds labels from teacher {labelled_by}, the config asks for {list(cfg.teacher)}: "
+                            f"delete that file (or set out_dir to a new folder) to relabel the real faces")
+        stored, wanted = int(data["images"].shape[1]), int(round(spec.input_size * MARGIN))
+        if stored != wanted:
+            raise UserError(f"{cache} holds {stored} px face crops, made for a {round(stored / MARGIN)} px student; "
+                            f"student.input_size={spec.input_size} needs {wanted} px: delete that file (or set out_dir "
+                            f"to a new folder) to crop the real faces again")
+        cached = sorted(m["sha256"] for m in json.loads(str(data["manifest"])))
+        if cached != sorted(media_digests(sources)):
+            raise UserError(f"{cache} holds faces from other media files than {', '.join(map(str, sources))}: "
+                            f"delete that file (or set out_dir to a new folder) to detect and label them again")
+        log.info("real faces + teacher labels from %s", cache)
+        return data
+    st = DetectorSettings(name=cfg.data.detector, model_path=str(resolve_path(root, cfg.data.detector_model) or "") or None,
+                          video_step=cfg.data.video_step, max_frames_per_video=cfg.data.max_frames_per_video,
+                          max_faces=cfg.data.max_faces, min_face=cfg.data.min_face)
+    boxes, manifest = detect_faces(sources, st, cache_dir=out / "faces")
+    reader = DetectedFaceReader(boxes, st)
+    t_specs = teacher.specs  # one crop per ensemble member, each by its own preprocessing
+    m = int(round(spec.input_size * MARGIN))
+    margin_spec = PreprocessSpec(input_size=m, color_order="BGR",
+                                 crop=CropPolicy(**{**spec.crop.to_dict(), "scale": spec.crop.scale * MARGIN}))
+    crops, bxs, Rs, src = [], [], [], []
+    batch_x: list[list[np.ndarray]] = [[] for _ in t_specs]  # [member][face]
+    batch_f: list[list[np.ndarray]] = [[] for _ in t_specs]
+
+    def flush():
+        if not batch_x[0]:
+            return
+        with torch.no_grad():
+            Ra = teacher([torch.from_numpy(np.stack(b)) for b in batch_x])["R"].double().numpy()
+            Rb = teacher([torch.from_numpy(np.stack(b)) for b in batch_f])["R"].double().numpy()
+        for a, b in zip(Ra, Rb):  # test-time flip: average plain and un-flipped mirrored prediction
+            Rs.append(_chordal_mean(np.stack([a, geometry.flip_label(b)])))
+        for b in (*batch_x, *batch_f):
+            b.clear()
+
+    for s in tqdm(reader, total=len(reader), desc="teacher labels"):
+        frame = s.image if s.image.ndim == 3 else np.repeat(s.image[..., None], 3, axis=2)
+        crops.append(crop_image(frame, s.box, margin_spec))
+        pts = np.array([[s.box[0], s.box[1]], [s.box[2], s.box[3]]], np.float64)
+        q = transform_points(pts, s.box, margin_spec)
+        bxs.append([q[0, 0], q[0, 1], q[1, 0], q[1, 1]])
+        src.append(s.source)
+        for k, t_spec in enumerate(t_specs):
+            batch_x[k].append(normalize(crop_image(frame, s.box, t_spec), t_spec))
+            batch_f[k].append(normalize(crop_image(frame, s.box, t_spec, flip=True), t_spec))
+        if len(batch_x[0]) == 32:
+            flush()
+    flush()
+    if not crops:
+        raise DataError(f"the detector found no face of at least {cfg.data.min_face} px in {', '.join(map(str, sources))}: "
+                        f"check data.real, or lower data.min_face")
+    data = {"images": np.stack(crops), "boxes": np.asarray(bxs, np.float32), "R": np.asarray(Rs, np.float32),
+            "sources": np.asarray(src), "manifest": np.asarray(json.dumps(manifest)),
+            "teachers": np.asarray(list(cfg.teacher))}
+    np.savez(cache.with_suffix(".tmp.npz"), **data)
+    os.replace(cache.with_suffix(".tmp.npz"), cache)
+    log.info("%d real faces from %d files", len(crops), len(manifest))
+    return data
+
+
+def media_paths(root: Path, names: list[str]) -> list[Path]:
+    """``data.real`` / ``data.real_val`` entries as paths; refuses evaluation data and names what is missing."""
+    sources = [resolve_path(root, s) for s in names]
+    for s in sources:
+        if any(f in str(s).lower() for f in FORBIDDEN):
+            raise UserError(f"{s}: the AFLW2000 / 300W-LP / BIWI samples are evaluation data (non-commercial); "
+                            f"never train the shipped model on them")
+    missing = [str(s) for s in sources if not s.exists()]
+    if missing:
+        raise DataError(f"real media not found: {', '.join(missing)}; pass --data-root (the shared data "
+                        f"folder, see docs/models.md) or set EDGEPOSE_TEST_DATA")
+    return sources
+
+
+def media_digests(sources: list[Path]) -> list[str]:
+    from edgepose.distill.faces import list_media
+    from edgepose.metadata import file_sha256
+
+    return [file_sha256(f) for f in list_media(sources)]
+
+
+def check_held_out(root: Path, train: list[str], held_out: list[str]) -> None:
+    """``data.real_val`` must not share a file (by content) with ``data.real``: it would validate on training faces."""
+    if not held_out:
+        return
+    shared = set(media_digests(media_paths(root, train))) & set(media_digests(media_paths(root, held_out)))
+    if shared:
+        raise UserError(f"data.real_val shares {len(shared)} file(s) with data.real (same content): a held-out "
+                        f"set must hold other media (other people), or the validation measures the training faces")
+
+
+def _chordal_mean(Rs: np.ndarray) -> np.ndarray:
+    U, _, Vt = np.linalg.svd(Rs.mean(0))
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    return U @ D @ Vt
+
+
+# -- 2. synthetic heads ------------------------------------------------------------------------------
+def synth_set(n: int, seed: int, split: str, pose_range: str, identities: int, size: int, full_fraction: float,
+              cache: Path | None, workers: int = 1) -> dict[str, np.ndarray]:
+    """Rendered heads (exact R_crop labels, face boxes); ``full_fraction`` of them uniform on SO(3).
+
+    Each render is a pure function of (seed, index), so ``workers`` processes produce exactly the
+    arrays one process does, in the same order."""
+    from tqdm import tqdm
+
+    if cache is not None and cache.is_file():
+        return dict(np.load(cache, allow_pickle=False))
+    n_full = int(round(n * full_fraction))
+    parts = [(n - n_full, pose_range), (n_full, "full")]
+    imgs, boxes, Rs = [], [], []
+    for k, (m, rng_name) in enumerate(parts):
+        if m == 0:
+            continue
+        ds_args = (m, seed * 10 + k, split, identities, rng_name, size)
+        chunk = 50
+        jobs = [(ds_args, i, min(i + chunk, m)) for i in range(0, m, chunk)]
+        bar = tqdm(total=m, desc=f"synth {split} {rng_name}")
+        if workers > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+                for part in pool.imap(_render_range, jobs):  # imap keeps the index order
+                    _extend((imgs, boxes, Rs), part)
+                    bar.update(len(part[0]))
+        else:
+            for job in jobs:
+                part = _render_range(job)
+                _extend((imgs, boxes, Rs), part)
+                bar.update(len(part[0]))
+        bar.close()
+    data = {"images": np.stack(imgs), "boxes": np.asarray(boxes, np.float32), "R": np.asarray(Rs, np.float32)}
+    if cache is not None:
+        np.savez(cache.with_suffix(".tmp.npz"), **data)
+        os.replace(cache.with_suffix(".tmp.npz"), cache)
+    return data
+
+
+def _render_range(job) -> tuple[list, list, list]:
+    """Render indices [start, stop) of one synthetic set (a top-level function: it runs in worker processes)."""
+    from edgepose.synth import SynthHeadDataset
+
+    (m, seed, split, identities, pose_range, size), start, stop = job
+    ds = SynthHeadDataset(m, seed=seed, split=split, n_identities=identities, pose_range=pose_range, size=size)
+    imgs, boxes, Rs = [], [], []
+    for i in range(start, stop):
+        s = ds[i]
+        imgs.append(s.image if s.image.ndim == 3 else np.repeat(s.image[..., None], 3, axis=2))
+        boxes.append(s.box)
+        Rs.append(s.R)
+    return imgs, boxes, Rs
+
+
+def _extend(lists, parts) -> None:
+    for dst, src in zip(lists, parts):
+        dst.extend(src)
+
+
+class ArrayReader:
+    """Images + boxes + rotations held in arrays, as an :class:`edgepose.data.Reader`."""
+
+    name = "arrays"
+
+    def __init__(self, data: dict[str, np.ndarray], tag: str):
+        self.images, self.boxes, self.R, self.tag = data["images"], data["boxes"], data["R"], tag
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get(self, index: int, rng=None):
+        from edgepose.data.sample import Sample
+
+        return Sample(image=self.images[index], R=self.R[index].astype(np.float64),
+                      box=tuple(float(v) for v in self.boxes[index]), source=f"{self.tag}:{index}")
+
+    def __getitem__(self, index: int):
+        return self.get(index)
+
+
+class Repeat:
+    def __init__(self, reader, times: int):
+        self.reader, self.times = reader, max(1, int(times))
+
+    def __len__(self) -> int:
+        return len(self.reader) * self.times
+
+    def get(self, index: int, rng=None):
+        return self.reader.get(index % len(self.reader), rng)
+
+    def __getitem__(self, index: int):
+        return self.get(index)
+
+
+def readers_as_dataset(readers, spec, augment):
+    from edgepose.data.dataset import ConcatDataset, PoseDataset
+    from edgepose.data.sample import Reader
+
+    class _R(Reader):  # PoseDataset wants a Reader (rng is passed to get)
+        def __init__(self, r):
+            self.r, self.name = r, getattr(r, "name", "reader")
+
+        def __len__(self):
+            return len(self.r)
+
+        def get(self, index, rng=None):
+            return self.r.get(index, rng)
+
+    return ConcatDataset([PoseDataset(_R(r), spec, augment) for r in readers])
