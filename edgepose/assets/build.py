@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -34,14 +35,15 @@ from edgepose.errors import DataError, UserError
 
 from .build_config import FILES, MODELS_DIR, REPO, SIZE_BUDGET_BYTES, BuildConfig, student_spec
 from .build_data import check_held_out, real_faces, synth_set
-from .build_train import train, training_device
+from .build_train import check_student_init, train, training_device
 
 log = logging.getLogger("edgepose.assets.build")
 
 
 # -- 4. export, INT8, install --------------------------------------------------------------------------
 def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int,
-               reduce_range: str = "off", method: str = "minmax", percentile: float = 99.999) -> dict[str, Path]:
+               reduce_range: str = "off", method: str = "minmax", percentile: float = 99.999,
+               command: str = "python -m edgepose.assets.build") -> dict[str, Path]:
     from edgepose.export import export_onnx
     from edgepose.preprocess import preprocess
     from edgepose.quantize.ptq import quantize_onnx
@@ -49,7 +51,7 @@ def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int,
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(real["images"]), min(calib_crops, len(real["images"])), replace=False))
     crops = np.stack([preprocess(real["images"][i], tuple(real["boxes"][i]), spec) for i in idx]).astype(np.float32)
-    cmd = " ".join(["python -m edgepose.assets.build", *sys.argv[1:]])
+    cmd = command
     paths = {"fp32": out / FILES["fp32"]}
     export_onnx(model, paths["fp32"], real_inputs=crops[:16], command=cmd)
     manifest = {"calibration": "detector crops of the real training media", "crops": int(len(crops)), "seed": seed}
@@ -100,6 +102,9 @@ def main(argv=None) -> int:
     ap.add_argument("--export-only", action="store_true", help="skip training: export/quantize out_dir/last.pt")
     ap.add_argument("overrides", nargs="*", metavar="key=value")
     args = ap.parse_args(argv)
+    # the command recorded in every artifact's provenance: this call's own arguments (sys.argv is wrong when
+    # main() is called from code)
+    command = " ".join([ap.prog, *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))])
     logging.basicConfig(level=os.environ.get("EDGEPOSE_LOG", "INFO"), format="%(asctime)s %(name)s: %(message)s")
     try:
         cfg = load_config(BuildConfig, args.config, args.overrides)
@@ -115,8 +120,9 @@ def main(argv=None) -> int:
         from edgepose.models.pose_model import PoseModel
 
         require_onnxslim()  # the export step needs it: fail now, not after the training
-        if not args.export_only:
-            training_device(cfg.device)  # a missing GPU is named before the labelling, not after it
+        if not args.export_only:  # named before the labelling, not after it
+            training_device(cfg.device)
+            check_student_init(cfg)
 
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -135,11 +141,11 @@ def main(argv=None) -> int:
                               d.synth_full_fraction, out / "synth.npz", d.synth_workers)
             val = synth_set(d.synth_val_n, cfg.seed + 1, "val", d.synth_pose_range, 50, d.synth_size, 0.0,
                             out / "synth-val.npz", d.synth_workers)
-            model = train(cfg, spec, real, synth, val, out, teacher, real_val)
+            model = train(cfg, spec, real, synth, val, out, teacher, real_val, command)
         paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range, cfg.quant_method,
-                           cfg.quant_percentile)
+                           cfg.quant_percentile, command)
         if args.install:
-            prov = {"command": "python -m edgepose.assets.build " + " ".join(sys.argv[1:]),
+            prov = {"command": command,
                     "config": json.loads(json.dumps(_to_dict(cfg))),
                     "teacher": [_describe_teacher(t) for t in cfg.teacher], "real_faces": int(len(real["images"])),
                     "real_manifest": _relative_paths(json.loads(str(real["manifest"])), root)}

@@ -3,6 +3,8 @@ synthetic heads with exact labels (rendered in parallel processes), plus the arr
 them to training."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import os
@@ -25,23 +27,24 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path, media: li
     import torch
     from tqdm import tqdm
 
-    from edgepose import geometry
     from edgepose.data.augment import transform_points
     from edgepose.distill.faces import DetectedFaceReader, DetectorSettings, detect_faces
-    from edgepose.preprocess import CropPolicy, PreprocessSpec, crop_image, normalize
+    from edgepose.distill.teacher import flip_tta_rotation
+    from edgepose.preprocess import CropPolicy, PreprocessSpec, crop_image, normalize, to_bgr
 
     cache = out / cache_name
     sources = media_paths(root, cfg.data.real if media is None else media)
+    m = int(round(spec.input_size * MARGIN))  # stored crop size for this student
     if cache.is_file():
         data = dict(np.load(cache, allow_pickle=False))
         labelled_by = [str(t) for t in data.get("teachers", np.asarray(["whenet"]))]
         if labelled_by != list(cfg.teacher):
             raise UserError(f"{cache} holds labels from teacher {labelled_by}, the config asks for {list(cfg.teacher)}: "
                             f"delete that file (or set out_dir to a new folder) to relabel the real faces")
-        stored, wanted = int(data["images"].shape[1]), int(round(spec.input_size * MARGIN))
-        if stored != wanted:
+        stored = int(data["images"].shape[1])
+        if stored != m:
             raise UserError(f"{cache} holds {stored} px face crops, made for a {round(stored / MARGIN)} px student; "
-                            f"student.input_size={spec.input_size} needs {wanted} px: delete that file (or set out_dir "
+                            f"student.input_size={spec.input_size} needs {m} px: delete that file (or set out_dir "
                             f"to a new folder) to crop the real faces again")
         cached = sorted(m["sha256"] for m in json.loads(str(data["manifest"])))
         if cached != sorted(media_digests(sources)):
@@ -55,7 +58,6 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path, media: li
     boxes, manifest = detect_faces(sources, st, cache_dir=out / "faces")
     reader = DetectedFaceReader(boxes, st)
     t_specs = teacher.specs  # one crop per ensemble member, each by its own preprocessing
-    m = int(round(spec.input_size * MARGIN))
     margin_spec = PreprocessSpec(input_size=m, color_order="BGR",
                                  crop=CropPolicy(**{**spec.crop.to_dict(), "scale": spec.crop.scale * MARGIN}))
     crops, bxs, Rs, src = [], [], [], []
@@ -65,16 +67,13 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path, media: li
     def flush():
         if not batch_x[0]:
             return
-        with torch.no_grad():
-            Ra = teacher([torch.from_numpy(np.stack(b)) for b in batch_x])["R"].double().numpy()
-            Rb = teacher([torch.from_numpy(np.stack(b)) for b in batch_f])["R"].double().numpy()
-        for a, b in zip(Ra, Rb):  # test-time flip: average plain and un-flipped mirrored prediction
-            Rs.append(_chordal_mean(np.stack([a, geometry.flip_label(b)])))
+        Rs.extend(flip_tta_rotation(teacher, [torch.from_numpy(np.stack(b)) for b in batch_x],
+                                    [torch.from_numpy(np.stack(b)) for b in batch_f]).numpy())
         for b in (*batch_x, *batch_f):
             b.clear()
 
     for s in tqdm(reader, total=len(reader), desc="teacher labels"):
-        frame = s.image if s.image.ndim == 3 else np.repeat(s.image[..., None], 3, axis=2)
+        frame = to_bgr(s.image)
         crops.append(crop_image(frame, s.box, margin_spec))
         pts = np.array([[s.box[0], s.box[1]], [s.box[2], s.box[3]]], np.float64)
         q = transform_points(pts, s.box, margin_spec)
@@ -114,9 +113,22 @@ def media_paths(root: Path, names: list[str]) -> list[Path]:
 
 def media_digests(sources: list[Path]) -> list[str]:
     from edgepose.distill.faces import list_media
+
+    return [_digest(str(f), *_stamp(f)) for f in list_media(sources)]
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=None)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a media file, once per (path, size, mtime) in a build: the held-out check and the
+    cache check both ask, and footage can be gigabytes."""
     from edgepose.metadata import file_sha256
 
-    return [file_sha256(f) for f in list_media(sources)]
+    return file_sha256(path)
 
 
 def check_held_out(root: Path, train: list[str], held_out: list[str]) -> None:
@@ -127,12 +139,6 @@ def check_held_out(root: Path, train: list[str], held_out: list[str]) -> None:
     if shared:
         raise UserError(f"data.real_val shares {len(shared)} file(s) with data.real (same content): a held-out "
                         f"set must hold other media (other people), or the validation measures the training faces")
-
-
-def _chordal_mean(Rs: np.ndarray) -> np.ndarray:
-    U, _, Vt = np.linalg.svd(Rs.mean(0))
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-    return U @ D @ Vt
 
 
 # -- 2. synthetic heads ------------------------------------------------------------------------------
@@ -156,17 +162,10 @@ def synth_set(n: int, seed: int, split: str, pose_range: str, identities: int, s
         chunk = 50
         jobs = [(ds_args, i, min(i + chunk, m)) for i in range(0, m, chunk)]
         bar = tqdm(total=m, desc=f"synth {split} {rng_name}")
-        if workers > 1:
-            import multiprocessing as mp
-
-            with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-                for part in pool.imap(_render_range, jobs):  # imap keeps the index order
-                    _extend((imgs, boxes, Rs), part)
-                    bar.update(len(part[0]))
-        else:
-            for job in jobs:
-                part = _render_range(job)
-                _extend((imgs, boxes, Rs), part)
+        with _pool(workers, len(jobs)) as pool:
+            for part in pool.imap(_render_range, jobs) if pool else map(_render_range, jobs):  # in index order
+                for dst, new in zip((imgs, boxes, Rs), part):
+                    dst.extend(new)
                 bar.update(len(part[0]))
         bar.close()
     data = {"images": np.stack(imgs), "boxes": np.asarray(boxes, np.float32), "R": np.asarray(Rs, np.float32)}
@@ -178,6 +177,7 @@ def synth_set(n: int, seed: int, split: str, pose_range: str, identities: int, s
 
 def _render_range(job) -> tuple[list, list, list]:
     """Render indices [start, stop) of one synthetic set (a top-level function: it runs in worker processes)."""
+    from edgepose.preprocess import to_bgr
     from edgepose.synth import SynthHeadDataset
 
     (m, seed, split, identities, pose_range, size), start, stop = job
@@ -185,15 +185,19 @@ def _render_range(job) -> tuple[list, list, list]:
     imgs, boxes, Rs = [], [], []
     for i in range(start, stop):
         s = ds[i]
-        imgs.append(s.image if s.image.ndim == 3 else np.repeat(s.image[..., None], 3, axis=2))
+        imgs.append(to_bgr(s.image))
         boxes.append(s.box)
         Rs.append(s.R)
     return imgs, boxes, Rs
 
 
-def _extend(lists, parts) -> None:
-    for dst, src in zip(lists, parts):
-        dst.extend(src)
+def _pool(workers: int, jobs: int):
+    """A spawn process pool for ``workers`` > 1 (EGL is not fork-safe), else a context holding None."""
+    if workers <= 1:
+        return contextlib.nullcontext()
+    import multiprocessing as mp
+
+    return mp.get_context("spawn").Pool(min(workers, jobs))
 
 
 class ArrayReader:

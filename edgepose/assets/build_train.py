@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from .build_data import ArrayReader, Repeat, readers_as_dataset
 log = logging.getLogger("edgepose.assets.build")
 
 
-# -- 3. training ---------------------------------------------------------------------------------------
 def predict_R(model, data: dict[str, np.ndarray], spec, batch: int = 128) -> np.ndarray:
     import torch
 
@@ -37,7 +35,7 @@ def predict_R(model, data: dict[str, np.ndarray], spec, batch: int = 128) -> np.
 
 
 def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path, teacher=None,
-          real_val: dict | None = None):
+          real_val: dict | None = None, command: str = "python -m edgepose.assets.build"):
     import torch
     from torch.utils.data import DataLoader
     from tqdm import tqdm
@@ -52,7 +50,7 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path,
     model = PoseModel.build(cfg.student.name, head="6d", preprocess=spec)
     model.provenance.update({"default_model": True, "teacher": cfg.teacher, "data": list(cfg.data.real),
                              "synthetic": cfg.data.synth_n,
-                             "command": " ".join(["python -m edgepose.assets.build", *sys.argv[1:]])})
+                             "command": command})
     copied = init_student(model, cfg, teacher) if cfg.student.init else []
     model.to(device)
     augment = Augment.from_dict(cfg.augment) or Augment()
@@ -112,10 +110,33 @@ def training_device(name: str):
     return device
 
 
-def param_groups(model, initialised: list[str], lr: float, scale: float) -> list[dict]:
-    """Two AdamW groups: the parameters copied by ``student.init`` (model names) at ``lr * scale``, the rest at ``lr``."""
+def check_student_init(cfg: BuildConfig) -> str | None:
+    """Validate ``student.init`` / ``init_lr_scale`` (before the labelling, not after it); returns the init
+    kind: None (from scratch), "teacher" or "checkpoint"."""
+    _check_lr_scale(cfg.student.init_lr_scale)
+    init = cfg.student.init
+    if init is None:
+        return None
+    if str(init) == "teacher":
+        return "teacher"
+    if str(init).endswith(".pt"):
+        if not Path(init).expanduser().is_file():
+            raise UserError(f"student.init={init}: checkpoint not found; give an edgepose .pt (e.g. an earlier "
+                            f"build's out_dir/last.pt), 'teacher' or null")
+        return "checkpoint"
+    raise UserError(f"student.init={init!r}: use 'teacher' (the first teacher member's trunk, e.g. WHENet's "
+                    f"EfficientNet-B0 for student.name=efficientnet_b0_s4), a checkpoint path (.pt) or null "
+                    f"(from scratch)")
+
+
+def _check_lr_scale(scale: float) -> None:
     if not 0.0 < scale <= 10.0:
         raise UserError(f"student.init_lr_scale={scale}: use a factor in (0, 10], e.g. 0.1 (1 = one learning rate)")
+
+
+def param_groups(model, initialised: list[str], lr: float, scale: float) -> list[dict]:
+    """Two AdamW groups: the parameters copied by ``student.init`` (model names) at ``lr * scale``, the rest at ``lr``."""
+    _check_lr_scale(scale)
     names = set(initialised)
     pre = [p for n, p in model.named_parameters() if n in names]
     fresh = [p for n, p in model.named_parameters() if n not in names]
@@ -135,26 +156,21 @@ def init_student(model, cfg: BuildConfig, teacher) -> list[str]:
     from edgepose.models.pose_model import PoseModel
     from edgepose.models.transfer import copy_matching_weights
 
-    init = str(cfg.student.init)
-    if init == "teacher":
+    kind = check_student_init(cfg)
+    if kind is None:
+        return []
+    if kind == "teacher":
         if teacher is None:
             raise UserError("student.init=teacher needs the teacher loaded (internal: pass it to train())")
         source = teacher.members[0]
         copied = [f"backbone.{n}" for n in
                   copy_matching_weights(model.backbone, source.backbone, what=f"teacher {cfg.teacher[0]} ({source.name})")]
         origin = {"teacher": cfg.teacher[0], "backbone": source.name}
-    elif init.endswith(".pt"):
-        path = Path(init).expanduser()
-        if not path.is_file():
-            raise UserError(f"student.init={init}: checkpoint not found; give an edgepose .pt (e.g. an earlier "
-                            f"build's out_dir/last.pt), 'teacher' or null")
+    else:  # "checkpoint"
+        path = Path(cfg.student.init).expanduser()
         source = PoseModel.from_checkpoint(path)
         copied = copy_matching_weights(model, source, what=f"checkpoint {path.name} ({source.name})")
         origin = {"checkpoint": str(path), "backbone": source.name}
-    else:
-        raise UserError(f"student.init={init!r}: use 'teacher' (the first teacher member's trunk, e.g. WHENet's "
-                        f"EfficientNet-B0 for student.name=efficientnet_b0_s4), a checkpoint path (.pt) or null "
-                        f"(from scratch)")
     model.provenance["initialised_from"] = {**origin, "tensors": len(copied), "lr_scale": cfg.student.init_lr_scale}
     return copied
 

@@ -37,7 +37,7 @@ def teacher_labels(teacher, readers: Sequence[Reader], batch_size: int = 32, fli
     """(N, 3, 3) float64 teacher rotations for every sample of ``readers`` (in order)."""
     from tqdm import tqdm
 
-    from .teacher import chordal_mean
+    from .teacher import flip_tta_rotation
 
     samples = [(r, i) for r in readers for i in range(len(r))]
     out = np.empty((len(samples), 3, 3), np.float64)
@@ -46,12 +46,12 @@ def teacher_labels(teacher, readers: Sequence[Reader], batch_size: int = 32, fli
         boxes = [s.box if s.box is not None else (0, 0, s.image.shape[1], s.image.shape[0]) for s in chunk]
         x = [torch.from_numpy(np.stack([preprocess(s.image, b, spec) for s, b in zip(chunk, boxes)]))
              for spec in teacher.specs]
-        R = teacher(x)["R"].double()
         if flip_tta:
             xf = [torch.from_numpy(np.stack([normalize(crop_image(s.image, b, spec, flip=True), spec)
                                              for s, b in zip(chunk, boxes)])) for spec in teacher.specs]
-            Rf = torch.from_numpy(geometry.flip_label(teacher(xf)["R"].double().numpy()))
-            R = chordal_mean(torch.stack([R, Rf]))
+            R = flip_tta_rotation(teacher, x, xf)
+        else:
+            R = teacher(x)["R"].double()
         out[start:start + len(chunk)] = R.numpy()
     return out
 

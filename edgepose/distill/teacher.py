@@ -33,6 +33,17 @@ def chordal_mean(Rs: torch.Tensor) -> torch.Tensor:
     return U @ D @ Vh
 
 
+def flip_tta_rotation(teacher, plain: list[torch.Tensor], mirrored: list[torch.Tensor]) -> torch.Tensor:
+    """The teacher's rotation with test-time flip: chordal mean of T(x) and T(mirrored x) mapped back with
+    ``geometry.flip_label``; ``plain`` / ``mirrored`` hold one batch per ensemble member. (N, 3, 3) float64."""
+    from .. import geometry
+
+    with torch.no_grad():
+        R = teacher(plain)["R"].double()
+        Rf = torch.from_numpy(geometry.flip_label(teacher(mirrored)["R"].double().numpy()))
+    return chordal_mean(torch.stack([R, Rf]))
+
+
 def _load_member(spec: str):
     from edgepose.models.pose_model import PoseModel
 

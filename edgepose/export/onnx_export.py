@@ -297,4 +297,3 @@ def require_onnxslim():
     from ..errors import require
 
     return require("onnxslim", "quant", "ONNX export with simplification (simplify=True)")
-

@@ -42,7 +42,8 @@ def copy_matching_weights(dst: nn.Module, src: nn.Module, what: str = "source") 
         raise ModelError(f"no layer of {what} matches the student by name and shape "
                          f"({len(dst_state)} student tensors, {len(src_state)} in {what}): "
                          f"initialise from a model with the same backbone family")
-    n_params = sum(dst_state[k].numel() for k in copied if k in dict(dst.named_parameters()))
+    param_names = {n for n, _ in dst.named_parameters()}
+    n_params = sum(dst_state[k].numel() for k in copied if k in param_names)
     total = sum(p.numel() for p in dst.parameters())
     log.info("initialised %d of %d tensors (%.0f %% of the parameters) from %s; %d left as they were%s",
              len(copied), len(dst_state), 100.0 * n_params / max(1, total), what, len(dst_state) - len(copied),
