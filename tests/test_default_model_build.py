@@ -234,3 +234,14 @@ def test_a_student_can_start_from_an_earlier_build(tmp_path):
     cfg.student.init = str(tmp_path / "missing.pt")
     with pytest.raises(UserError, match="checkpoint not found"):
         init_student(student, cfg, None)
+
+
+def test_a_bad_student_init_stops_the_build_before_any_labelling(tmp_path, capsys):
+    from edgepose.assets.build import main
+
+    out = tmp_path / "out"
+    assert main(["--data-root", str(tmp_path), "student.init=imagenet", f"out_dir={out}"]) == 2
+    assert "student.init='imagenet'" in capsys.readouterr().err
+    assert main(["--data-root", str(tmp_path), "student.init_lr_scale=0", f"out_dir={out}"]) == 2
+    assert "init_lr_scale" in capsys.readouterr().err
+    assert not (out / "real.npz").exists()
