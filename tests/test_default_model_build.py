@@ -99,6 +99,22 @@ def test_parallel_synthetic_renders_equal_the_serial_ones(tmp_path):
     assert np.array_equal(again["images"], one["images"])
 
 
+def test_synthetic_cache_refuses_other_render_settings(tmp_path):
+    from edgepose.assets.build_data import synth_set
+
+    args = dict(n=3, seed=1, split="train", pose_range="wide", identities=10, size=48, full_fraction=0.0)
+    made = synth_set(**args, cache=tmp_path / "s.npz")
+    with pytest.raises(UserError, match=r"size 48 \(asked: 64\).*delete that file"):
+        synth_set(**{**args, "size": 64}, cache=tmp_path / "s.npz")
+    with pytest.raises(UserError, match=r"pose_range 'wide' \(asked: 'full'\)"):
+        synth_set(**{**args, "pose_range": "full"}, cache=tmp_path / "s.npz")
+    # a cache from before the settings were recorded: checked by its count and size
+    np.savez(tmp_path / "old.npz", **{k: made[k] for k in ("images", "boxes", "R")})
+    assert len(synth_set(**args, cache=tmp_path / "old.npz")["images"]) == 3
+    with pytest.raises(UserError, match="3 renders of 48 px.*3 of 64 px"):
+        synth_set(**{**args, "size": 64}, cache=tmp_path / "old.npz")
+
+
 def test_real_face_cache_refuses_another_student_size(data_file, tmp_path):
     import shutil
 

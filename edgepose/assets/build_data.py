@@ -150,8 +150,10 @@ def synth_set(n: int, seed: int, split: str, pose_range: str, identities: int, s
     arrays one process does, in the same order."""
     from tqdm import tqdm
 
+    settings = {"n": n, "seed": seed, "split": split, "pose_range": pose_range, "identities": identities,
+                "size": size, "full_fraction": full_fraction}
     if cache is not None and cache.is_file():
-        return dict(np.load(cache, allow_pickle=False))
+        return _cached_renders(cache, settings)
     n_full = int(round(n * full_fraction))
     parts = [(n - n_full, pose_range), (n_full, "full")]
     imgs, boxes, Rs = [], [], []
@@ -168,10 +170,32 @@ def synth_set(n: int, seed: int, split: str, pose_range: str, identities: int, s
                     dst.extend(new)
                 bar.update(len(part[0]))
         bar.close()
-    data = {"images": np.stack(imgs), "boxes": np.asarray(boxes, np.float32), "R": np.asarray(Rs, np.float32)}
+    data = {"images": np.stack(imgs), "boxes": np.asarray(boxes, np.float32), "R": np.asarray(Rs, np.float32),
+            "settings": np.asarray(json.dumps(settings, sort_keys=True))}
     if cache is not None:
         np.savez(cache.with_suffix(".tmp.npz"), **data)
         os.replace(cache.with_suffix(".tmp.npz"), cache)
+    return data
+
+
+def _cached_renders(cache: Path, settings: dict) -> dict[str, np.ndarray]:
+    """A synthetic cache, refused when it was rendered with other settings (another ``data.synth_size``
+    would otherwise train a 160 px student on 128 px heads without a word). Caches written before the
+    settings were recorded are checked by what their arrays show: count and size."""
+    data = dict(np.load(cache, allow_pickle=False))
+    fix = "delete that file (or set out_dir to a new folder) to render the synthetic heads again"
+    if "settings" in data:
+        stored = json.loads(str(data["settings"]))
+        diff = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
+        if diff:
+            said = ", ".join(f"{k} {a!r} (asked: {b!r})" for k, (a, b) in diff.items())
+            raise UserError(f"{cache} was rendered with other settings: {said}; {fix}")
+    else:
+        shown = (int(data["images"].shape[0]), int(data["images"].shape[1]))
+        if shown != (settings["n"], settings["size"]):
+            raise UserError(f"{cache} holds {shown[0]} renders of {shown[1]} px, the config asks for "
+                            f"{settings['n']} of {settings['size']} px; {fix}")
+        log.info("%s predates recorded render settings: its count and size match, the rest is not checked", cache)
     return data
 
 
