@@ -11,7 +11,7 @@ import math
 import torch
 
 __all__ = ["sixd_to_matrix", "matrix_to_euler", "euler_to_matrix", "geodesic", "flip_label", "rotate_label",
-           "wrap_angle", "angle_diff"]
+           "wrap_angle", "angle_diff", "mean_of_two_rotations"]
 
 
 def sixd_to_matrix(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -82,6 +82,21 @@ def flip_label(R: torch.Tensor) -> torch.Tensor:
     """Horizontal flip: R' = F R F."""
     f = _F.to(R)
     return R * f.view(3, 1) * f.view(1, 3)
+
+
+def mean_of_two_rotations(A: torch.Tensor, B: torch.Tensor, steps: int = 8) -> torch.Tensor:
+    """Chordal mean of two (..., 3, 3) rotations: the rotation nearest (A + B) / 2 in the Frobenius norm
+    (for two rotations, the midpoint of the geodesic between them). The same mean as the SVD-based
+    ``edgepose.distill.teacher.chordal_mean`` that makes the teacher's flip-TTA labels, written with
+    matrix products only so that it exports to ONNX and TensorRT (neither has an SVD): Newton-Schulz
+    polar iteration X <- X (3I - X^T X) / 2. Its slowest singular value starts at cos(angle / 2), so
+    ``steps`` = 8 converges (to float precision) for rotations up to about 150 deg apart; a final
+    Gram-Schmidt keeps the result a rotation for any input."""
+    X = 0.5 * (A + B)
+    eye3 = torch.eye(3, dtype=X.dtype, device=X.device)
+    for _ in range(steps):
+        X = 0.5 * (X @ (3.0 * eye3 - X.transpose(-1, -2) @ X))
+    return sixd_to_matrix(torch.cat([X[..., :, 0], X[..., :, 1]], dim=-1))
 
 
 def rotate_label(R: torch.Tensor, theta_deg: torch.Tensor) -> torch.Tensor:

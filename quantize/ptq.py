@@ -186,6 +186,15 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
                             activation_type=act_type, weight_type=w_type, calibrate_method=calib_method,
                             nodes_to_exclude=excluded, nodes_to_quantize=list(only) if only else None,
                             reduce_range=use_reduce_range, extra_options=extra)
+        except ValueError as exc:
+            if "Too many bins" in str(exc):  # numpy's histogram on a tensor that barely varies
+                raise ModelError(
+                    f"{method} calibration of {fp32} failed: on these {len(crops)} calibration crops some tensor "
+                    f"(ORT histograms every tensor, the float head's too) is nearly constant, so its histogram "
+                    f"cannot be built. Calibrate on more, and more varied, face crops, or use the minmax "
+                    f"method") from exc
+            raise ModelError(f"onnxruntime quantize_static failed for {fp32} ({type(exc).__name__}: {exc}); "
+                             f"set EDGEPOSE_DEBUG=1 for the trace") from exc
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"onnxruntime quantize_static failed for {fp32} ({type(exc).__name__}: {exc}); "
                              f"set EDGEPOSE_DEBUG=1 for the trace") from exc

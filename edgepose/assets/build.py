@@ -43,7 +43,7 @@ log = logging.getLogger("edgepose.assets.build")
 # -- 4. export, INT8, install --------------------------------------------------------------------------
 def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int,
                reduce_range: str = "off", method: str = "minmax", percentile: float = 99.999,
-               command: str = "python -m edgepose.assets.build") -> dict[str, Path]:
+               command: str = "python -m edgepose.assets.build", flip_tta: bool = False) -> dict[str, Path]:
     from edgepose.export import export_onnx
     from edgepose.preprocess import preprocess
     from edgepose.quantize.ptq import quantize_onnx
@@ -53,7 +53,7 @@ def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int,
     crops = np.stack([preprocess(real["images"][i], tuple(real["boxes"][i]), spec) for i in idx]).astype(np.float32)
     cmd = command
     paths = {"fp32": out / FILES["fp32"]}
-    export_onnx(model, paths["fp32"], real_inputs=crops[:16], command=cmd)
+    export_onnx(model, paths["fp32"], real_inputs=crops[:16], command=cmd, flip_tta=flip_tta)
     manifest = {"calibration": "detector crops of the real training media", "crops": int(len(crops)), "seed": seed}
     for prof in ("cpu", "tensorrt"):
         key = f"int8-{prof}"
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
                             out / "synth-val.npz", d.synth_workers)
             model = train(cfg, spec, real, synth, val, out, teacher, real_val, command)
         paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range, cfg.quant_method,
-                           cfg.quant_percentile, command)
+                           cfg.quant_percentile, command, cfg.flip_tta)
         if args.install:
             prov = {"command": command,
                     "config": json.loads(json.dumps(_to_dict(cfg))),

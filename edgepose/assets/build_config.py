@@ -81,6 +81,9 @@ class BuildConfig:
     # ``cpu`` INT8 profile: 7-bit weights or not.  Fixed here (not ``auto``, which asks the CPU doing
     # the build) so that the shipped files do not depend on which machine rebuilt them.
     reduce_range: str = "off"
+    # test-time flip baked into the exported files (PoseModel.forward_flip_tta): the mean of the crop's and
+    # its mirror image's prediction, at twice the backbone work. Training and its validation run without it.
+    flip_tta: bool = False
     seed: int = 0
     threads: int = 1
     device: str = "cpu"        # training only ("cuda", "cuda:1"); labelling, export and INT8 run on the CPU

@@ -33,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check-images", nargs="+", default=None, metavar="IMG_OR_DIR",
                    help="real images for the parity check (the whole image is used as the face box)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max |R_torch - R_onnx| accepted (default 1e-4)")
+    tta = p.add_mutually_exclusive_group()
+    tta.add_argument("--flip-tta", dest="flip_tta", action="store_true", default=None,
+                     help="test-time flip in the graph: R is the mean of the crop's and its mirror image's "
+                          "prediction (twice the backbone work; default: as the checkpoint's metadata says)")
+    tta.add_argument("--no-flip-tta", dest="flip_tta", action="store_false", help="no test-time flip")
 
 
 def _image_files(items: list[str]) -> list[Path]:
@@ -82,6 +87,8 @@ def _command_line(args: argparse.Namespace) -> str:
         parts.append("--no-simplify")
     if args.check_images:
         parts += ["--check-images", *args.check_images]
+    if args.flip_tta is not None:
+        parts.append("--flip-tta" if args.flip_tta else "--no-flip-tta")
     return " ".join(shlex.quote(str(p)) for p in parts)
 
 
@@ -94,6 +101,6 @@ def run(args: argparse.Namespace) -> int:
     command = _command_line(args)
     report = export_onnx(args.checkpoint, args.output, input_size=args.input_size, opset=args.opset,
                          dynamic_batch=args.dynamic_batch, max_batch=args.max_batch, simplify=args.simplify,
-                         real_inputs=real, tolerance=args.tolerance, command=command)
+                         real_inputs=real, tolerance=args.tolerance, command=command, flip_tta=args.flip_tta)
     print(report.summary())
     return 0

@@ -173,12 +173,15 @@ def _export_graph(wrapper, dummy, tmp: Path, opset: int, dynamic_batch: bool, ma
 def export_onnx(model_or_ckpt, out_path: str | os.PathLike, *, input_size: int | None = None,
                 opset: int = DEFAULT_OPSET, dynamic_batch: bool = True, max_batch: int = 32,
                 simplify: bool = True, real_inputs: np.ndarray | None = None,
-                tolerance: float = DEFAULT_TOLERANCE, command: str | None = None, seed: int = 0) -> ExportReport:
+                tolerance: float = DEFAULT_TOLERANCE, command: str | None = None, seed: int = 0,
+                flip_tta: bool | None = None) -> ExportReport:
     """Export a PoseModel (or a checkpoint path) to ``out_path``; see the module docstring.
 
     ``real_inputs``: optional (N, C, S, S) float32 batch already preprocessed with the model's
     ``PreprocessSpec`` (e.g. face crops) for the parity check.  Raises ModelError when the
     onnxruntime outputs differ from PyTorch by more than ``tolerance`` (rotation entries).
+    ``flip_tta``: bake the test-time flip into the graph (True), leave it out (False), or do what the
+    model's metadata says (None; :meth:`PoseModel.forward_flip_tta`).
     """
     import onnx
     import torch
@@ -193,6 +196,8 @@ def export_onnx(model_or_ckpt, out_path: str | os.PathLike, *, input_size: int |
         raise UserError(f"--max-batch must be >= 2 for a dynamic batch axis (got {max_batch}); "
                         f"use --static-batch for a batch-1 graph")
     model, parent = load_model_for_export(model_or_ckpt)
+    if flip_tta is not None:
+        model.flip_tta = bool(flip_tta)
     meta: ArtifactMetadata = model.metadata()
     spec = meta.preprocess
     size = int(input_size or spec.input_size)

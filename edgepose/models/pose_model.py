@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..geometry_torch import flip_label, mean_of_two_rotations
 from ..metadata import ArtifactMetadata, BinSpec, MetadataError, atomic_write_bytes
 from ..preprocess import PreprocessSpec
 from .heads import HEADS, build_head, resolve_bins, resolve_hidden
@@ -40,7 +41,7 @@ class PoseModel(nn.Module):
     def __init__(self, name: str, backbone: nn.Module, head: str = "6d",
                  bins: Mapping[str, BinSpec | dict] | None = None, dropout: float = 0.0,
                  preprocess: PreprocessSpec | None = None, backbone_kwargs: dict | None = None,
-                 head_hidden: list[int] | tuple[int, ...] | None = None):
+                 head_hidden: list[int] | tuple[int, ...] | None = None, flip_tta: bool = False):
         super().__init__()
         if head not in HEADS:
             raise ModelError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
@@ -53,6 +54,9 @@ class PoseModel(nn.Module):
         self.head = build_head(head, backbone.num_features, self.bins, dropout, self.head_hidden)
         self.preprocess = preprocess or PreprocessSpec()
         self.backbone_kwargs = dict(backbone_kwargs or {})
+        # Test-time flip: in eval mode, R is the mean of the crop's and the mirrored crop's predictions
+        # (one backbone pass on 2N crops); saved in the metadata, so every export and runtime does the same.
+        self.flip_tta = bool(flip_tta)
         self.provenance: dict[str, Any] = {}  # parent checkpoint, datasets, command, ... (goes into metadata)
 
     # ------------------------------------------------------------------ construction
@@ -60,13 +64,15 @@ class PoseModel(nn.Module):
     def build(cls, name: str, head: str = "6d", pretrained: str | os.PathLike | None = None,
               input_size: int | None = None, bins: Mapping[str, BinSpec | dict] | None = None,
               dropout: float = 0.0, preprocess: PreprocessSpec | dict | None = None,
-              head_hidden: list[int] | tuple[int, ...] | None = None, **backbone_kw) -> "PoseModel":
+              head_hidden: list[int] | tuple[int, ...] | None = None, flip_tta: bool = False,
+              **backbone_kw) -> "PoseModel":
         """Create backbone ``name`` (optionally with local ImageNet weights) and a ``head``.
 
         ``input_size`` defaults to the backbone's (224); ``preprocess`` overrides the whole spec
         (crop policy, colour order, ...); ``bins`` maps axis -> BinSpec for binned heads
         (missing axes: 66 bins of 3 deg over [-99, 99)); ``head_hidden`` (e.g. ``[512]``) puts an
-        MLP before the 6D output (CLERF's stage-2 head; default: linear).  Other keywords go to
+        MLP before the 6D output (CLERF's stage-2 head; default: linear); ``flip_tta`` averages the
+        prediction with the mirrored crop's in eval mode (:meth:`forward`).  Other keywords go to
         the backbone factory (e.g. ``deploy=True`` for RepVGG).
         """
         for bad in ("num_classes",):
@@ -77,7 +83,7 @@ class PoseModel(nn.Module):
             backbone.load_pretrained(pretrained)
         spec = _make_spec(name, input_size, preprocess)
         model = cls(name, backbone, head=head, bins=bins, dropout=dropout, preprocess=spec,
-                    backbone_kwargs=backbone_kw, head_hidden=head_hidden)
+                    backbone_kwargs=backbone_kw, head_hidden=head_hidden, flip_tta=flip_tta)
         if pretrained:
             model.provenance["imagenet_weights"] = Path(pretrained).name
         return model
@@ -93,7 +99,18 @@ class PoseModel(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> dict:
+        if self.flip_tta and not self.training:
+            return self.forward_flip_tta(x)
         return self.forward_head(self.forward_features(x))
+
+    def forward_flip_tta(self, x: torch.Tensor) -> dict:
+        """Test-time flip: one pass over the N crops and their mirror images; "R" is the chordal mean of
+        R(x) and R(mirrored x) mapped back by ``flip_label`` (the teacher's flip-TTA labels, the same
+        mean); the other outputs are the plain crops'. Costs one backbone pass on 2N crops."""
+        both = torch.cat([x, torch.flip(x, dims=[-1])])  # (2N, C, S, S); a mirror of the square crop
+        out = {k: v.unflatten(0, (2, -1)) for k, v in self.forward_head(self.forward_features(both)).items()}
+        R = mean_of_two_rotations(out["R"][0], flip_label(out["R"][1]))
+        return {**{k: v[0] for k, v in out.items()}, "R": R}
 
     # ------------------------------------------------------------------ deployment
     def reparameterize(self) -> "PoseModel":
@@ -116,6 +133,8 @@ class PoseModel(nn.Module):
             kwargs["head_hidden"] = list(self.head_hidden)
         if self.is_deploy:
             kwargs["reparameterized"] = True
+        if self.flip_tta:  # likewise only when on
+            kwargs["flip_tta"] = True
         return ArtifactMetadata(
             model=self.name, head=self.head_kind, model_kwargs=kwargs,
             preprocess=PreprocessSpec.from_dict(self.preprocess.to_dict()),
@@ -141,8 +160,9 @@ class PoseModel(nn.Module):
         reparam = bool(kw.pop("reparameterized", False))
         dropout = kw.pop("dropout", 0.0)
         head_hidden = kw.pop("head_hidden", None)  # absent in linear-head (and older) checkpoints
+        flip_tta = bool(kw.pop("flip_tta", False))
         model = cls.build(meta.model, head=meta.head, bins=meta.bins or None, dropout=dropout,
-                          preprocess=meta.preprocess, head_hidden=head_hidden, **kw)
+                          preprocess=meta.preprocess, head_hidden=head_hidden, flip_tta=flip_tta, **kw)
         if reparam:
             model.eval().reparameterize()
         model.provenance = dict(meta.provenance)
