@@ -9,6 +9,8 @@ file list with sha256 next to the quantized model.
 """
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import logging
@@ -117,3 +119,47 @@ def write_manifest(model_path: str | Path, manifest: dict) -> Path:
     out = manifest_path(model_path)
     atomic_write_text(out, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def float_head_tensors(graph, excluded: list[str]) -> set[str]:
+    """Tensors that live entirely inside the nodes kept in float: written by an excluded node and read
+    only by excluded nodes (or a graph output). No quantizer needs their ranges."""
+    from .graph import consumers
+
+    excluded_set = set(excluded)
+    readers = consumers(graph)
+    inside = set()
+    for node in graph.node:
+        if node.name in excluded_set:
+            for t in node.output:
+                if t and all(r.name in excluded_set for r in readers.get(t, ())):  # graph outputs too
+                    inside.add(t)
+    return inside
+
+
+@contextlib.contextmanager
+def calibrate_outside(tensors: set[str]):
+    """While ``quantize_static`` runs, keep ONNX Runtime's calibrator off ``tensors``.
+
+    ORT calibrates every float tensor of every quantizable op type, the nodes excluded from quantization
+    included. Inside the float head some tensors barely vary (the unit norms of Gram-Schmidt after the
+    flip average, a rotation entry near -1 on similar crops), and the histogram methods (percentile,
+    entropy) then stop with "Too many bins for data range". Their ranges are never used, so they are
+    left out of calibration; every quantized tensor gets exactly the range it got before. ORT offers no
+    option for this, so the calibrator's tensor selection is wrapped for the duration of the call."""
+    try:
+        from onnxruntime.quantization.calibrate import CalibraterBase
+    except ImportError:  # pragma: no cover - quantize extra missing; quantize_onnx reports it
+        yield
+        return
+    original = CalibraterBase.select_tensors_to_calibrate
+
+    def select(self, model):
+        chosen, value_infos = original(self, model)
+        return {t for t in chosen if t not in tensors}, value_infos
+
+    CalibraterBase.select_tensors_to_calibrate = select
+    try:
+        yield
+    finally:
+        CalibraterBase.select_tensors_to_calibrate = original

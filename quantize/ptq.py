@@ -27,7 +27,7 @@ import numpy as np
 from edgepose.errors import ModelError, UserError
 from edgepose.metadata import ArtifactMetadata, file_sha256, load_metadata, save_sidecar
 
-from .calibration import CropCalibrationReader, write_manifest
+from .calibration import CropCalibrationReader, calibrate_outside, float_head_tensors, write_manifest
 from .graph import head_node_names, opset_of
 from .lint import check_tensorrt_qdq
 from .kernel_check import int8_drift, warn_drift
@@ -182,17 +182,17 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
             batch_size = max(d for d in range(1, batch_size + 1) if len(crops) % d == 0)
         reader = CropCalibrationReader(crops, meta.input_name, batch_size=batch_size)
         try:
-            quantize_static(str(pre), str(raw), reader, quant_format=QuantFormat.QDQ, per_channel=prof.per_channel,
-                            activation_type=act_type, weight_type=w_type, calibrate_method=calib_method,
-                            nodes_to_exclude=excluded, nodes_to_quantize=list(only) if only else None,
-                            reduce_range=use_reduce_range, extra_options=extra)
+            with calibrate_outside(float_head_tensors(graph, excluded)):
+                quantize_static(str(pre), str(raw), reader, quant_format=QuantFormat.QDQ, per_channel=prof.per_channel,
+                                activation_type=act_type, weight_type=w_type, calibrate_method=calib_method,
+                                nodes_to_exclude=excluded, nodes_to_quantize=list(only) if only else None,
+                                reduce_range=use_reduce_range, extra_options=extra)
         except ValueError as exc:
-            if "Too many bins" in str(exc):  # numpy's histogram on a tensor that barely varies
+            if "Too many bins" in str(exc):  # numpy's histogram on a quantized tensor that barely varies
                 raise ModelError(
-                    f"{method} calibration of {fp32} failed: on these {len(crops)} calibration crops some tensor "
-                    f"(ORT histograms every tensor, the float head's too) is nearly constant, so its histogram "
-                    f"cannot be built. Calibrate on more, and more varied, face crops, or use the minmax "
-                    f"method") from exc
+                    f"{method} calibration of {fp32} failed: on these {len(crops)} calibration crops a tensor to "
+                    f"be quantized is nearly constant, so its histogram cannot be built. Calibrate on more, and "
+                    f"more varied, face crops, or use the minmax method") from exc
             raise ModelError(f"onnxruntime quantize_static failed for {fp32} ({type(exc).__name__}: {exc}); "
                              f"set EDGEPOSE_DEBUG=1 for the trace") from exc
         except Exception as exc:  # noqa: BLE001

@@ -115,3 +115,19 @@ def test_the_build_exports_and_quantizes_with_flip_tta(tmp_path):
         R = s.run(["rotation"], {"input": x})[0].astype(np.float64)
         Rm = s.run(["rotation"], {"input": x[..., ::-1].copy()})[0].astype(np.float64)
         assert geodesic_errors(Rm, geometry.flip_label(R)).max() < 1.0, key  # INT8 rounding, still mirrored
+
+
+def test_histogram_calibration_skips_the_float_head(tmp_path):
+    """The shipped FP32 file ends in the flip average, whose Gram-Schmidt norms are 1 on every crop: ORT's
+    histogram of such a tensor fails, so calibration must leave the float head out (its ranges are unused)."""
+    pytest.importorskip("onnxruntime.quantization")
+    from edgepose.defaults import default_pose_model
+    from edgepose.metadata import load_metadata
+    from edgepose.quantize.ptq import quantize_onnx
+
+    fp32 = default_pose_model()
+    assert load_metadata(fp32).model_kwargs.get("flip_tta")
+    crops = np.random.default_rng(0).standard_normal((16, 3, 128, 128)).astype(np.float32)
+    for method in ("percentile", "entropy"):
+        quantize_onnx(fp32, tmp_path / f"{method}.onnx", crops, profile="tensorrt", method=method, command="test")
+        assert json.loads((tmp_path / f"{method}.onnx.json").read_text())["extra"]["quantization"]["method"] == method
