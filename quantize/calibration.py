@@ -10,7 +10,6 @@ file list with sha256 next to the quantized model.
 from __future__ import annotations
 
 import contextlib
-
 import hashlib
 import json
 import logging

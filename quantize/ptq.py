@@ -187,15 +187,12 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
                                 activation_type=act_type, weight_type=w_type, calibrate_method=calib_method,
                                 nodes_to_exclude=excluded, nodes_to_quantize=list(only) if only else None,
                                 reduce_range=use_reduce_range, extra_options=extra)
-        except ValueError as exc:
-            if "Too many bins" in str(exc):  # numpy's histogram on a quantized tensor that barely varies
+        except Exception as exc:  # noqa: BLE001
+            if isinstance(exc, ValueError) and "Too many bins" in str(exc):  # histogram of a near-constant tensor
                 raise ModelError(
                     f"{method} calibration of {fp32} failed: on these {len(crops)} calibration crops a tensor to "
                     f"be quantized is nearly constant, so its histogram cannot be built. Calibrate on more, and "
                     f"more varied, face crops, or use the minmax method") from exc
-            raise ModelError(f"onnxruntime quantize_static failed for {fp32} ({type(exc).__name__}: {exc}); "
-                             f"set EDGEPOSE_DEBUG=1 for the trace") from exc
-        except Exception as exc:  # noqa: BLE001
             raise ModelError(f"onnxruntime quantize_static failed for {fp32} ({type(exc).__name__}: {exc}); "
                              f"set EDGEPOSE_DEBUG=1 for the trace") from exc
         drift = int8_drift(pre, raw, crops)
