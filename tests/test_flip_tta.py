@@ -50,18 +50,19 @@ def _model(flip_tta: bool) -> PoseModel:
 
 
 def test_flip_tta_model_is_mirror_symmetric_and_the_plain_one_is_not():
-    x = torch.randn(4, 3, 64, 64)
+    x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     mirrored = torch.flip(x, dims=[-1])
     with torch.no_grad():
         tta, plain = _model(True), _model(False)
         R, Rm = tta(x)["R"].double().numpy(), tta(mirrored)["R"].double().numpy()
         P, Pm = plain(x)["R"].double().numpy(), plain(mirrored)["R"].double().numpy()
     # a mirrored crop must give the mirrored label exactly (geometry.flip_label), by construction
-    assert geodesic_errors(Rm, geometry.flip_label(R)).max() < 1e-3
-    assert geodesic_errors(Pm, geometry.flip_label(P)).max() > 1e-2  # an untrained net is not symmetric
+    # float32 rotations: arccos near 1 turns rounding into up to ~0.01 deg of apparent angle
+    assert geodesic_errors(Rm, geometry.flip_label(R)).max() < 0.05
+    assert geodesic_errors(Pm, geometry.flip_label(P)).max() > 1.0  # an untrained net is not symmetric
     # and the TTA output is the mean of the plain outputs (same weights)
     ref = chordal_mean(torch.stack([torch.from_numpy(P), torch.from_numpy(geometry.flip_label(Pm))])).numpy()
-    assert geodesic_errors(R, ref).max() < 1e-3
+    assert geodesic_errors(R, ref).max() < 0.05
 
 
 def test_flip_tta_is_off_in_training_and_kept_in_checkpoints(tmp_path):
@@ -89,9 +90,9 @@ def test_export_bakes_flip_tta_into_the_graph(tmp_path):
         outs[name] = (s.run(["rotation"], {"input": x})[0].astype(np.float64),
                       s.run(["rotation"], {"input": x[..., ::-1].copy()})[0].astype(np.float64))
     R, Rm = outs["tta"]
-    assert geodesic_errors(Rm, geometry.flip_label(R)).max() < 1e-2
+    assert geodesic_errors(Rm, geometry.flip_label(R)).max() < 0.05
     P, Pm = outs["plain"]
-    assert geodesic_errors(Pm, geometry.flip_label(P)).max() > 1e-2
+    assert geodesic_errors(Pm, geometry.flip_label(P)).max() > 1.0
 
 
 def test_the_build_exports_and_quantizes_with_flip_tta(tmp_path):
