@@ -338,3 +338,23 @@ def test_drift_problems_flag_fusion_damage_and_lossy_int8(caplog):
         caplog.clear()
         assert warn_drift(d(10.4, 10.1), "w.onnx", "tensorrt") is True and "FP16 engine" in caplog.text
         assert warn_drift(d(1.0, 0.9), "w.onnx", "cpu") is False
+
+
+def test_histogram_calibration_on_identical_crops_names_the_fix(tmp_path):
+    """Four copies of one crop leave quantized tensors without spread: the histogram methods cannot bin
+    them, and the error says so and what to do instead of ORT's "Too many bins for data range"."""
+    import numpy as np
+    import torch
+
+    from edgepose.errors import ModelError
+    from edgepose.export import export_onnx
+    from edgepose.models.pose_model import PoseModel
+    from edgepose.quantize.ptq import quantize_onnx
+
+    torch.manual_seed(0)
+    export_onnx(PoseModel.build("mobilenetv3_small_075", input_size=64).eval(), tmp_path / "m.onnx", command="test")
+    crops = np.repeat(np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32), 4, 0)
+    with pytest.raises(ModelError, match=r"percentile calibration .* nearly constant.*more varied.*minmax"):
+        quantize_onnx(tmp_path / "m.onnx", tmp_path / "q.onnx", crops, profile="tensorrt", method="percentile",
+                      command="test")
+    assert not (tmp_path / "q.onnx").exists()
