@@ -74,9 +74,12 @@ class LossConfig:
         return self.ldl > 0 or self.hopenet > 0
 
 
-def geodesic_loss(R_pred: torch.Tensor, R_gt: torch.Tensor) -> torch.Tensor:
-    """Mean geodesic angle (radians) between (N, 3, 3) rotation batches."""
-    return geodesic(R_pred, R_gt).mean()
+def geodesic_loss(R_pred: torch.Tensor, R_gt: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean geodesic angle (radians) between (N, 3, 3) rotation batches; with ``weight`` (N,) the weighted mean."""
+    g = geodesic(R_pred, R_gt)
+    if weight is None:
+        return g.mean()
+    return (g * weight).sum() / weight.sum().clamp_min(1e-8)
 
 
 def sigma_in_degrees(spec: BinSpec, sigma: float, unit: str = "bins") -> float:

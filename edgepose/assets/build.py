@@ -34,7 +34,7 @@ import numpy as np
 from edgepose.errors import DataError, UserError
 
 from .build_config import FILES, MODELS_DIR, REPO, SIZE_BUDGET_BYTES, BuildConfig, student_spec
-from .build_data import check_held_out, real_faces, synth_set
+from .build_data import check_held_out, real_faces, select_media, synth_set
 from .build_train import check_student_init, train, training_device
 
 log = logging.getLogger("edgepose.assets.build")
@@ -129,10 +129,11 @@ def main(argv=None) -> int:
         save_config(cfg, out / "config.yaml")
         teacher = load_teacher(cfg.teacher)
         spec = student_spec(cfg, teacher.specs[0])
-        check_held_out(root, cfg.data.real, cfg.data.real_val)
-        real = real_faces(cfg, root, teacher, spec, out)
-        real_val = (real_faces(cfg, root, teacher, spec, out, media=cfg.data.real_val, cache_name="real-val.npz")
-                    if cfg.data.real_val else None)
+        train_media, val_media = select_media(cfg, root)
+        check_held_out(root, train_media, val_media)
+        real = real_faces(cfg, root, teacher, spec, out, media=train_media)
+        real_val = (real_faces(cfg, root, teacher, spec, out, media=val_media, cache_name="real-val.npz")
+                    if val_media else None)
         if args.export_only:
             model = PoseModel.from_checkpoint(out / "last.pt")
         else:

@@ -33,12 +33,20 @@ class DataSection:
     # on; each epoch logs the student's distance from the teacher there (the only real-face validation that
     # needs no head-pose labels)
     real_val: list[str] = field(default_factory=list)
+    # share of data.real moved to the held-out set, by whole source group (the `owner__repo__` prefix of a
+    # file name, else the file): people who appear in one clip of a repository usually appear in its others
+    real_val_split: float = 0.0
+    # drop UTKFace-named images (`age_gender_race_date.jpg...`) of people younger than this: drivers are adults
+    min_age: int = 0
     detector: str = "yunet"
     detector_model: str | None = "detectors/yunet/yunet_s_640_640.onnx"
     video_step: int = 2
     max_frames_per_video: int = 300
     max_faces: int = 6  # per frame: every passenger / classroom face is another identity
     min_face: int = 40  # px; smaller faces are too blurry for the teacher to label well
+    pad_large_faces: bool = False  # detect faces that fill the frame (aligned crops) on a padded frame
+    # weight each real face by how well the teachers agree on it (distill.teacher.agreement_weight)
+    agreement_weighting: bool = False
     real_repeat: int = 4
     synth_n: int = 5000
     synth_full_fraction: float = 0.15

@@ -8,6 +8,7 @@ import functools
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path, media: li
 
     from edgepose.data.augment import transform_points
     from edgepose.distill.faces import DetectedFaceReader, DetectorSettings, detect_faces
-    from edgepose.distill.teacher import flip_tta_rotation
+    from edgepose.distill.teacher import flip_tta_labels
     from edgepose.preprocess import CropPolicy, PreprocessSpec, crop_image, normalize, to_bgr
 
     cache = out / cache_name
@@ -54,21 +55,24 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path, media: li
         return data
     st = DetectorSettings(name=cfg.data.detector, model_path=str(resolve_path(root, cfg.data.detector_model) or "") or None,
                           video_step=cfg.data.video_step, max_frames_per_video=cfg.data.max_frames_per_video,
-                          max_faces=cfg.data.max_faces, min_face=cfg.data.min_face)
+                          max_faces=cfg.data.max_faces, min_face=cfg.data.min_face,
+                          pad_large_faces=cfg.data.pad_large_faces)
     boxes, manifest = detect_faces(sources, st, cache_dir=out / "faces")
     reader = DetectedFaceReader(boxes, st)
     t_specs = teacher.specs  # one crop per ensemble member, each by its own preprocessing
     margin_spec = PreprocessSpec(input_size=m, color_order="BGR",
                                  crop=CropPolicy(**{**spec.crop.to_dict(), "scale": spec.crop.scale * MARGIN}))
-    crops, bxs, Rs, src = [], [], [], []
+    crops, bxs, Rs, spread, src = [], [], [], [], []
     batch_x: list[list[np.ndarray]] = [[] for _ in t_specs]  # [member][face]
     batch_f: list[list[np.ndarray]] = [[] for _ in t_specs]
 
     def flush():
         if not batch_x[0]:
             return
-        Rs.extend(flip_tta_rotation(teacher, [torch.from_numpy(np.stack(b)) for b in batch_x],
-                                    [torch.from_numpy(np.stack(b)) for b in batch_f]).numpy())
+        R, d = flip_tta_labels(teacher, [torch.from_numpy(np.stack(b)) for b in batch_x],
+                               [torch.from_numpy(np.stack(b)) for b in batch_f])
+        Rs.extend(R.numpy())
+        spread.extend(d.numpy())
         for b in (*batch_x, *batch_f):
             b.clear()
 
@@ -89,6 +93,7 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path, media: li
         raise DataError(f"the detector found no face of at least {cfg.data.min_face} px in {', '.join(map(str, sources))}: "
                         f"check data.real, or lower data.min_face")
     data = {"images": np.stack(crops), "boxes": np.asarray(bxs, np.float32), "R": np.asarray(Rs, np.float32),
+            "disagreement": np.asarray(spread, np.float32),  # teachers' spread per face (deg; NaN: one teacher)
             "sources": np.asarray(src), "manifest": np.asarray(json.dumps(manifest)),
             "teachers": np.asarray(list(cfg.teacher))}
     np.savez(cache.with_suffix(".tmp.npz"), **data)
@@ -109,6 +114,53 @@ def media_paths(root: Path, names: list[str]) -> list[Path]:
         raise DataError(f"real media not found: {', '.join(missing)}; pass --data-root (the shared data "
                         f"folder, see docs/models.md) or set EDGEPOSE_TEST_DATA")
     return sources
+
+
+_UTKFACE_NAME = re.compile(r"^(\d{1,3})_[01]_\d_\d+\.jpg")
+
+
+def person_age(path: Path) -> int | None:
+    """The age a UTKFace file name states (``26_1_2_2017...jpg.chip.jpg``), else None."""
+    m = _UTKFACE_NAME.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+def source_group(path: Path) -> str:
+    """Who is in a file, as far as its name tells: ``owner__repo`` for files named ``owner__repo__clip`` (one
+    repository's clips often show the same person), else the file itself."""
+    parts = path.name.split("__")
+    return "__".join(parts[:2]) if len(parts) >= 3 else str(path)
+
+
+def held_out(group: str, fraction: float) -> bool:
+    """A stable draw per group (sha256 of its name): the same groups are held out on every machine and run."""
+    import hashlib
+
+    return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) / 2 ** 32 < fraction
+
+
+def select_media(cfg: BuildConfig, root: Path) -> tuple[list[str], list[str]]:
+    """``data.real`` and ``data.real_val`` as file lists: ``data.min_age`` drops images of children (UTKFace
+    names carry the age), ``data.real_val_split`` moves whole source groups of ``data.real`` to the held-out
+    list. Returns (training files, held-out files) as strings, sorted."""
+    from edgepose.distill.faces import list_media
+
+    d = cfg.data
+    if not 0.0 <= d.real_val_split < 1.0:
+        raise UserError(f"data.real_val_split={d.real_val_split}: use a share in [0, 1), e.g. 0.1")
+
+    def adult(f: Path) -> bool:
+        age = person_age(f)
+        return age is None or age >= d.min_age
+
+    train = [f for f in list_media(media_paths(root, d.real)) if adult(f)]
+    val = [f for f in list_media(media_paths(root, d.real_val)) if adult(f)] if d.real_val else []
+    if d.real_val_split > 0:
+        val += [f for f in train if held_out(source_group(f), d.real_val_split)]
+        train = [f for f in train if not held_out(source_group(f), d.real_val_split)]
+    if not train:
+        raise UserError("data.real leaves no training file (data.min_age / data.real_val_split took them all)")
+    return sorted(map(str, train)), sorted(set(map(str, val)))
 
 
 def media_digests(sources: list[Path]) -> list[str]:
@@ -229,8 +281,9 @@ class ArrayReader:
 
     name = "arrays"
 
-    def __init__(self, data: dict[str, np.ndarray], tag: str):
+    def __init__(self, data: dict[str, np.ndarray], tag: str, weights: np.ndarray | None = None):
         self.images, self.boxes, self.R, self.tag = data["images"], data["boxes"], data["R"], tag
+        self.weights = weights  # per-sample loss weight (teacher agreement), None = 1
 
     def __len__(self) -> int:
         return len(self.images)
@@ -238,8 +291,9 @@ class ArrayReader:
     def get(self, index: int, rng=None):
         from edgepose.data.sample import Sample
 
+        extra = {} if self.weights is None else {"weight": float(self.weights[index])}
         return Sample(image=self.images[index], R=self.R[index].astype(np.float64),
-                      box=tuple(float(v) for v in self.boxes[index]), source=f"{self.tag}:{index}")
+                      box=tuple(float(v) for v in self.boxes[index]), source=f"{self.tag}:{index}", extra=extra)
 
     def __getitem__(self, index: int):
         return self.get(index)

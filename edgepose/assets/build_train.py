@@ -54,8 +54,15 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path,
     copied = init_student(model, cfg, teacher) if cfg.student.init else []
     model.to(device)
     augment = Augment.from_dict(cfg.augment) or Augment()
-    ds = readers_as_dataset([Repeat(ArrayReader(real, "real"), cfg.data.real_repeat), ArrayReader(synth, "synth")],
-                             spec, augment)
+    weights = None
+    if cfg.data.agreement_weighting and "disagreement" in real:
+        from edgepose.distill.teacher import agreement_weight
+
+        weights = agreement_weight(real["disagreement"])
+        log.info("real faces weighted by teacher agreement: mean weight %.3f, %d of %d below 0.5",
+                 float(weights.mean()), int((weights < 0.5).sum()), len(weights))
+    ds = readers_as_dataset([Repeat(ArrayReader(real, "real", weights), cfg.data.real_repeat),
+                             ArrayReader(synth, "synth")], spec, augment)
     loader = DataLoader(ds, batch_size=cfg.optim.batch_size, shuffle=True, num_workers=cfg.optim.workers,
                         drop_last=True, persistent_workers=cfg.optim.workers > 0, pin_memory=device.type == "cuda",
                         generator=torch.Generator().manual_seed(cfg.seed))
@@ -65,6 +72,9 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path,
     warm = max(1, cfg.optim.warmup_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    from .build_report import write_label_report
+
+    write_label_report(out, {"real": real["R"], "synthetic": synth["R"]})
     log.info("training %s @ %d px on %d real (x%d) + %d synthetic crops, %d steps on %s", cfg.student.name,
              spec.input_size, len(real["images"]), cfg.data.real_repeat, len(synth["images"]), total, device)
     metrics = out / "metrics.jsonl"
@@ -74,7 +84,7 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path,
         t0, tot, n = time.perf_counter(), 0.0, 0
         for b in tqdm(loader, desc=f"epoch {epoch}/{cfg.optim.epochs}", mininterval=30):
             pred = model(b["image"].to(device, non_blocking=True))["R"]
-            loss = geodesic_loss(pred, b["R"].to(device, non_blocking=True))
+            loss = geodesic_loss(pred, b["R"].to(device, non_blocking=True), b["weight"].to(device, non_blocking=True))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

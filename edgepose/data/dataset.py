@@ -1,7 +1,8 @@
 """``PoseDataset``: readers -> network-ready tensors (torch ``Dataset``).
 
 Each item is ``{"image": (C, S, S) float32, "R": (3, 3) float32, "euler": (3,) float32
-(pitch, yaw, roll) degrees, "labelled": bool, "source": str}``.  Unlabelled samples (video
+(pitch, yaw, roll) degrees, "labelled": bool, "weight": float32 (``Sample.extra["weight"]``, default 1:
+e.g. how far a teacher ensemble agreed on a pseudo-label), "source": str}``.  Unlabelled samples (video
 frames) carry NaN in ``R`` and ``euler``.  ``R`` is the label; ``euler`` always decomposes it
 (``euler_to_matrix(euler) == R``) and follows the reader's own triple when it has one
 (``Sample.extra["pyr_deg"]``: 300W-LP/AFLW2000 ``Pose_Para``, BIWI npz, folder Euler columns), so
@@ -77,4 +78,5 @@ class PoseDataset(Dataset):
             euler = euler_label(s, R, geo.angle_deg, geo.flip).astype(np.float32)
             Rf, labelled = np.asarray(R, np.float32), True
         return {"image": torch.from_numpy(x), "R": torch.from_numpy(np.ascontiguousarray(Rf)),
-                "euler": torch.from_numpy(euler), "labelled": labelled, "source": s.source}
+                "euler": torch.from_numpy(euler), "labelled": labelled,
+                "weight": torch.tensor(float(s.extra.get("weight", 1.0)), dtype=torch.float32), "source": s.source}

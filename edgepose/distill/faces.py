@@ -61,6 +61,10 @@ class DetectorSettings:
     max_frames_per_video: int = 200
     max_faces: int = 1  # per frame, best score first (the driver's face in a cabin camera)
     min_face: int = 24  # px; smaller boxes are too blurry to teach anything
+    # Faces that fill the frame (aligned face crops such as UTKFace, close-up studio footage): detect again on
+    # the frame padded by half its size on each side, so the detector sees the context a camera frame gives
+    # it and draws the same box it would draw in the car. Off by default (older caches keep their boxes).
+    pad_large_faces: bool = False
 
     def key(self) -> dict:
         d = dict(self.__dict__)
@@ -124,12 +128,10 @@ def detect_faces(sources, settings: DetectorSettings | None = None, cache_dir: s
         for m, f in zip(manifest, tqdm(files, desc="detecting faces", disable=not progress)):
             n = 0
             for idx, frame in _frames(f, st):
-                dets = sorted(detector.detect(frame), key=lambda d: -d.score)
-                for d in dets[: st.max_faces]:
-                    x1, y1, x2, y2 = (float(v) for v in d.box[:4])
+                for x1, y1, x2, y2, score in _detect(detector, frame, st)[: st.max_faces]:
                     if min(x2 - x1, y2 - y1) < st.min_face:
                         continue
-                    boxes.append(FaceBox(str(f), int(idx), (x1, y1, x2, y2), float(d.score)))
+                    boxes.append(FaceBox(str(f), int(idx), (x1, y1, x2, y2), score))
                     n += 1
             m["faces"] = n
     finally:
@@ -139,6 +141,23 @@ def detect_faces(sources, settings: DetectorSettings | None = None, cache_dir: s
                         f"({', '.join(str(f) for f in files[:3])}...); check the sources or lower the score threshold")
     atomic_write_text(cache_file, json.dumps({"settings": st.key(), "boxes": [b.__dict__ for b in boxes]}))
     return boxes, manifest
+
+
+LARGE_FACE = 0.6  # a box wider or taller than this share of the frame's shorter side "fills the frame"
+
+
+def _detect(detector, frame: np.ndarray, st: DetectorSettings) -> list[tuple[float, float, float, float, float]]:
+    """Boxes (x1, y1, x2, y2, score), best first, in ``frame`` pixels (a padded pass can reach past the border)."""
+    dets = [(*(float(v) for v in d.box[:4]), float(d.score)) for d in detector.detect(frame)]
+    h, w = frame.shape[:2]
+    if st.pad_large_faces and (not dets or max(max(d[2] - d[0], d[3] - d[1]) for d in dets) > LARGE_FACE * min(h, w)):
+        import cv2
+
+        p = max(h, w) // 2
+        padded = cv2.copyMakeBorder(frame, p, p, p, p, cv2.BORDER_CONSTANT, value=0)
+        dets = [(d[0] - p, d[1] - p, d[2] - p, d[3] - p, d[4])
+                for d in ((*(float(v) for v in d.box[:4]), float(d.score)) for d in detector.detect(padded))]
+    return sorted(dets, key=lambda d: -d[4])
 
 
 class DetectedFaceReader(Reader):
