@@ -39,10 +39,11 @@ def chordal_mean(Rs: torch.Tensor) -> torch.Tensor:
     return U @ D @ Vh
 
 
-# Where an imported teacher's answers can be trusted: the largest |yaw| (degrees) of its training data.
-# 3DDFA_V2 and FSA-Net learnt from 300W-LP (profiled up to about +-90 deg yaw); WHENet also from CMU
-# Panoptic (full range), so it has no entry. A member can also declare it in its provenance
-# (``valid_yaw_deg``). Keys are the spec names of :func:`load_teacher`.
+# Where an imported teacher's answers can be trusted: how far a face may turn away from the camera (degrees
+# between the nose axis and the camera axis: |yaw| for a level head; Euler yaw itself folds into +-90 and
+# cannot say "facing away"). 3DDFA_V2 and FSA-Net learnt from 300W-LP (profiled up to about 90 deg of yaw);
+# WHENet also from CMU Panoptic (full range), so it has no entry. A member can also declare it in its
+# provenance (``valid_yaw_deg``). Keys are the spec names of :func:`load_teacher`.
 VALID_YAW_DEG = {"3ddfa-v2": 90.0, "fsanet": 90.0}
 VALID_YAW_TAPER_DEG = 15.0  # full weight up to (limit - taper), none at the limit: no step in the labels
 TRIM_DEG = 15.0  # a member further than this from the others' mean on a face is left out for that face
@@ -63,19 +64,19 @@ def robust_rotation_mean(Rs: torch.Tensor, valid_yaw: list[float | None] | None 
                          trim_deg: float = TRIM_DEG) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-face robust chordal mean of M members' rotations ``Rs`` (M, N, 3, 3).
 
-    1. Validity: member m counts fully while the face's |yaw| (from the plain mean of all members) is at
-       most ``valid_yaw[m] - 15``, not at all from ``valid_yaw[m]`` on (None = valid everywhere).
+    1. Validity: member m counts fully while the face turns at most ``valid_yaw[m] - 15`` deg away from the
+       camera (the angle of its nose axis, from the plain mean of all members), not at all from ``valid_yaw[m]``
+       on (None = valid everywhere).
     2. Trimming: while at least three members count, the one furthest from the weighted mean is left out
        if it is more than ``trim_deg`` away (one wrong teacher must not drag the label).
     Returns (R (N, 3, 3), disagreement (N,) = weighted mean geodesic distance, degrees, of the members that
     count from R -- NaN where only one member counts, weights (M, N) used)."""
-    from ..geometry_torch import matrix_to_euler
-
     Rs = Rs.double()
     M, N = Rs.shape[:2]
     w = torch.ones(M, N, dtype=Rs.dtype)
     if valid_yaw is not None and any(v is not None for v in valid_yaw):
-        yaw = matrix_to_euler(chordal_mean(Rs))[:, 1].abs()
+        # row 2 of R is the head's nose axis in camera coordinates; its z part is the cosine of the turn
+        yaw = torch.rad2deg(torch.arccos(chordal_mean(Rs)[:, 2, 2].clamp(-1.0, 1.0)))
         for m, lim in enumerate(valid_yaw):
             if lim is not None:
                 w[m] = ((lim - yaw) / VALID_YAW_TAPER_DEG).clamp(0.0, 1.0)

@@ -1,0 +1,89 @@
+"""Which real files the default-model build trains and validates on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepose.assets.build_config import BuildConfig
+from edgepose.assets.build_data import held_out, person_age, select_media, source_group
+from edgepose.assets.build_report import label_histogram
+from edgepose.errors import UserError
+
+
+def _touch(folder: Path, names: list[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (folder / n).write_bytes(b"x")
+
+
+def test_utkface_ages_and_repository_groups_are_read_from_names():
+    assert person_age(Path("26_1_2_20170116174525125.jpg.chip.jpg")) == 26
+    assert person_age(Path("single_face.jpg")) is None
+    assert source_group(Path("owner__repo__Data1.mp4")) == source_group(Path("/x/owner__repo__Data2.mp4"))
+    assert source_group(Path("a.mp4")) != source_group(Path("b.mp4"))
+
+
+def test_children_are_dropped_and_whole_repositories_are_held_out(tmp_path):
+    _touch(tmp_path / "faces", ["5_0_0_1.jpg.chip.jpg", "30_1_1_2.jpg.chip.jpg", "70_0_3_3.jpg.chip.jpg"])
+    clips = [f"rep{k}__proj__clip{j}.mp4" for k in range(40) for j in range(3)]
+    _touch(tmp_path / "clips", clips)
+    cfg = BuildConfig()
+    cfg.data.real, cfg.data.min_age, cfg.data.real_val_split = ["faces", "clips"], 16, 0.25
+    train, val = select_media(cfg, tmp_path)
+    names = {Path(f).name for f in train + val}
+    assert "5_0_0_1.jpg.chip.jpg" not in names and "30_1_1_2.jpg.chip.jpg" in names
+    assert not set(train) & set(val)
+    val_repos = {source_group(Path(f)) for f in val if f.endswith(".mp4")}
+    train_repos = {source_group(Path(f)) for f in train if f.endswith(".mp4")}
+    assert val_repos and not val_repos & train_repos  # a repository is on one side only
+    assert 2 <= len(val_repos) <= 20  # about a quarter of 40
+    assert select_media(cfg, tmp_path) == (train, val)  # the same split every time
+    assert all(held_out(g, 0.25) for g in val_repos)
+
+
+def test_a_split_that_leaves_nothing_to_train_on_is_refused(tmp_path):
+    _touch(tmp_path / "faces", ["5_0_0_1.jpg.chip.jpg"])
+    cfg = BuildConfig()
+    cfg.data.real, cfg.data.min_age = ["faces"], 16
+    with pytest.raises(UserError, match="min_age"):
+        select_media(cfg, tmp_path)
+    cfg.data.min_age, cfg.data.real_val_split = 0, 1.5
+    with pytest.raises(UserError, match="real_val_split"):
+        select_media(cfg, tmp_path)
+
+
+def test_label_histogram_counts_every_label_once():
+    from edgepose import geometry
+
+    rng = np.random.default_rng(0)
+    e = np.column_stack([rng.uniform(-60, 60, 200), rng.uniform(-89, 89, 200), rng.uniform(-40, 40, 200)])
+    hist = label_histogram({"real": geometry.euler_to_matrix(e)})
+    for k, a in enumerate(("pitch", "yaw", "roll")):
+        assert sum(hist["real"][a]) == 200
+        up = np.searchsorted(hist["edges_deg"], 30)  # labels above +30 land in the bins from +30 on
+        assert sum(hist["real"][a][up:]) == int((e[:, k] > 30).sum())
+
+
+def test_faces_that_fill_the_frame_are_found_on_a_padded_frame(data_file):
+    import cv2
+
+    from edgepose.distill.faces import DetectorSettings, _detect
+    from edgepose.runtime import create_detector
+
+    model = data_file("detectors/yunet/yunet_s_640_640.onnx")
+    img = cv2.imread(str(data_file("aflw2000-sample/image00050.jpg")))
+    det = create_detector("yunet", model_path=str(model))
+    try:
+        full = _detect(det, img, DetectorSettings(pad_large_faces=False))[0]
+        x1, y1, x2, y2 = (int(v) for v in full[:4])
+        m = int(0.05 * (x2 - x1))
+        tight = img[max(0, y1 + m):y2 - m, max(0, x1 + m):x2 - m]  # the face fills this crop, as in UTKFace
+        padded = _detect(det, tight, DetectorSettings(pad_large_faces=True))
+        assert padded, "no face on the padded frame"
+        # back in the tight crop's pixels, the box is the one found with the whole photo around the face
+        shifted = np.array(full[:4]) - [max(0, x1 + m), max(0, y1 + m)] * 2
+        assert np.abs(np.array(padded[0][:4]) - shifted).max() < 0.15 * (x2 - x1)
+    finally:
+        det.close()
