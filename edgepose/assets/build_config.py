@@ -102,9 +102,14 @@ FORBIDDEN = ("aflw2000", "300wlp", "300w_lp", "biwi")  # evaluation fixtures / n
 
 
 def student_spec(cfg: BuildConfig, teacher_spec):
-    """The student's preprocessing: the teacher's (= deployment) crop policy at the student's size."""
+    """The student's preprocessing: the first teacher's (= deployment) crop policy at the student's size.
+    A student that starts from that teacher's trunk (``student.init=teacher``) also keeps its colour order
+    and normalisation: the copied filters were trained on exactly those numbers."""
     from edgepose.preprocess import PreprocessSpec
 
+    if str(cfg.student.init) == "teacher":
+        return PreprocessSpec(input_size=cfg.student.input_size, color_order=teacher_spec.color_order,
+                              mean=tuple(teacher_spec.mean), std=tuple(teacher_spec.std), crop=teacher_spec.crop)
     return PreprocessSpec(input_size=cfg.student.input_size, color_order="RGB", crop=teacher_spec.crop)
 
 

@@ -62,17 +62,18 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path, media: li
     t_specs = teacher.specs  # one crop per ensemble member, each by its own preprocessing
     margin_spec = PreprocessSpec(input_size=m, color_order="BGR",
                                  crop=CropPolicy(**{**spec.crop.to_dict(), "scale": spec.crop.scale * MARGIN}))
-    crops, bxs, Rs, spread, src = [], [], [], [], []
+    crops, bxs, Rs, spread, members, src = [], [], [], [], [], []
     batch_x: list[list[np.ndarray]] = [[] for _ in t_specs]  # [member][face]
     batch_f: list[list[np.ndarray]] = [[] for _ in t_specs]
 
     def flush():
         if not batch_x[0]:
             return
-        R, d = flip_tta_labels(teacher, [torch.from_numpy(np.stack(b)) for b in batch_x],
-                               [torch.from_numpy(np.stack(b)) for b in batch_f])
+        R, d, Rm = flip_tta_labels(teacher, [torch.from_numpy(np.stack(b)) for b in batch_x],
+                                   [torch.from_numpy(np.stack(b)) for b in batch_f])
         Rs.extend(R.numpy())
         spread.extend(d.numpy())
+        members.extend(Rm.transpose(0, 1).numpy())
         for b in (*batch_x, *batch_f):
             b.clear()
 
@@ -94,6 +95,7 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path, media: li
                         f"check data.real, or lower data.min_face")
     data = {"images": np.stack(crops), "boxes": np.asarray(bxs, np.float32), "R": np.asarray(Rs, np.float32),
             "disagreement": np.asarray(spread, np.float32),  # teachers' spread per face (deg; NaN: one teacher)
+            "member_R": np.asarray(members, np.float32),  # (N, members, 3, 3): each teacher's own answer
             "sources": np.asarray(src), "manifest": np.asarray(json.dumps(manifest)),
             "teachers": np.asarray(list(cfg.teacher))}
     np.savez(cache.with_suffix(".tmp.npz"), **data)

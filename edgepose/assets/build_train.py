@@ -164,7 +164,7 @@ def init_student(model, cfg: BuildConfig, teacher) -> list[str]:
     A path to an edgepose checkpoint: that model's backbone and head (fine-tune an earlier build, e.g. at
     another input size)."""
     from edgepose.models.pose_model import PoseModel
-    from edgepose.models.transfer import copy_matching_weights
+    from edgepose.models.transfer import copy_matching_weights, sixd_head_from_camera_head
 
     kind = check_student_init(cfg)
     if kind is None:
@@ -173,9 +173,13 @@ def init_student(model, cfg: BuildConfig, teacher) -> list[str]:
         if teacher is None:
             raise UserError("student.init=teacher needs the teacher loaded (internal: pass it to train())")
         source = teacher.members[0]
-        copied = [f"backbone.{n}" for n in
-                  copy_matching_weights(model.backbone, source.backbone, what=f"teacher {cfg.teacher[0]} ({source.name})")]
+        what = f"teacher {cfg.teacher[0]} ({source.name})"
+        copied = [f"backbone.{n}" for n in copy_matching_weights(model.backbone, source.backbone, what=what)]
         origin = {"teacher": cfg.teacher[0], "backbone": source.name}
+        if getattr(source, "head_kind", None) == "3dmm" and model.head_kind == "6d":
+            # a 3DDFA_V2 teacher's camera rows are R's first two columns: the student starts as that teacher
+            copied += [f"head.{n}" for n in sixd_head_from_camera_head(model.head, source.head, what=what)]
+            origin["head"] = "camera rows"
     else:  # "checkpoint"
         path = Path(cfg.student.init).expanduser()
         source = PoseModel.from_checkpoint(path)

@@ -119,14 +119,16 @@ def member_flip_tta_rotations(teacher, plain: list[torch.Tensor], mirrored: list
     return torch.stack(out)
 
 
-def flip_tta_labels(teacher, plain: list[torch.Tensor], mirrored: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def flip_tta_labels(teacher, plain: list[torch.Tensor], mirrored: list[torch.Tensor]
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The teacher's label with test-time flip: each member flip-averaged, then the robust ensemble mean.
-    ``plain`` / ``mirrored`` hold one batch per member. Returns (R (N, 3, 3) float64, disagreement (N,) deg)."""
+    ``plain`` / ``mirrored`` hold one batch per member. Returns (R (N, 3, 3) float64, disagreement (N,) deg,
+    the members' own rotations (M, N, 3, 3))."""
     Rs = member_flip_tta_rotations(teacher, plain, mirrored)
     if len(Rs) == 1:
-        return Rs[0], torch.full((Rs.shape[1],), float("nan"), dtype=torch.float64)
+        return Rs[0], torch.full((Rs.shape[1],), float("nan"), dtype=torch.float64), Rs
     R, spread, _ = robust_rotation_mean(Rs, teacher.valid_yaw)
-    return R, spread
+    return R, spread, Rs
 
 
 def flip_tta_rotation(teacher, plain: list[torch.Tensor], mirrored: list[torch.Tensor]) -> torch.Tensor:

@@ -17,7 +17,7 @@ from ..errors import ModelError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["copy_matching_weights"]
+__all__ = ["copy_matching_weights", "sixd_head_from_camera_head"]
 
 
 def copy_matching_weights(dst: nn.Module, src: nn.Module, what: str = "source") -> list[str]:
@@ -49,3 +49,31 @@ def copy_matching_weights(dst: nn.Module, src: nn.Module, what: str = "source") 
              len(copied), len(dst_state), 100.0 * n_params / max(1, total), what, len(dst_state) - len(copied),
              f" ({len(shape_mismatch)} differ in shape)" if shape_mismatch else "")
     return copied
+
+
+# 3DDFA_V2's camera is 12 numbers, a 3 x 4 matrix row by row, whose left 3 x 3 is scale x R^T in the
+# edgepose convention (docs/importers.md). Rows 0 and 1 of that block are therefore R's first two columns
+# up to the common scale: exactly the two vectors the 6D head feeds to Gram-Schmidt.
+CAMERA_ROWS_AS_SIXD = (0, 1, 2, 4, 5, 6)
+
+
+def sixd_head_from_camera_head(dst_head: nn.Module, src_head: nn.Module, what: str = "3DDFA_V2") -> list[str]:
+    """Initialise a linear 6D head (``fc``: C -> 6) from a 3DDFA_V2-style camera head (``fc``: C -> 62,
+    de-normalised by ``param_mean`` / ``param_std``) on the same features, so that the student starts out
+    reading the teacher's rotation instead of a random one. Gram-Schmidt ignores a common scale, so the
+    six outputs are divided by the mean camera row length, which keeps them near unit length (the 6D
+    head's gradients grow as its outputs shrink). Returns the copied names (``fc.weight``, ``fc.bias``)."""
+    fc_src, fc_dst = getattr(src_head, "fc", None), getattr(dst_head, "fc", None)
+    if (fc_src is None or fc_dst is None or getattr(dst_head, "hidden", None) is not None
+            or not hasattr(src_head, "param_mean") or fc_dst.out_features != 6
+            or fc_src.in_features != fc_dst.in_features):
+        raise ModelError(f"cannot initialise the student's head from {what}'s: it needs a linear 6D head on "
+                         f"the same number of features as the camera head (student head.hidden must be empty)")
+    idx = torch.tensor(CAMERA_ROWS_AS_SIXD)
+    std, mean = src_head.param_std[idx], src_head.param_mean[idx]
+    scale = 0.5 * (mean[:3].norm() + mean[3:].norm())
+    with torch.no_grad():
+        fc_dst.weight.copy_(fc_src.weight[idx] * (std / scale)[:, None])
+        fc_dst.bias.copy_((fc_src.bias[idx] * std + mean) / scale)
+    log.info("initialised the 6D head from %s's camera rows (scale %.3g)", what, float(scale))
+    return ["fc.weight", "fc.bias"]
