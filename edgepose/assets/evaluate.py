@@ -1,14 +1,24 @@
-"""Measure the shipped default models and the WHENet teacher on the same face crops (docs/models.md).
+"""One table for the default model and every free peer, measured side by side in one run (docs/models.md).
 
-    python -m edgepose.assets.evaluate --data-root ../shared/data --out docs/results/default-model.json
+    python -m edgepose.assets.evaluate --data-root ../shared/data \\
+        --teacher 3ddfa-v2:teachers/3ddfa_v2/mb05_120x120.pth --teacher whenet --teacher fsanet:teachers/fsanet-onnx \\
+        --real-val runs/default-model/real-val.npz --compare old=OLD_FP32.onnx --out docs/results/default-model.json
 
-* **AFLW2000 fixtures** (``aflw2000-sample``, evaluation only): faces found by the deployment
-  detector (YuNet, ``--detector-model``), each model cropping the same box with its own policy.
-* **Synthetic test sets** (``edgepose.synth``, test-split identities never seen in training, exact
-  labels): ``wide`` poses (pitch +-60, yaw +-99, roll +-45) and ``full`` (uniform on SO(3)), face
-  boxes from the renderer.
-* **Agreement with the teacher**: geodesic angle between each model's and WHENet's rotation on the
-  same crops.
+Rows: the three default files (or ``--models-dir``), any ``--compare NAME=FILE`` (an earlier student), each
+``--teacher`` alone (plain crop, its own preprocessing), and with two or more teachers **the ensemble**:
+the labels the default-model build trains on (each member flip-averaged, then the robust mean of
+:func:`edgepose.distill.teacher.robust_rotation_mean`).
+
+* **AFLW2000 fixtures** (``aflw2000-sample``, evaluation only): faces found by the deployment detector
+  (YuNet, ``--detector-model``), each model cropping the same box with its own policy.
+* **Real-val agreement** (``--real-val``: a build's ``real-val.npz``, held-out people the student never saw):
+  geodesic distance from the ensemble's labels. Models are fed the stored crops; a teacher's figure is its own
+  flip-averaged answer recorded while labelling (``member_R``), on full-resolution crops.
+* **Synthetic test sets** (``edgepose.synth``, test-split identities, exact labels): ``wide`` poses (pitch +-60,
+  yaw +-99, roll +-45) and ``full`` (uniform on SO(3)), face boxes from the renderer.
+* **Cost**: ms per face (ONNX Runtime, CPU, one thread, batch 1; every row's ONNX timed in interleaved rounds,
+  median; teachers are exported to ONNX for it), MACs per face (:func:`edgepose.benchmarks.compute.onnx_macs`),
+  the share of the single-core GEMM peak that reaches, and bytes on disk (file + sidecar).
 
 Metrics: Euler MAE (pitch, yaw, roll) and geodesic error (deg), from :mod:`edgepose.metrics`.
 """
@@ -17,7 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +38,7 @@ import numpy as np
 from edgepose.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
+ENSEMBLE = "ensemble (build labels)"
 
 
 def aflw_faces(root: Path, detector_model: Path | None) -> tuple[list, np.ndarray]:
@@ -60,34 +73,57 @@ def synth_faces(n: int, pose_range: str, seed: int) -> tuple[list, np.ndarray]:
     return items, np.asarray(Rs, np.float64)
 
 
-def predictors(models: dict[str, Path], teacher: str | None):
-    """name -> f(items) -> (N,3,3) rotations; every model crops with its own metadata spec."""
+def _batched(items, spec, fn, batch: int = 32) -> np.ndarray:
     from edgepose.preprocess import preprocess
-    from edgepose.runtime import load_backend
 
-    out = {}
-    for name, path in models.items():
-        backend = load_backend(path, intra_op_threads=1)
+    return np.concatenate([fn(np.stack([preprocess(im, box, spec) for im, box in items[i:i + batch]]))
+                           for i in range(0, len(items), batch)]).astype(np.float64)
 
-        def f(items, b=backend):
-            return np.concatenate([b.infer(np.stack([preprocess(im, box, b.spec) for im, box in items[i:i + 32]]))["R"]
-                                   for i in range(0, len(items), 32)]).astype(np.float64)
-        out[name] = f
-    if teacher:
+
+class OnnxRow:
+    """An ONNX file (a default file or an earlier student) as a table row."""
+
+    def __init__(self, name: str, path: Path):
+        from edgepose.runtime import load_backend
+
+        self.name, self.path = name, Path(path)
+        self.backend = load_backend(self.path, intra_op_threads=1)
+
+    def predict(self, items) -> np.ndarray:
+        return _batched(items, self.backend.spec, lambda x: self.backend.infer(x)["R"])
+
+
+class TeacherRow:
+    """One teacher member (a PoseModel in torch) as a table row; its ONNX export is made for the timing."""
+
+    def __init__(self, spec: str, model, member_index: int):
+        self.name, self.model, self.member_index = spec.split(":", 1)[0], model, member_index
+        self.path: Path | None = None
+
+    def predict(self, items) -> np.ndarray:
         import torch
 
-        from edgepose.distill.teacher import load_teacher
+        with torch.no_grad():
+            return _batched(items, self.model.preprocess,
+                            lambda x: self.model(torch.from_numpy(x))["R"].double().numpy())
 
-        t = load_teacher([teacher])
-        spec = t.specs[0]
 
-        def ft(items):
-            with torch.no_grad():
-                return np.concatenate([t([torch.from_numpy(np.stack([preprocess(im, box, spec)
-                                                                      for im, box in items[i:i + 32]]))])["R"].numpy()
-                                       for i in range(0, len(items), 32)]).astype(np.float64)
-        out["whenet (teacher)"] = ft
-    return out
+def ensemble_predict(teacher, items, batch: int = 32) -> np.ndarray:
+    """The build's labels for ``items``: each member flip-averaged on its own crop, then the robust mean."""
+    import torch
+
+    from edgepose.distill.teacher import flip_tta_labels
+    from edgepose.preprocess import crop_image, normalize
+
+    out = []
+    for i in range(0, len(items), batch):
+        chunk = items[i:i + batch]
+        plain = [torch.from_numpy(np.stack([normalize(crop_image(im, box, s), s) for im, box in chunk]))
+                 for s in teacher.specs]
+        mirrored = [torch.from_numpy(np.stack([normalize(crop_image(im, box, s, flip=True), s) for im, box in chunk]))
+                    for s in teacher.specs]
+        out.append(flip_tta_labels(teacher, plain, mirrored)[0].numpy())
+    return np.concatenate(out)
 
 
 def score(P: np.ndarray, G: np.ndarray) -> dict:
@@ -98,10 +134,99 @@ def score(P: np.ndarray, G: np.ndarray) -> dict:
             "roll": float(ae[:, 2].mean()), "geodesic": float(ge.mean()), "geodesic_median": float(np.median(ge))}
 
 
+def real_val_agreement(rows, teacher, npz: Path) -> dict:
+    """Mean / median geodesic distance (deg) of each row from the ensemble's labels on held-out people."""
+    from edgepose.metrics import geodesic_errors
+    from edgepose.preprocess import preprocess
+
+    data = dict(np.load(npz, allow_pickle=False))
+    labels = data["R"].astype(np.float64)
+    out: dict = {"n": int(len(labels)), "file": str(npz)}
+    for row in rows:
+        if isinstance(row, TeacherRow):
+            if "member_R" not in data or teacher is None or len(teacher.names) != data["member_R"].shape[1]:
+                continue
+            P = data["member_R"][:, row.member_index].astype(np.float64)
+        else:
+            x_items = list(zip(data["images"], [tuple(b) for b in data["boxes"]]))
+            P = np.concatenate([row.backend.infer(np.stack([preprocess(im, b, row.backend.spec)
+                                                             for im, b in x_items[i:i + 64]]))["R"]
+                                for i in range(0, len(x_items), 64)]).astype(np.float64)
+        ge = geodesic_errors(P, labels)
+        out[row.name] = {"mean": float(ge.mean()), "median": float(np.median(ge))}
+    if "disagreement" in data:
+        d = data["disagreement"][np.isfinite(data["disagreement"])]
+        out["teacher_disagreement_median"] = float(np.median(d)) if len(d) else None
+    return out
+
+
+def time_rows(paths: dict[str, Path], rounds: int = 7, iters: int = 60) -> dict[str, float]:
+    """Median ms per face (ORT CPU, 1 thread, batch 1) of each ONNX file, measured in interleaved rounds so that
+    load on the machine hits every row alike."""
+    import onnxruntime as ort
+
+    sessions = {}
+    for name, p in paths.items():
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+        s = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+        inp = s.get_inputs()[0]
+        shape = [1 if not isinstance(d, int) else d for d in inp.shape]
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        sessions[name] = (s, {inp.name: x})
+        for _ in range(10):
+            s.run(None, sessions[name][1])
+    per: dict[str, list[float]] = {n: [] for n in sessions}
+    for _ in range(rounds):
+        for name, (s, feed) in sessions.items():
+            t = time.perf_counter()
+            for _ in range(iters):
+                s.run(None, feed)
+            per[name].append((time.perf_counter() - t) / iters * 1e3)
+    return {n: float(np.median(v)) for n, v in per.items()}
+
+
+def cost_table(rows, tmp: Path, peak: float | None) -> dict:
+    """ms/face, MACs, share of the GEMM peak and bytes for every row (teachers exported to ONNX first)."""
+    from edgepose.benchmarks.compute import onnx_macs
+    from edgepose.export import export_onnx
+
+    paths, macs_from = {}, {}
+    for row in rows:
+        if isinstance(row, TeacherRow):
+            row.path = tmp / f"{row.name}.onnx"
+            export_onnx(row.model, row.path, simplify=False)
+        paths[row.name] = row.path
+        # an INT8 file does the FP32 graph's arithmetic; count it on the FP32 file beside it when there is one
+        fp32 = Path(str(row.path).replace("int8-cpu", "fp32").replace("int8-tensorrt", "fp32"))
+        macs_from[row.name] = fp32 if fp32.is_file() else row.path
+    ms = time_rows(paths)
+    out = {}
+    for row in rows:
+        macs = onnx_macs(macs_from[row.name])
+        size = row.path.stat().st_size + (Path(str(row.path) + ".json").stat().st_size
+                                           if Path(str(row.path) + ".json").is_file() else 0)
+        out[row.name] = {"ms_per_face": ms[row.name], "macs": int(macs), "bytes": int(size),
+                         "gemm_peak_share": (2 * macs / (ms[row.name] * 1e-3) / (peak * 1e9)) if peak else None,
+                         "shipped_file": not isinstance(row, TeacherRow)}
+    return out
+
+
+def parse_compare(items: list[str]) -> dict[str, Path]:
+    out = {}
+    for it in items:
+        name, sep, path = it.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--compare {it!r}: use NAME=FILE.onnx (e.g. old=/tmp/old-fp32.onnx)")
+        if not Path(path).is_file():
+            raise UserError(f"--compare {name}: file not found: {path}")
+        out[name] = Path(path)
+    return out
+
+
 def main(argv=None) -> int:
     from edgepose.defaults import PROFILES, default_pose_model
     from edgepose.metadata import atomic_write_text
-    from edgepose.metrics import geodesic_errors
 
     ap = argparse.ArgumentParser(prog="python -m edgepose.assets.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,8 +234,14 @@ def main(argv=None) -> int:
     ap.add_argument("--detector-model", default="detectors/yunet/yunet_s_640_640.onnx",
                     help="YuNet file (relative to --data-root or absolute); = `edgepose models fetch yunet`")
     ap.add_argument("--models-dir", default=None, help="evaluate the three files of this folder instead of the shipped ones")
-    ap.add_argument("--teacher", default="whenet", help="teacher spec for the comparison ('' to skip)")
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=FILE",
+                    help="another ONNX pose model as a row (e.g. the previous default file); repeatable")
+    ap.add_argument("--teacher", action="append", default=None,
+                    help="teacher spec (whenet, 3ddfa-v2[:path], fsanet[:path], a .pt); repeatable; paths relative to "
+                         "--data-root work; two or more add the ensemble row. Default: whenet; --teacher '' for none")
+    ap.add_argument("--real-val", default=None, help="a build's real-val.npz: agreement with the ensemble on held-out people")
     ap.add_argument("--synth-n", type=int, default=300, help="images per synthetic test set (default 300)")
+    ap.add_argument("--no-timing", action="store_true", help="skip the ms/face, MACs and size columns")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", default=None, help="write the JSON report here")
     args = ap.parse_args(argv)
@@ -118,11 +249,23 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     root = Path(args.data_root or os.environ.get("EDGEPOSE_TEST_DATA") or REPO.parent / "shared" / "data")
+    command = " ".join(["python -m edgepose.assets.evaluate", *(shlex.quote(a) for a in
+                                                                 (sys.argv[1:] if argv is None else argv))])
     try:
         if args.models_dir:
             models = {k: Path(args.models_dir) / v for k, v in PROFILES.items()}
         else:
             models = {k: default_pose_model(k) for k in PROFILES}
+        models.update(parse_compare(args.compare))
+        rows: list = [OnnxRow(k, p) for k, p in models.items()]
+        specs = [t for t in (["whenet"] if args.teacher is None else args.teacher) if t]
+        teacher = None
+        if specs:
+            from edgepose.assets.build import teacher_specs
+            from edgepose.distill.teacher import load_teacher
+
+            teacher = load_teacher(teacher_specs(specs, root))
+            rows += [TeacherRow(s, m, i) for i, (s, m) in enumerate(zip(specs, teacher.members))]
         det = Path(args.detector_model)
         det = det if det.is_absolute() else root / det
         sets = {}
@@ -132,39 +275,70 @@ def main(argv=None) -> int:
             print(f"note: {root / 'aflw2000-sample'} not found; AFLW2000 rows skipped", file=sys.stderr)
         for pr in ("wide", "full"):
             sets[f"synthetic test {pr}"] = synth_faces(args.synth_n, pr, args.seed)
-        preds = predictors(models, args.teacher or None)
+        if args.real_val and not Path(args.real_val).is_file():
+            raise UserError(f"--real-val {args.real_val}: not found; give a build's out_dir/real-val.npz")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    report: dict = {"command": "python -m edgepose.assets.evaluate " + " ".join(sys.argv[1:]), "sets": {}}
+    report: dict = {"command": command, "sets": {}}
     for sname, (items, G) in sets.items():
-        P = {m: f(items) for m, f in preds.items()}
-        rows = {m: score(p, G) for m, p in P.items()}
-        tkey = "whenet (teacher)"
-        if tkey in P:
-            for m in rows:
-                if m != tkey:
-                    rows[m]["vs_teacher_geodesic"] = float(geodesic_errors(P[m], P[tkey]).mean())
-        report["sets"][sname] = rows
+        res = {r.name: score(r.predict(items), G) for r in rows}
+        if teacher is not None and len(teacher.members) > 1:
+            res[ENSEMBLE] = score(ensemble_predict(teacher, items), G)
+        report["sets"][sname] = res
+    if args.real_val:
+        report["real_val"] = real_val_agreement(rows, teacher, Path(args.real_val))
+    if not args.no_timing:
+        from edgepose.benchmarks.compute import gemm_peak_gflops
+
+        peak = gemm_peak_gflops()
+        with tempfile.TemporaryDirectory() as tmp:
+            report["cost"] = cost_table(rows, Path(tmp), peak)
+        report["gemm_peak_gflops_1thread"] = peak
     report["seconds"] = time.perf_counter() - t0
-    text = json.dumps(report, indent=2) + "\n"
     if args.out:
-        atomic_write_text(Path(args.out), text)
+        atomic_write_text(Path(args.out), json.dumps(report, indent=2) + "\n")
     print(markdown(report))
     return 0
 
 
+def _f(v, fmt="{:.2f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
 def markdown(report: dict) -> str:
-    lines = []
-    for sname, rows in report["sets"].items():
+    """The summary table (one row per model), then one detail table per test set."""
+    sets = report["sets"]
+    names = list(next(iter(sets.values())).keys()) if sets else []
+    aflw = next((k for k in sets if k.startswith("aflw")), None)
+    rv, cost = report.get("real_val", {}), report.get("cost", {})
+    lines = [f"Command: `{report['command']}`\n",
+             "| model | AFLW fixtures MAE / geodesic | real-val vs ensemble (mean / median) | synthetic wide geodesic | "
+             "synthetic full geodesic | ms / face | MMACs | GEMM-peak share | size (kB) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for m in names:
+        a = sets[aflw][m] if aflw else None
+        r, c = rv.get(m), cost.get(m, {})
+        w, f = sets.get("synthetic test wide", {}).get(m), sets.get("synthetic test full", {}).get(m)
+        lines.append(
+            f"| {m} | {_f(a and a['mae'])} / {_f(a and a['geodesic'])} | "
+            f"{_f(r and r['mean'])} / {_f(r and r['median'])} | {_f(w and w['geodesic'])} | {_f(f and f['geodesic'])} | "
+            f"{_f(c.get('ms_per_face'), '{:.3f}')} | {_f(c.get('macs') and c['macs'] / 1e6, '{:.1f}')} | "
+            f"{_f(c.get('gemm_peak_share') and 100 * c['gemm_peak_share'], '{:.1f} %')} | "
+            f"{_f(c.get('bytes') and c['bytes'] / 1e3, '{:.0f}')} |")
+    if rv:
+        lines.append(f"\nReal-val: {rv['n']} held-out faces; median teacher disagreement "
+                     f"{_f(rv.get('teacher_disagreement_median'))} deg.")
+    if "gemm_peak_gflops_1thread" in report:
+        lines.append(f"Single-core GEMM peak (ORT MatMul 1024^3, float32): {report['gemm_peak_gflops_1thread']:.1f} GFLOP/s.")
+    for sname, rows in sets.items():
         n = next(iter(rows.values()))["n"]
-        lines += [f"\n**{sname}** (n = {n})\n", "| model | MAE | pitch | yaw | roll | geodesic (mean / median) | vs teacher |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"\n**{sname}** (n = {n})\n", "| model | MAE | pitch | yaw | roll | geodesic (mean / median) |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for m, r in rows.items():
-            vt = f"{r['vs_teacher_geodesic']:.2f}" if "vs_teacher_geodesic" in r else "-"
             lines.append(f"| {m} | {r['mae']:.2f} | {r['pitch']:.2f} | {r['yaw']:.2f} | {r['roll']:.2f} | "
-                         f"{r['geodesic']:.2f} / {r['geodesic_median']:.2f} | {vt} |")
+                         f"{r['geodesic']:.2f} / {r['geodesic_median']:.2f} |")
     return "\n".join(lines)
 
 
