@@ -77,6 +77,10 @@ def onnx_quantization(onnx_path: Path) -> str:
     ops = {n.op_type for n in model.graph.node}
     if {"QuantizeLinear", "DequantizeLinear"} & ops:
         return "qdq"
+    from edgepose.export.weight_storage import stores_fp16_weights
+
+    if stores_fp16_weights(model):  # float32 arithmetic, weights stored as float16 (the default model's file)
+        return "fp32"
     if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
         return "fp16"
     return "fp32"
@@ -105,6 +109,21 @@ def fp16_route(version: TrtVersion, precision: str, onnx_is_fp16: bool = False) 
     if onnx_is_fp16:
         return "onnx"
     return "builder-flag" if version.weakly_typed_available else "onnx"
+
+
+def materialized_fp32(onnx_path: Path, out: Path) -> Path:
+    """``onnx_path`` itself, or for a file that stores float32 weights as float16 behind Casts (the default
+    model's FP32 file) an ordinary FP32 copy at ``out``: TensorRT's parser wants weights as initializers."""
+    import onnx
+
+    from edgepose.export.weight_storage import materialize_fp32_weights, stores_fp16_weights
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    if not stores_fp16_weights(model):
+        return onnx_path
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(materialize_fp32_weights(model), str(out))
+    return out
 
 
 # --- TensorRT loaders -----------------------------------------------------------------------
@@ -258,11 +277,11 @@ def build_engine(onnx_path: str | Path, options: BuildOptions, cache_dir: str | 
     if cached:
         log.info("engine cache hit: %s", plan_path)
     else:
-        built_from = onnx_path
+        built_from = materialized_fp32(onnx_path, cache_dir / "onnx" / f"{key.digest()}.fp32.onnx")
         if route == "onnx" and not onnx_is_fp16:
             from .fp16 import convert_fp16
 
-            built_from = convert_fp16(onnx_path, cache_dir / "onnx" / f"{key.digest()}.fp16.onnx")
+            built_from = convert_fp16(built_from, cache_dir / "onnx" / f"{key.digest()}.fp16.onnx")
         logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
         builder = trt.Builder(logger)
         if options.dla_core is not None and options.dla_core >= builder.num_DLA_cores:

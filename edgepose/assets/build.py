@@ -38,12 +38,14 @@ from .build_data import check_held_out, real_faces, select_media, synth_set
 from .build_train import check_student_init, train, training_device
 
 log = logging.getLogger("edgepose.assets.build")
+WEIGHT_STORAGE = ("float32", "float16")
 
 
 # -- 4. export, INT8, install --------------------------------------------------------------------------
 def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int,
                reduce_range: str = "off", method: str = "minmax", percentile: float = 99.999,
-               command: str = "python -m edgepose.assets.build", flip_tta: bool = False) -> dict[str, Path]:
+               command: str = "python -m edgepose.assets.build", flip_tta: bool = False,
+               weight_storage: str = "float32") -> dict[str, Path]:
     from edgepose.export import export_onnx
     from edgepose.preprocess import preprocess
     from edgepose.quantize.ptq import quantize_onnx
@@ -60,6 +62,15 @@ def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int,
         paths[key] = out / FILES[key]
         quantize_onnx(paths["fp32"], paths[key], crops, profile=prof, manifest=manifest, command=cmd,
                       reduce_range=reduce_range if prof == "cpu" else None, method=method, percentile=percentile)
+    if weight_storage == "float16":  # after the INT8 files: they are quantized from the exact FP32 weights
+        from edgepose.export.weight_storage import write_fp16_storage_copy
+
+        exact = out / (FILES["fp32"][:-len(".onnx")] + ".fp32-weights.onnx")
+        os.replace(paths["fp32"], exact)
+        os.replace(Path(str(paths["fp32"]) + ".json"), Path(str(exact) + ".json"))
+        info = write_fp16_storage_copy(exact, paths["fp32"], crops[:64])
+        log.info("FP32 file with float16 weight storage: %d -> %d bytes, parity %s", info["bytes_fp32_weights"],
+                 paths["fp32"].stat().st_size, info.get("parity_vs_fp32_weights"))
     return paths
 
 
@@ -120,6 +131,8 @@ def main(argv=None) -> int:
         from edgepose.models.pose_model import PoseModel
 
         require_onnxslim()  # the export step needs it: fail now, not after the training
+        if cfg.fp32_weight_storage not in WEIGHT_STORAGE:
+            raise UserError(f"fp32_weight_storage={cfg.fp32_weight_storage!r}: use {' or '.join(WEIGHT_STORAGE)}")
         if not args.export_only:  # named before the labelling, not after it
             training_device(cfg.device)
             check_student_init(cfg)
@@ -144,7 +157,7 @@ def main(argv=None) -> int:
                             out / "synth-val.npz", d.synth_workers)
             model = train(cfg, spec, real, synth, val, out, teacher, real_val, command)
         paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range, cfg.quant_method,
-                           cfg.quant_percentile, command, cfg.flip_tta)
+                           cfg.quant_percentile, command, cfg.flip_tta, cfg.fp32_weight_storage)
         if args.install:
             prov = {"command": command,
                     "config": json.loads(json.dumps(_to_dict(cfg))),
