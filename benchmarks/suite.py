@@ -44,7 +44,8 @@ class SourceSpec:
     """Where a peer's model comes from (exactly one of these)."""
 
     path: str | None = None  # .pt checkpoint, .onnx or .engine file
-    import_teacher: str | None = None  # importer name ("whenet"): uses the cached weights only
+    import_teacher: str | None = None  # importer name ("whenet"): the cached weights, else the first of `weights`
+    weights: list[str] = field(default_factory=list)  # for import_teacher: upstream files to try after the cache
     arch: str | None = None  # registry model with untrained weights: latency only
     # the model shipped inside the package (edgepose.defaults): fp32 | int8-cpu | int8-tensorrt; found
     # through the installed package, so a suite can name it without a checkout-relative path
@@ -131,6 +132,9 @@ class Suite:
                 raise ConfigError(f"peer {p.name!r}: give exactly one of "
                                   f"{', '.join('source.' + k for k in SOURCE_KINDS)} (got {given or 'none'})")
             _check_default_model(p)
+            if p.source.weights and not p.source.import_teacher:
+                raise ConfigError(f"peer {p.name!r}: source.weights is for source.import_teacher (the upstream files "
+                                  f"to import); give the model file as source.path instead")
         unknown = set(self.pipeline.peers) - set(names)
         if unknown:
             raise ConfigError(f"pipeline.peers names unknown peer(s) {', '.join(sorted(unknown))}; peers: {', '.join(names)}")

@@ -11,7 +11,7 @@ import math
 import torch
 
 __all__ = ["sixd_to_matrix", "matrix_to_euler", "euler_to_matrix", "geodesic", "flip_label", "rotate_label",
-           "wrap_angle", "angle_diff", "mean_of_two_rotations"]
+           "wrap_angle", "angle_diff", "mean_of_two_rotations", "nearest_rotation"]
 
 
 def sixd_to_matrix(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -97,6 +97,17 @@ def mean_of_two_rotations(A: torch.Tensor, B: torch.Tensor, steps: int = 8) -> t
     for _ in range(steps):
         X = 0.5 * (X @ (3.0 * eye3 - X.transpose(-1, -2) @ X))
     return sixd_to_matrix(torch.cat([X[..., :, 0], X[..., :, 1]], dim=-1))
+
+
+def nearest_rotation(M: torch.Tensor, steps: int = 10, eps: float = 1e-12) -> torch.Tensor:
+    """(..., 3, 3) scale x rotation (e.g. a weak-perspective camera's left 3x3) -> the nearest rotation
+    (its polar factor, U V^T of its SVD), with matrix products only so that it exports to ONNX and
+    TensorRT. M is first divided by its RMS singular value (Frobenius norm / sqrt 3), which puts every
+    singular value in (0, sqrt 3) where the Newton-Schulz iteration of :func:`mean_of_two_rotations`
+    converges (the chordal "mean" of a matrix with itself is its polar factor); for a near-uniform
+    scale they start near 1 and a few steps reach float precision."""
+    X = M / (M.square().sum(dim=(-1, -2), keepdim=True) / 3.0).sqrt().clamp_min(eps)
+    return mean_of_two_rotations(X, X, steps)
 
 
 def rotate_label(R: torch.Tensor, theta_deg: torch.Tensor) -> torch.Tensor:

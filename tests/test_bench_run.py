@@ -277,3 +277,42 @@ def test_shipped_default_model_peer_runs(tmp_path):
     assert not list((out / "artifacts").glob("*.onnx"))  # nothing was derived
     md = (out / "bench.md").read_text()
     assert sum(l.startswith("| default | ort-cpu |") for l in md.splitlines()) == 3
+
+
+def test_default_suite_lists_the_imported_peers():
+    from edgepose.benchmarks.suite import load_suite
+
+    suite, _ = load_suite("default")
+    imported = {p.name: p.source for p in suite.peers if p.role == "imported-teacher"}
+    assert set(imported) == {"whenet", "3ddfa-v2", "fsanet"}
+    assert imported["3ddfa-v2"].weights and imported["fsanet"].import_teacher == "fsanet"
+
+
+def test_imported_peer_without_weights_is_skipped_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "empty-cache"))
+    model = _tiny_onnx(tmp_path / "tiny.onnx")
+    suite = _suite(tmp_path, None, model, batch_sizes=[1], backends=["ort-cpu"], power="off", pipeline={"enabled": False},
+                   peers=[{"name": "fsanet", "role": "imported-teacher",
+                           "source": {"import_teacher": "fsanet", "weights": [str(tmp_path / "no-such-dir")]}}])
+    out = tmp_path / "out"
+    assert main(["bench", "--suite", str(suite), "--out", str(out), "--quiet", "--no-plots"]) == 0
+    rows = [r for r in _rows(out) if r["kind"] == "model"]
+    assert rows and all(r["status"] == "skipped" for r in rows)
+    assert "edgepose import fsanet PATH" in rows[0]["reason"] and "no-such-dir" in rows[0]["reason"]
+
+
+@pytest.mark.slow
+def test_imported_peer_from_the_data_folder_runs(data_file, tmp_path, monkeypatch):
+    """3DDFA_V2 from `weights:` (empty cache): imported, exported, measured and scored like any peer."""
+    monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "empty-cache"))
+    model = _tiny_onnx(tmp_path / "tiny.onnx")
+    suite = _suite(tmp_path, None, model, iters=3, warmup=1, max_seconds=0.5, batch_sizes=[1], backends=["ort-cpu"],
+                   power="off", pipeline={"enabled": False},
+                   accuracy=[{"name": "aflw", "format": "aflw2000", "root": str(data_file("aflw2000-sample"))}],
+                   peers=[{"name": "3ddfa-v2", "role": "imported-teacher",
+                           "source": {"import_teacher": "3ddfa-v2",
+                                      "weights": [str(data_file("teachers/3ddfa_v2/mb05_120x120.pth"))]}}])
+    out = tmp_path / "out"
+    assert main(["bench", "--suite", str(suite), "--out", str(out), "--quiet", "--no-plots"]) == 0
+    rows = [r for r in _rows(out) if r["kind"] == "model" and r["backend"] == "ort-cpu"]
+    assert rows and rows[0]["status"] == "ok", rows[0]["reason"]

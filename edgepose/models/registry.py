@@ -21,7 +21,8 @@ def register_backbone(name: str | None = None, **default_cfg):
 
     The module must expose ``num_features`` (pooled feature width) and
     ``forward_features(x) -> (N, num_features)``.  ``default_cfg`` may hold e.g.
-    ``input_size`` and ``mean``/``std`` for its pretrained weights.
+    ``input_size`` and ``mean``/``std`` for its pretrained weights, and ``imported_only=True`` for
+    backbones that only an importer can build (hidden from :func:`list_models` and training).
     """
 
     def deco(fn):
@@ -40,9 +41,12 @@ def _ensure_loaded() -> None:
     from . import backbones  # noqa: F401
 
 
-def list_models(pattern: str = "*") -> list[str]:
+def list_models(pattern: str = "*", include_imported: bool = False) -> list[str]:
+    """Registered backbones; those that only an importer can build (``imported_only=True`` in their
+    default cfg: e.g. converted ONNX graphs, which need the graph) are listed with ``include_imported``."""
     _ensure_loaded()
-    return sorted(n for n in _BACKBONES if fnmatch.fnmatch(n, pattern))
+    return sorted(n for n in _BACKBONES if fnmatch.fnmatch(n, pattern)
+                  and (include_imported or not _DEFAULT_CFG[n].get("imported_only")))
 
 
 def backbone_default_cfg(name: str) -> dict:

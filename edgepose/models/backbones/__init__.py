@@ -1,5 +1,5 @@
 """Backbone implementations; importing this package registers them all."""
-from . import mobilenetv3, repvgg, resnet  # noqa: F401
+from . import mobilenet_v1, mobilenetv3, onnx_graph, repvgg, resnet  # noqa: F401
 
 try:  # EfficientNet-B0 (WHENet import) lives in its own module, written separately.
     from . import efficientnet  # noqa: F401
