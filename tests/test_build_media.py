@@ -15,7 +15,7 @@ from edgepose.errors import UserError
 def _touch(folder: Path, names: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for n in names:
-        (folder / n).write_bytes(b"x")
+        (folder / n).write_bytes(n.encode())  # distinct contents: copies of one image are treated as one
 
 
 def test_utkface_ages_and_repository_groups_are_read_from_names():
@@ -23,6 +23,7 @@ def test_utkface_ages_and_repository_groups_are_read_from_names():
     assert person_age(Path("single_face.jpg")) is None
     assert source_group(Path("owner__repo__Data1.mp4")) == source_group(Path("/x/owner__repo__Data2.mp4"))
     assert source_group(Path("a.mp4")) != source_group(Path("b.mp4"))
+    assert source_group(Path("/mnt/x/a.jpg")) == source_group(Path("../data/a.jpg"))  # not where data is mounted
 
 
 def test_children_are_dropped_and_whole_repositories_are_held_out(tmp_path):
@@ -41,6 +42,18 @@ def test_children_are_dropped_and_whole_repositories_are_held_out(tmp_path):
     assert 2 <= len(val_repos) <= 20  # about a quarter of 40
     assert select_media(cfg, tmp_path) == (train, val)  # the same split every time
     assert all(held_out(g, 0.25) for g in val_repos)
+
+
+def test_a_held_out_copy_of_a_training_image_is_left_out(tmp_path):
+    names = [f"{k}_0_0_{k}.jpg.chip.jpg" for k in range(20, 80)]
+    _touch(tmp_path / "faces", names)
+    cfg = BuildConfig()
+    cfg.data.real, cfg.data.real_val_split = ["faces"], 0.3
+    train, val = select_media(cfg, tmp_path)
+    copy = Path(val[0]).read_bytes()
+    (tmp_path / "faces" / Path(train[0]).name).write_bytes(copy)  # the same picture under a training name
+    train2, val2 = select_media(cfg, tmp_path)
+    assert val[0] not in val2 and set(val2) == set(val) - {val[0]} and train2 == train
 
 
 def test_a_split_that_leaves_nothing_to_train_on_is_refused(tmp_path):

@@ -113,7 +113,8 @@ def media_paths(root: Path, names: list[str]) -> list[Path]:
                             f"never train the shipped model on them")
     missing = [str(s) for s in sources if not s.exists()]
     if missing:
-        raise DataError(f"real media not found: {', '.join(missing)}; pass --data-root (the shared data "
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise DataError(f"real media not found: {', '.join(missing[:3])}{more}; pass --data-root (the shared data "
                         f"folder, see docs/models.md) or set EDGEPOSE_TEST_DATA")
     return sources
 
@@ -129,9 +130,10 @@ def person_age(path: Path) -> int | None:
 
 def source_group(path: Path) -> str:
     """Who is in a file, as far as its name tells: ``owner__repo`` for files named ``owner__repo__clip`` (one
-    repository's clips often show the same person), else the file itself."""
+    repository's clips often show the same person), else the file's name (not its path: the split must not
+    depend on where the data folder is mounted)."""
     parts = path.name.split("__")
-    return "__".join(parts[:2]) if len(parts) >= 3 else str(path)
+    return "__".join(parts[:2]) if len(parts) >= 3 else path.name
 
 
 def held_out(group: str, fraction: float) -> bool:
@@ -158,11 +160,15 @@ def select_media(cfg: BuildConfig, root: Path) -> tuple[list[str], list[str]]:
     train = [f for f in list_media(media_paths(root, d.real)) if adult(f)]
     val = [f for f in list_media(media_paths(root, d.real_val)) if adult(f)] if d.real_val else []
     if d.real_val_split > 0:
-        val += [f for f in train if held_out(source_group(f), d.real_val_split)]
+        drawn = [f for f in train if held_out(source_group(f), d.real_val_split)]
         train = [f for f in train if not held_out(source_group(f), d.real_val_split)]
+        # public face sets repeat images under other names: a drawn copy of a training image stays out
+        seen = {_digest(str(f), *_stamp(f)) for f in train}
+        val += [f for f in drawn if _digest(str(f), *_stamp(f)) not in seen]
     if not train:
         raise UserError("data.real leaves no training file (data.min_age / data.real_val_split took them all)")
-    return sorted(map(str, train)), sorted(set(map(str, val)))
+    # absolute paths: media_paths() would otherwise join a relative data root a second time
+    return sorted(str(f.resolve()) for f in train), sorted({str(f.resolve()) for f in val})
 
 
 def media_digests(sources: list[Path]) -> list[str]:
