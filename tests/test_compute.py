@@ -10,7 +10,7 @@ def test_onnx_macs_equal_torch_flop_counter(tmp_path):
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from edgepose.benchmarks.compute import onnx_macs
+    from edgepose.export.cost import onnx_macs
     from edgepose.export import export_onnx
     from edgepose.models.pose_model import PoseModel
     from edgepose.preprocess import PreprocessSpec
@@ -28,7 +28,7 @@ def test_onnx_macs_equal_torch_flop_counter(tmp_path):
 
 
 def test_gemm_peak_is_a_plausible_single_core_rate():
-    from edgepose.benchmarks.compute import gemm_peak_gflops
+    from edgepose.export.cost import gemm_peak_gflops
 
     peak = gemm_peak_gflops(n=256, repeats=3)
     assert 0.5 < peak < 500.0

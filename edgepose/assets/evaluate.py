@@ -17,7 +17,7 @@ the labels the default-model build trains on (each member flip-averaged, then th
 * **Synthetic test sets** (``edgepose.synth``, test-split identities, exact labels): ``wide`` poses (pitch +-60,
   yaw +-99, roll +-45) and ``full`` (uniform on SO(3)), face boxes from the renderer.
 * **Cost**: ms per face (ONNX Runtime, CPU, one thread, batch 1; every row's ONNX timed in interleaved rounds,
-  median; teachers are exported to ONNX for it), MACs per face (:func:`edgepose.benchmarks.compute.onnx_macs`),
+  median; teachers are exported to ONNX for it), MACs per face (:func:`edgepose.export.cost.onnx_macs`),
   the share of the single-core GEMM peak that reaches, and bytes on disk (file + sidecar).
 
 Metrics: Euler MAE (pitch, yaw, roll) and geodesic error (deg), from :mod:`edgepose.metrics`.
@@ -188,7 +188,7 @@ def time_rows(paths: dict[str, Path], rounds: int = 7, iters: int = 60) -> dict[
 
 def cost_table(rows, tmp: Path, peak: float | None) -> dict:
     """ms/face, MACs, share of the GEMM peak and bytes for every row (teachers exported to ONNX first)."""
-    from edgepose.benchmarks.compute import onnx_macs
+    from edgepose.export.cost import onnx_macs
     from edgepose.export import export_onnx
 
     paths, macs_from = {}, {}
@@ -290,7 +290,7 @@ def main(argv=None) -> int:
     if args.real_val:
         report["real_val"] = real_val_agreement(rows, teacher, Path(args.real_val))
     if not args.no_timing:
-        from edgepose.benchmarks.compute import gemm_peak_gflops
+        from edgepose.export.cost import gemm_peak_gflops
 
         peak = gemm_peak_gflops()
         with tempfile.TemporaryDirectory() as tmp:
