@@ -16,6 +16,8 @@ the labels the default-model build trains on (each member flip-averaged, then th
   flip-averaged answer recorded while labelling (``member_R``), on full-resolution crops.
 * **Synthetic test sets** (``edgepose.synth``, test-split identities, exact labels): ``wide`` poses (pitch +-60,
   yaw +-99, roll +-45) and ``full`` (uniform on SO(3)), face boxes from the renderer.
+* **Stability** (``--clips``: talking-head videos, every frame, YuNet boxes): the median frame-to-frame change
+  of each model's rotation (deg). Real head motion is in it for every row alike; a noisier model reads higher.
 * **Cost**: ms per face (ONNX Runtime, CPU, one thread, batch 1; every row's ONNX timed in interleaved rounds,
   median; teachers are exported to ONNX for it), MACs per face (:func:`edgepose.export.cost.onnx_macs`),
   the share of the single-core GEMM peak that reaches, and bytes on disk (file + sidecar).
@@ -160,6 +162,48 @@ def real_val_agreement(rows, teacher, npz: Path) -> dict:
     return out
 
 
+def clip_faces(paths: list[Path], detector_model: Path | None, max_frames: int = 150) -> list[list]:
+    """Per clip, the consecutive frames in which YuNet finds a face, as (frame, best box)."""
+    from edgepose.data.video import iter_video_frames
+    from edgepose.runtime import create_detector
+
+    det = create_detector("yunet", model_path=detector_model)
+    out = []
+    try:
+        for path in paths:
+            items = []
+            for _, frame in iter_video_frames(path, step=1, max_frames=max_frames):
+                dets = sorted(det.detect(frame), key=lambda d: -d.score)
+                items.append((frame, tuple(float(v) for v in dets[0].box[:4])) if dets else None)
+            out.append(items)
+    finally:
+        det.close()
+    return out
+
+
+def jitter(rows, clips: list[list], teacher=None) -> dict:
+    """Median frame-to-frame geodesic change (deg) per row over pairs of consecutive frames with a face."""
+    from edgepose.metrics import geodesic_errors
+
+    res: dict = {}
+    for row in rows:
+        steps = []
+        for items in clips:
+            faces = [it for it in items if it is not None]
+            if len(faces) < 2:
+                continue
+            P = row.predict(faces)
+            present = [it is not None for it in items]
+            idx = np.flatnonzero(present)
+            consecutive = np.diff(idx) == 1  # only pairs of neighbouring frames count
+            steps.append(geodesic_errors(P[1:], P[:-1])[consecutive])
+        if steps:
+            allsteps = np.concatenate(steps)
+            res[row.name] = {"median": float(np.median(allsteps)), "p90": float(np.percentile(allsteps, 90)),
+                             "pairs": int(len(allsteps))}
+    return res
+
+
 def time_rows(paths: dict[str, Path], rounds: int = 7, iters: int = 60) -> dict[str, float]:
     """Median ms per face (ORT CPU, 1 thread, batch 1) of each ONNX file, measured in interleaved rounds so that
     load on the machine hits every row alike."""
@@ -240,6 +284,8 @@ def main(argv=None) -> int:
                     help="teacher spec (whenet, 3ddfa-v2[:path], fsanet[:path], a .pt); repeatable; paths relative to "
                          "--data-root work; two or more add the ensemble row. Default: whenet; --teacher '' for none")
     ap.add_argument("--real-val", default=None, help="a build's real-val.npz: agreement with the ensemble on held-out people")
+    ap.add_argument("--clips", nargs="*", default=["videos/single_face.mp4", "videos/WolfgangLanger_Pexels.mp4"],
+                    help="talking-head videos for the stability column (relative to --data-root); none to skip")
     ap.add_argument("--synth-n", type=int, default=300, help="images per synthetic test set (default 300)")
     ap.add_argument("--no-timing", action="store_true", help="skip the ms/face, MACs and size columns")
     ap.add_argument("--seed", type=int, default=7)
@@ -275,6 +321,9 @@ def main(argv=None) -> int:
             print(f"note: {root / 'aflw2000-sample'} not found; AFLW2000 rows skipped", file=sys.stderr)
         for pr in ("wide", "full"):
             sets[f"synthetic test {pr}"] = synth_faces(args.synth_n, pr, args.seed)
+        clip_paths = [c if Path(c).is_absolute() else root / c for c in args.clips]
+        clip_paths = [Path(c) for c in clip_paths if Path(c).is_file()]
+        clips = clip_faces(clip_paths, det if det.is_file() else None) if clip_paths else []
         if args.real_val and not Path(args.real_val).is_file():
             raise UserError(f"--real-val {args.real_val}: not found; give a build's out_dir/real-val.npz")
     except UserError as exc:
@@ -289,6 +338,8 @@ def main(argv=None) -> int:
         report["sets"][sname] = res
     if args.real_val:
         report["real_val"] = real_val_agreement(rows, teacher, Path(args.real_val))
+    if clips:
+        report["stability"] = {"clips": [str(c) for c in clip_paths], **jitter(rows, clips)}
     if not args.no_timing:
         from edgepose.export.cost import gemm_peak_gflops
 
@@ -312,11 +363,11 @@ def markdown(report: dict) -> str:
     sets = report["sets"]
     names = list(next(iter(sets.values())).keys()) if sets else []
     aflw = next((k for k in sets if k.startswith("aflw")), None)
-    rv, cost = report.get("real_val", {}), report.get("cost", {})
+    rv, cost, st = report.get("real_val", {}), report.get("cost", {}), report.get("stability", {})
     lines = [f"Command: `{report['command']}`\n",
              "| model | AFLW fixtures MAE / geodesic | real-val vs ensemble (mean / median) | synthetic wide geodesic | "
-             "synthetic full geodesic | ms / face | MMACs | GEMM-peak share | size (kB) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "synthetic full geodesic | frame-to-frame change (median) | ms / face | MMACs | GEMM-peak share | size (kB) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m in names:
         a = sets[aflw][m] if aflw else None
         r, c = rv.get(m), cost.get(m, {})
@@ -324,6 +375,7 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {m} | {_f(a and a['mae'])} / {_f(a and a['geodesic'])} | "
             f"{_f(r and r['mean'])} / {_f(r and r['median'])} | {_f(w and w['geodesic'])} | {_f(f and f['geodesic'])} | "
+            f"{_f(st.get(m, {}).get('median'), '{:.3f}')} | "
             f"{_f(c.get('ms_per_face'), '{:.3f}')} | {_f(c.get('macs') and c['macs'] / 1e6, '{:.1f}')} | "
             f"{_f(c.get('gemm_peak_share') and 100 * c['gemm_peak_share'], '{:.1f} %')} | "
             f"{_f(c.get('bytes') and c['bytes'] / 1e3, '{:.0f}')} |")
