@@ -156,6 +156,7 @@ def main(argv=None) -> int:
             val = synth_set(d.synth_val_n, cfg.seed + 1, "val", d.synth_pose_range, 50, d.synth_size, 0.0,
                             out / "synth-val.npz", d.synth_workers)
             model = train(cfg, spec, real, synth, val, out, teacher, real_val, command)
+        model.provenance["terms"] = data_terms(cfg)  # travels into every sidecar
         paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range, cfg.quant_method,
                            cfg.quant_percentile, command, cfg.flip_tta, cfg.fp32_weight_storage)
         if args.install:
@@ -188,6 +189,23 @@ TEACHER_LICENSES = {
     "fsanet": "FSA-Net ONNX nets (MIT code, omasaht/headpose-fsanet-pytorch), imported by `edgepose import fsanet`",
 }
 WEIGHTS_CAVEAT = "weights trained on 300W-LP (non-commercial research data)"
+
+
+# What the training media allow (the data folder's README has the sources); see docs/models.md "Licenses".
+MEDIA_TERMS = {
+    "faces-utkface": "UTKFace: non-commercial research only",
+    "videos-identities": "videos-identities: mostly repositories without a licence (internal use only)",
+}
+
+
+def data_terms(cfg: BuildConfig) -> dict:
+    """The licence caveats of a build, for the sidecars: teachers' training data and the real media's terms."""
+    teachers = [_describe_teacher(t) for t in cfg.teacher]
+    media = [MEDIA_TERMS[k] for k in MEDIA_TERMS if any(k in str(r) for r in [*cfg.data.real, *cfg.data.real_val])]
+    return {"teachers": teachers, "real_media": media,
+            "summary": ("weights distilled from teachers trained on 300W-LP (non-commercial research data)"
+                        + (" and from faces whose terms are " + "; ".join(media) if media else "")
+                        + ": for research and evaluation; rebuild on data you may use for a product (docs/models.md)")}
 
 
 def _describe_teacher(name: str) -> str:
