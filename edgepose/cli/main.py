@@ -13,7 +13,7 @@ import os
 import shlex
 import sys
 
-from ..errors import UserError
+from ..errors import guarded
 
 #: command name -> (module, one-line help).  The help is duplicated here so that
 #: ``edgepose --help`` does not import every module.
@@ -59,20 +59,6 @@ def run_command(module_name: str, argv: list[str], prog: str) -> int:
     # the exact command line, for provenance: sys.argv is wrong when main([...]) is called from code
     args._argv, args._prog = list(argv), prog
     return int(module.run(args) or 0)
-
-
-def guarded(fn, *a, **kw) -> int:
-    """Run a command; user errors print one clear line instead of a traceback."""
-    try:
-        return fn(*a, **kw)
-    except UserError as exc:
-        if os.environ.get("EDGEPOSE_DEBUG"):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
 
 
 def main(argv: list[str] | None = None) -> int:
