@@ -23,7 +23,7 @@ Rounding (one rule for every writer): box 0.01 px, score 1e-4, angles 1e-3 deg, 
 Versions: the header's ``schema`` names the version.  Adding an optional key keeps the version;
 a change a reader must know about bumps it, and :data:`READABLE` lists what this edgepose reads.
 Files without a header (the layout ``dms simulate`` wrote before this module: untyped frame lines
-with ``pts_ns`` or ``t``) are read as version 1 frames.
+with ``pts_ns`` or ``t``), or with a header that names no schema, are read as version 1.
 """
 from __future__ import annotations
 
@@ -140,6 +140,8 @@ class RunRecordWriter:
 
 # -- reading ---------------------------------------------------------------------------------------
 def _check_schema(schema, where: str) -> None:
+    if schema is None:
+        return  # a header without a schema (hand-written or older tools): read as version 1
     family, _, version = str(schema).partition("/")
     if family != FAMILY:
         raise DataError(f"{where}: schema {schema!r} is not a run record ({SCHEMA}); "
