@@ -19,9 +19,9 @@ import numpy as np
 
 from .. import geometry
 from ..errors import DataError
-from ..data.sample import Sample
+from ..data.sample import Reader, Sample
 
-from ..synth.reader import MemoSynthReader
+from ..synth.reader import MemoSynthReader, shared_memo
 
 __all__ = ["MemoSynthReader", "GeometricAugment", "mirror_as_rotate_flip", "ClerfPairs", "render_positive_sample"]
 
@@ -126,7 +126,7 @@ class ClerfPairs:
         if not isinstance(src, MemoSynthReader) or not src.memo:
             return {}
         key = ("clerf-positives", id(src._cache), self.seed, self.mode, identities, self.size)
-        return _SHARED_MEMO.setdefault(key, {})
+        return shared_memo(key)
 
     def __len__(self) -> int:
         return len(self.base)

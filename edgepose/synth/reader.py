@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data.sample import Reader, Sample
 
-__all__ = ["MemoSynthReader"]
+__all__ = ["MemoSynthReader", "shared_memo"]
 
 
 # Rendered samples shared by every reader of the same (n, seed, options) in this process: the
@@ -20,6 +20,12 @@ __all__ = ["MemoSynthReader"]
 # test sets are rendered once for all rows instead of once per row (renders are deterministic per
 # index, so sharing changes nothing but time).
 _SHARED_MEMO: dict[tuple, dict[int, Sample]] = {}
+
+
+def shared_memo(key: tuple) -> dict:
+    """The process-wide memo for ``key`` (also used by derived sets such as CLERF's positives,
+    which depend on a memoised reader's samples)."""
+    return _SHARED_MEMO.setdefault(key, {})
 
 
 def _memo_key(n: int, seed: int, synth_options: dict) -> tuple:
@@ -37,7 +43,7 @@ class MemoSynthReader(Reader):
 
         self.inner = SynthHeadDataset(n, seed=seed, resample=False, **synth_options)
         self.memo = bool(memo)
-        self._cache: dict[int, Sample] = (_SHARED_MEMO.setdefault(_memo_key(n, seed, synth_options), {})
+        self._cache: dict[int, Sample] = (shared_memo(_memo_key(n, seed, synth_options))
                                           if self.memo else {})
 
     @property
