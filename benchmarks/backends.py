@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 from functools import lru_cache
 
-__all__ = ["FORMAT_OF", "VALID_PRECISIONS", "availability", "open_backend", "sync_fn", "runtime_device"]
+__all__ = ["FORMAT_OF", "VALID_PRECISIONS", "list_backends", "availability", "open_backend", "sync_fn", "runtime_device"]
 
 #: artifact format each backend consumes
 FORMAT_OF = {"torch": "torch", "ort-cpu": "onnx", "ort-cuda": "onnx", "ort-trt": "onnx", "tensorrt": "tensorrt"}
@@ -32,6 +32,14 @@ VALID_PRECISIONS = {
     "ort-trt": ("fp32", "fp16", "int8-tensorrt"),
     "tensorrt": ("fp32", "fp16", "int8-tensorrt"),
 }
+
+
+
+def list_backends() -> list[str]:
+    """Backend names a suite may use (the registry's keys; same ``list_*()`` style as models,
+    methods, importers, detectors and dataset formats)."""
+    return sorted(FORMAT_OF)
+
 
 _ORT_PROVIDER = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider",
                  "ort-trt": "TensorrtExecutionProvider"}
@@ -58,7 +66,7 @@ def _torch_cuda() -> bool:
 def availability(backend: str, precision: str = "fp32", device: str = "cpu") -> str | None:
     """None if ``backend`` can run ``precision`` here, else the skip reason."""
     if backend not in FORMAT_OF:
-        return f"unknown backend {backend!r}"
+        return f"unknown backend {backend!r}; choose one of {list_backends()}"
     if precision not in VALID_PRECISIONS[backend]:
         return f"{precision} is not a {backend} deployment option"
     if backend == "torch":

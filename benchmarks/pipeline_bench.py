@@ -8,17 +8,17 @@ statistics are computed from the per-frame JSONL records, so they cover every fr
 """
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
+from ..runrecord import frame_records
 from .artifacts import ArtifactBuilder
 from .backends import FORMAT_OF, availability, runtime_device
 from .model_bench import error_text
-from .report import STAGES
+from .schema import STAGES
 from .schema import Row
 from .stats import latency_stats
 from .suite import Suite, expand_path
@@ -42,14 +42,6 @@ def container_frame_count(video: Path) -> int | None:
         return None
 
 
-def frame_records(jsonl: Path) -> list[dict]:
-    out = []
-    for line in jsonl.read_text().splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            if rec.get("type") == "frame":
-                out.append(rec)
-    return out
 
 
 def pipeline_block(records: list[dict], summary, expected_frames: int | None) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edgepose.errors import require
 
-from .report import STAGES
+from .schema import STAGES
 
 __all__ = ["pareto_front", "plot_latency_accuracy", "plot_pipeline_stages"]
 

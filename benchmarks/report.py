@@ -10,13 +10,11 @@ from typing import Any
 
 from edgepose.metadata import atomic_write_text
 
-from .schema import validate_report
+from .schema import STAGES, validate_report
 
 __all__ = ["STAGES", "CSV_COLUMNS", "flat_row", "write_json", "write_csv", "write_markdown", "markdown",
            "write_all", "load_report"]
 
-#: pipeline stages in order (edgepose.pipelines.stats.STAGES without "total")
-STAGES = ("decode", "detect", "track", "pose", "smooth", "overlay", "encode")
 
 CSV_COLUMNS = [
     "kind", "name", "role", "backend", "precision", "device", "batch", "input_size", "status", "reason",

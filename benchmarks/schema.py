@@ -18,9 +18,13 @@ from typing import Any
 
 from edgepose.errors import UserError
 
-__all__ = ["SCHEMA", "STATUSES", "Row", "row_key", "new_report", "validate_report", "ReportError"]
+__all__ = ["SCHEMA", "STAGES", "STATUSES", "Row", "row_key", "new_report", "validate_report", "ReportError"]
 
 SCHEMA = "edgepose.bench/1"
+
+#: pipeline stages in order, one column each in a report (edgepose.pipelines.stats.STAGES without
+#: "total"); here, not in report.py, so that report and plots both import it without a circle
+STAGES = ("decode", "detect", "track", "pose", "smooth", "overlay", "encode")
 STATUSES = ("ok", "skipped", "failed")
 
 

@@ -40,3 +40,24 @@ def require(module: str, extra: str, purpose: str):
         raise DependencyError(
             f"{purpose} needs the Python module '{module}' ({exc}); install it with "
             f"`pip install 'edgepose[{extra}]'`") from None
+
+
+def guarded(fn, *a, **kw) -> int:
+    """Run a command; user errors print one clear line instead of a traceback.
+
+    Lives here, not in the CLI, so that the ``python -m`` tools inside library packages get the
+    same behaviour without importing ``edgepose.cli`` (nothing imports the CLI; .importlinter).
+    """
+    import os
+    import sys
+
+    try:
+        return fn(*a, **kw)
+    except UserError as exc:
+        if os.environ.get("EDGEPOSE_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import geometry
 from .errors import DataError, ModelError
+from .metadata import CHECKPOINT_SUFFIXES
 from .metrics import METRIC_LABELS, pose_metrics
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def load_predictor(path: str | Path, device: str = "cpu"):
         load_backend = None
     if load_backend is not None:
         return load_backend(path, device=device)
-    if path.suffix.lower() not in (".pt", ".pth", ".ckpt"):
+    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
         raise ModelError(f"{path.name}: only .pt checkpoints can be evaluated without edgepose.runtime")
     return TorchPredictor(path, device)
 
@@ -206,7 +207,7 @@ def evaluate_reader(predictor, reader, variants: Sequence[Variant], batch_size: 
 def evaluate(model_path: str | Path, datasets: dict[str, dict], variants: Sequence[Variant] | None = None,
              batch_size: int = 32, aligned: bool = False, device: str = "cpu", progress: bool = True) -> dict:
     """Evaluate one model on named datasets; returns the JSON-able report."""
-    from .train.data import build_eval_reader
+    from .data.options import build_eval_reader
 
     variants = list(variants) if variants is not None else default_variants()
     readers = {name: build_eval_reader(cfg, where=f"dataset {name!r}") for name, cfg in datasets.items()}

@@ -185,7 +185,7 @@ def quat_to_matrix(q) -> np.ndarray:
     ], -2)
 
 
-# --- label transforms for image operations (hpe-methods.md section 2) -------------------------
+# --- label transforms for image operations (docs/conventions.md) -------------------------
 
 def flip_label(R) -> np.ndarray:
     """Label after a horizontal image flip (u -> -u): R' = F R F, i.e. (p, y, r) -> (p, -y, -r)."""
@@ -261,7 +261,7 @@ def euler_describes(pyr, R, atol: float = 1e-4) -> bool:
 
 
 def roll_last_decomposition(R, degrees: bool = True) -> dict:
-    """Factor the camera-frame matrix R3 = R^T as Rz(phi) Rx(alpha) Ry(beta) (hpe-methods.md 2.1).
+    """Factor the camera-frame matrix R3 = R^T as Rz(phi) Rx(alpha) Ry(beta) (CLERF, Wei et al., arXiv 2412.02066; docs/synth.md).
 
     Returns the roll-free generator pose in Pose_Para signs (pitch = -alpha, yaw = -beta, roll = 0)
     and ``image_rotation``: rotate the roll-free render COUNTER-CLOCKWISE by this angle to obtain

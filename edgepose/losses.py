@@ -1,4 +1,4 @@
-"""Training losses for pose heads (hpe-methods.md section 5).
+"""Training losses for pose heads (docs/backbones.md, "Losses"; papers cited there).
 
 * :func:`geodesic_loss` -- mean rotation angle between predicted and true R in radians, with the
   cosine clamped as in :func:`edgepose.geometry_torch.geodesic` (finite gradients at 0 and pi);
@@ -43,7 +43,7 @@ class LossConfig:
 
     ``ldl_sigma`` is in bins (``ldl_sigma_unit="bins"``, converted with each axis' width) or in
     degrees (``"deg"``).  ``ldl_reg`` picks the expectation term: ``"l1"`` (|E - y|) or ``"mse"``.
-    Defaults: 6D + geodesic only.  LDL's sigma / lambda are not published (hpe-methods.md 5.3);
+    Defaults: 6D + geodesic only.  LDL's sigma / lambda are not published (Liu et al., arXiv 1904.13102);
     the defaults (2 bins, 0.1 on degrees) are a starting point to ablate, not a recipe.
     """
 

@@ -6,7 +6,7 @@ One :class:`ArtifactMetadata` travels with every artifact:
 * ONNX files: a sidecar ``<file>.json`` and a copy in the graph's ``metadata_props``
   (key ``edgepose``), so a renamed file still knows itself;
 * TensorRT engines (``.engine`` / ``.plan``): a sidecar ``<file>.json`` only, so that
-  trtexec and DeepStream can load the plan unchanged (deployment.md section 4).
+  trtexec and DeepStream can load the plan unchanged (docs/jetson.md, "Build engines").
 
 :func:`load_metadata` finds it for any artifact path.  Runtimes build their preprocessing
 from ``meta.preprocess`` and never from their own defaults.
@@ -25,9 +25,11 @@ from typing import Any
 from .preprocess import PreprocessSpec
 
 __all__ = ["ArtifactMetadata", "BinSpec", "sidecar_path", "file_sha256", "load_metadata",
-           "save_sidecar", "MetadataError", "CONVENTION", "SCHEMA", "atomic_write_bytes", "atomic_write_text"]
+           "save_sidecar", "MetadataError", "CONVENTION", "SCHEMA", "CHECKPOINT_SUFFIXES", "atomic_write_bytes", "atomic_write_text"]
 
 SCHEMA = "edgepose.artifact/1"
+#: suffixes of an edgepose PyTorch checkpoint (one home: the runtime, eval, import and this module)
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 CONVENTION = ("300W-LP: R = Rz(roll) Ry(yaw) Rx(pitch); rows of R = head x/y/z axes in camera "
               "coordinates (x right, y up, z toward viewer); +yaw nose to image-left, +pitch up, "
               "+roll clockwise on screen; Euler order (pitch, yaw, roll) in degrees")
@@ -193,7 +195,7 @@ def load_metadata(artifact: str | os.PathLike) -> ArtifactMetadata:
     suffix = artifact.suffix.lower()
     if suffix == ".onnx":
         meta = _from_onnx(artifact)
-    elif suffix in (".pt", ".pth", ".ckpt"):
+    elif suffix in CHECKPOINT_SUFFIXES:
         meta = _from_checkpoint(artifact)
     if meta is None:
         raise MetadataError(

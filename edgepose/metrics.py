@@ -1,4 +1,4 @@
-"""Head-pose error metrics (hpe-methods.md section 3.4), numpy only.
+"""Head-pose error metrics (docs/evaluation.md, "Metrics"), numpy only.
 
 Every function takes batches: rotation matrices ``(N, 3, 3)`` in the canonical convention of
 :mod:`edgepose.geometry`, Euler arrays ``(N, 3)`` ordered (pitch, yaw, roll) in degrees.

@@ -34,7 +34,7 @@ class CropPolicy:
     """How a face box becomes a square crop.
 
     side = max(w, h) * scale; the centre is the box centre shifted by (shift_x * w, shift_y * h).
-    The same policy must be used for training crops and deployment crops (hpe-methods.md 6.2);
+    The same policy must be used for training crops and deployment crops (docs/data.md, "Crop policy: train as you deploy");
     detector-box crops and landmark-box crops differ, so the policy names its ``box_source``.
     """
 

@@ -6,7 +6,7 @@
     plan = serialize_network(builder, network, config)
     build_engine(onnx_path, options) -> BuildResult   # all of the above + engine / timing cache + sidecar
 
-TensorRT calls follow the named-tensor API of TRT 10 and 11 (deployment.md 3.1): ``Builder``,
+TensorRT calls follow the named-tensor API of TRT 10 and 11 (docs/jetson.md; NVIDIA TensorRT Python API reference): ``Builder``,
 ``create_network(1 << STRONGLY_TYPED)``, ``OnnxParser.parse_from_file``,
 ``create_builder_config``, ``set_memory_pool_limit(WORKSPACE)``, ``create_optimization_profile``
 + ``set_shape``, ``create_timing_cache`` / ``set_timing_cache``, ``builder_optimization_level``,

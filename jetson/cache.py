@@ -1,6 +1,6 @@
 """Engine cache and timing cache layout.
 
-Engines are not portable across GPU models or TensorRT versions (deployment.md 4), so the cache
+Engines are not portable across GPU models or TensorRT versions (docs/jetson.md, "Build engines"), so the cache
 key covers everything that changes the plan:
 
     sha256(ONNX bytes) + TensorRT version + device (GPU name + SM, or the DLA core)

@@ -1,7 +1,7 @@
 """DeepStream nvinfer secondary-GIE (SGIE) config for an edgepose pose model.
 
 Generated from the artifact's metadata so DeepStream feeds the model exactly like edgepose
-does (deployment.md 6): ``network-type=100`` (no built-in parser), ``output-tensor-meta=1``
+does (docs/jetson.md, "DeepStream"; NVIDIA's Gst-nvinfer documentation): ``network-type=100`` (no built-in parser), ``output-tensor-meta=1``
 (raw rotation/euler tensors attached for a pad probe), ``process-mode=2`` (operate on the face
 PGIE's objects), colour format from ``preprocess.color_order``, and the normalisation.
 

@@ -2,7 +2,7 @@
 
 Uses ``onnxconverter_common.float16.convert_float_to_float16`` with ``keep_io_types=True`` (the
 engine still takes and returns float32, so the runtime and DeepStream need no change).  The
-pose *decode* stays float32 on purpose (hpe-methods.md 6.7: Gram-Schmidt and the Euler atan2s
+pose *decode* stays float32 on purpose (docs/quantization.md, why the head stays in float: Gram-Schmidt and the Euler atan2s
 lose too much in half precision): every terminal weighted layer (the last Conv/Gemm/MatMul on
 each path to an output, i.e. the head FCs) and everything after it is put on the block list.
 Chosen over ModelOpt AutoCast because it is a small pure-Python wheel that installs and runs

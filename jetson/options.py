@@ -1,6 +1,6 @@
 """Engine build options and the optimisation-profile shapes they imply (pure Python).
 
-Precision paths (deployment.md 1.1, 2.1):
+Precision paths (docs/jetson.md, "Build engines"):
 
 * ``fp32``  plain ONNX, strongly typed network.
 * ``fp16``  TRT 10: ``BuilderFlag.FP16`` on the FP32 ONNX (weak typing still exists there);
@@ -65,7 +65,7 @@ class BuildOptions:
             if self.precision == "fp32":
                 raise BuildOptionsError("DLA runs FP16 and INT8 only: use --precision fp16 (or int8) with --dla-core")
             if not (self.min_batch == self.opt_batch == self.max_batch):
-                # DLA has no dynamic dimensions: min = opt = max (deployment.md 1.4)
+                # DLA has no dynamic dimensions: min = opt = max (docs/jetson.md, "DLA")
                 raise BuildOptionsError(
                     f"DLA engines need a static batch (min = opt = max); got {self.min_batch}/{self.opt_batch}/"
                     f"{self.max_batch}: pass --max-batch N --opt-batch N with the same N")

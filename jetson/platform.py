@@ -4,7 +4,7 @@ Everything here reads plain files (``/etc/nv_tegra_release``, ``/proc/device-tre
 a root that tests can redirect with ``EDGEPOSE_JETSON_ROOT``, and takes the TensorRT version as a
 string, so the rules are testable without a Jetson or TensorRT.
 
-Facts encoded (deployment.md sections 1.2-1.4):
+Facts encoded (docs/jetson.md, "TensorRT / JetPack matrix" and "DLA"):
 
 * TensorRT 10 (JetPack 6.x = TRT 10.3, desktop 10.x) and TensorRT 11 (desktop pip, JetPack 7.2.2+)
   are supported; older releases lack the named-tensor API.

@@ -3,7 +3,7 @@
 ``edgepose.runtime.runners.open_runner`` opens ``.engine`` / ``.plan`` files with
 ``TrtRunner(path)``; ``PoseBackend`` then calls ``infer({input_name: batch}) -> {name: array}``.
 
-TensorRT 10/11 named-tensor API (deployment.md 3.2): ``num_io_tensors``, ``get_tensor_name``,
+TensorRT 10/11 named-tensor API (NVIDIA TensorRT Python API reference): ``num_io_tensors``, ``get_tensor_name``,
 ``get_tensor_mode``, ``get_tensor_dtype``, ``get_tensor_profile_shape``, per call
 ``set_input_shape`` -> ``get_tensor_shape`` (outputs) -> ``set_tensor_address`` ->
 ``execute_async_v3(stream.handle)``.  pycuda provides device buffers (``mem_alloc``), pinned host

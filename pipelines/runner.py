@@ -19,7 +19,7 @@ from typing import Callable, Protocol, Sequence
 
 from ..errors import UserError
 from ..metadata import atomic_write_text
-from .jsonl import SCHEMA, JsonlWriter, face_record
+from ..runrecord import SCHEMA, RunRecordWriter, frame_record
 from .reader import VideoSource
 from .sources import SourceSpec, parse_source
 from .stats import LatencyStats
@@ -81,7 +81,7 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
 
         check_display(platform)
     # open the JSONL first: a bad path fails before any work is done
-    writer = JsonlWriter(jsonl) if jsonl else None
+    writer = RunRecordWriter(jsonl) if jsonl else None
     stats = LatencyStats()
     summary = RunSummary()
     video = rtsp = None
@@ -154,12 +154,7 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
                 timings["capture_to_output"] = frame.age_ms + (t_end - t0) * 1e3
             stats.add(timings)
             if writer:
-                rec = {"type": "frame", "frame": frame.index, "pts_ns": int(frame.pts_ns),
-                       "faces": [face_record(f) for f in faces],
-                       "latency_ms": {k: round(v, 3) for k, v in timings.items()}}
-                if status:
-                    rec["status"] = status
-                writer.write(rec)
+                writer.write(frame_record(frame.index, frame.pts_ns, faces, timings, status))
             summary.frames += 1
             if t_prev is not None:
                 inst = 1.0 / max(t_end - t_prev, 1e-6)

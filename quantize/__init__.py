@@ -23,6 +23,7 @@ _EXPORTS = {
     "int8_drift": "kernel_check", "drift_problems": "kernel_check",
     "head_node_names": "graph", "find_feature_pool": "graph",
     "build_report": "report", "measure_latency": "report", "write_report": "report",
+    "qat_finetune": "qat", "prepare_qat": "qat", "convert_back": "qat",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -3,7 +3,7 @@
 Faces are found by the deployment detector (:func:`edgepose.distill.faces.detect_faces`) and
 cropped by the *artifact's own* preprocessing (``meta.preprocess``: crop policy, size, colour
 order, normalisation), so calibration ranges come from exactly what the engine will see in the
-car (deployment.md 2.2: 256-512 in-domain crops, IR/night included).  The crops are cached as
+car (docs/quantization.md, "Calibration": 256-512 in-domain crops, IR/night included).  The crops are cached as
 ``.npy`` keyed by the face boxes and the preprocessing spec; :func:`write_manifest` records the
 file list with sha256 next to the quantized model.
 """

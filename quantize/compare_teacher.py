@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     models = {"teacher": load_teacher([a.teacher]).members[0], "student": PoseModel.from_checkpoint(a.student).eval()}
     sets = {}
     if a.eval_set:
-        from edgepose.train.data import build_eval_reader, parse_data_arg
+        from edgepose.data.options import build_eval_reader, parse_data_arg
 
         sets[a.eval_set] = build_eval_reader(parse_data_arg(a.eval_set), where="--eval")
     if a.synth_test:

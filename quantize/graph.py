@@ -2,7 +2,7 @@
 
 The *head* is everything downstream of the backbone's pooled features: the final FC / 6D layer,
 Gram-Schmidt, the bin softmax and the Euler decode.  INT8 hurts these regression layers most
-(hpe-methods.md 6.7), so both profiles keep them in float.
+(docs/quantization.md, "Profiles": why the head stays in float), so both profiles keep them in float.
 
 The pooled-features node is found from the graph, not from names: it is the pooling node
 (ReduceMean / GlobalAveragePool / ...) from which no Conv is reachable.  Squeeze-and-excitation

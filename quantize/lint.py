@@ -1,6 +1,6 @@
 """Q/DQ lint for the ``tensorrt`` profile: the rules TensorRT's explicit quantization needs.
 
-Rules (deployment.md 2.2), each violation reported with the offending node / tensor:
+Rules (docs/quantization.md, "Q/DQ lint"), each violation reported with the offending node / tensor:
 
 1. ``opset``: default-domain opset >= 13 (per-axis QuantizeLinear);
 2. ``zero-point``: every zero point is 0 (TensorRT supports symmetric quantization only);

@@ -1,6 +1,6 @@
 """The two INT8 profiles: ``tensorrt`` (symmetric S8S8 Q/DQ for TensorRT) and ``cpu`` (U8S8 for ORT).
 
-Settings and their reasons are in deployment.md section 2.2 and environment.md section 5:
+Settings and their reasons are in docs/quantization.md ("Profiles", "reduce_range"):
 
 * ``tensorrt``: TensorRT accepts only zero points of 0 and signed INT8, wants per-channel weight
   scales and rejects the int32 bias DequantizeLinear that ORT inserts by default

@@ -37,7 +37,7 @@ __all__ = ["QuantResult", "quantize_onnx", "pre_process", "MIN_OPSET", "MAX_OPSE
 
 log = logging.getLogger(__name__)
 
-MIN_OPSET, MAX_OPSET = 13, 20  # QDQ per-axis needs 13; ORT static INT8 rejects >= 21 (deployment.md 2.1)
+MIN_OPSET, MAX_OPSET = 13, 20  # QDQ per-axis needs 13; ORT static INT8 rejects >= 21 (docs/quantization.md)
 
 
 @dataclass

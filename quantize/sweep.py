@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     spec = meta.preprocess
     sets: dict[str, tuple] = {}
     if a.eval_set:
-        from edgepose.train.data import build_eval_reader, parse_data_arg
+        from edgepose.data.options import build_eval_reader, parse_data_arg
 
         from .report import eval_batch
 

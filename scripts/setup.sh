@@ -58,7 +58,7 @@ else
 fi
 
 # A pip-built PyGObject does not load Debian's Gst overrides (Gst.Fraction, Bin.add(*e));
-# link them in (environment.md section 3.3).
+# link them in (docs/pipeline.md, "Gst Python overrides").
 # The compiled override is named for the interpreter (_gi_gst.cpython-3XX-<arch>.so): take the
 # suffix from the venv's python so the link works on any Python version; Debian only ships it
 # for its own python3, so a venv on another version finds no match and skips it (it could not

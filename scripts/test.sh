@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export EDGEPOSE_TEST_DATA=${EDGEPOSE_TEST_DATA:-$(cd .. && pwd)/shared/data}
+# The import-layering contract (.importlinter) first: a violation fails the run before pytest.
+if ! lint=$(.venv/bin/python scripts/lint_imports.py 2>&1); then
+  printf '%s\n' "$lint"; exit 1
+fi
+printf '%s\n' "$lint" | grep -E '^Contracts:' || true
 marker=(-m "not slow")
 for a in "$@"; do [ "$a" = "-m" ] && marker=(); done
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "${marker[@]}" "$@"

@@ -46,7 +46,7 @@ def test_aflw2000_test_crop_margins(aflw_dir):
     tight = AFLW2000Reader(aflw_dir, crop="landmarks")[0].box
     loose = AFLW2000Reader(aflw_dir, crop="test")[0].box
     w, h = tight[2] - tight[0], tight[3] - tight[1]
-    # hpe-methods.md 3.1: effective margins left 0.40w, right 0.56w, top 0.40h, bottom 0.168h
+    # docs/data.md ("Formats"): effective margins left 0.40w, right 0.56w, top 0.40h, bottom 0.168h
     np.testing.assert_allclose([tight[0] - loose[0], loose[2] - tight[2]], [0.4 * w, 0.56 * w], rtol=1e-9)
     np.testing.assert_allclose([tight[1] - loose[1], loose[3] - tight[3]], [0.4 * h, 0.168 * h], rtol=1e-9)
 

@@ -107,7 +107,7 @@ def test_rotate_label_is_the_image_rotation(R, theta):
 def test_rotate_label_examples_from_notes():
     # frontal face rotated CCW 30 deg -> roll -30 (CCW on screen is negative roll)
     np.testing.assert_allclose(g.matrix_to_euler(g.rotate_label(np.eye(3), 30)), [0, 0, -30], atol=1e-9)
-    # all three angles change in general (hpe-methods.md section 2)
+    # all three angles change in general (docs/conventions.md, "Image operations and their labels")
     e = g.matrix_to_euler(g.rotate_label(g.euler_to_matrix([0, 60, 0]), 30))
     np.testing.assert_allclose(e, [-40.9, 48.6, -49.1], atol=0.06)
 

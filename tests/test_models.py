@@ -199,7 +199,7 @@ def test_summary_counts_params_and_macs():
     from edgepose.models.summary import model_summary
 
     s = model_summary("mobilenetv3_small", "6d", 224)
-    # hpe-methods.md 4.5 (same counting method): 0.93 M params, 0.05 G MACs at 224
+    # docs/backbones.md, "The zoo" (same counting method): 0.93 M params, 0.05 G MACs at 224
     assert round(s["params"] / 1e6, 2) == 0.93
     assert 0.045e9 < s["macs"] < 0.065e9
     small = model_summary("mobilenetv3_small", "6d", 112)

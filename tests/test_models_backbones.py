@@ -61,7 +61,7 @@ def test_pose_backbone_has_no_classifier(name):
     assert not any(k.startswith(("fc.", "classifier.", "linear.")) for k in bb.state_dict())
 
 
-# hpe-methods.md 4.5 counts backbone + Linear(C, 6) head, deploy form: A0 7.04 M, B0 13.07 M, B1g2 39.32 M
+# docs/backbones.md ("The zoo") counts backbone + Linear(C, 6) head, deploy form: A0 7.04 M, B0 13.07 M, B1g2 39.32 M
 # (train-time B1g2 43.75 M).
 @pytest.mark.parametrize("name,deploy_m,train_m", [("repvgg_a0", 7.04, None), ("repvgg_b0", 13.07, None),
                                                    ("repvgg_b1g2", 39.32, 43.75)])

@@ -9,7 +9,7 @@ import torch
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from edgepose.distill.qat import FakeQuantConv, convert_back, prepare_qat, qat_finetune  # noqa: E402
+from edgepose.quantize.qat import FakeQuantConv, convert_back, prepare_qat, qat_finetune  # noqa: E402
 from edgepose.errors import UserError  # noqa: E402
 
 

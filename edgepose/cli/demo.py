@@ -117,11 +117,10 @@ def score_against_truth(run_jsonl: Path, poses_jsonl: Path) -> dict:
     for line in poses_jsonl.read_text().splitlines():
         g = json.loads(line)
         truth[int(g["frame"])] = g
+    from ..runrecord import frame_records
+
     preds, frames = {}, 0
-    for line in run_jsonl.read_text().splitlines():
-        rec = json.loads(line)
-        if rec.get("type") != "frame":
-            continue
+    for rec in frame_records(run_jsonl):
         frames += 1
         faces = [f for f in rec["faces"] if f.get("valid", True)]
         face = next((f for f in faces if f.get("is_driver")), faces[0] if faces else None)

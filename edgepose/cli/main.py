@@ -7,32 +7,46 @@ is instant and a missing optional dependency only affects the command that needs
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import logging
 import os
 import shlex
 import sys
+from pathlib import Path
 
-from ..errors import UserError
+from ..errors import guarded
 
-#: command name -> (module, one-line help).  The help is duplicated here so that
-#: ``edgepose --help`` does not import every module.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("edgepose.cli.train", "train a head-pose model from a YAML config (same as edgepose-train)"),
-    "eval": ("edgepose.cli.evaluate", "evaluate a model on a labelled dataset (MAE, geodesic, MAEV, robustness)"),
-    "export": ("edgepose.cli.export", "export a checkpoint to ONNX with a metadata sidecar"),
-    "distill": ("edgepose.cli.distill", "distil a teacher into a small student"),
-    "quantize": ("edgepose.cli.quantize", "INT8 post-training quantization (tensorrt and cpu profiles) with a report"),
-    "import": ("edgepose.cli.import_teacher", "import a public teacher (WHENet) as an edgepose checkpoint"),
-    "run": ("edgepose.cli.run", "run face detection + head pose on a video source (GStreamer pipeline)"),
-    "models": ("edgepose.cli.models", "list and fetch known face-detector and pose models"),
-    "synth": ("edgepose.cli.synth", "render synthetic heads with exact pose labels"),
-    "engine": ("edgepose.cli.engine", "build a TensorRT engine from ONNX (Jetson / desktop GPU)"),
-    "jetson": ("edgepose.cli.jetson", "Jetson deployment helpers (DeepStream config, setup dry-run)"),
-    "bench": ("edgepose.cli.bench", "benchmark latency, accuracy, size and power (same as edgepose-bench)"),
-    "dms": ("edgepose.cli.dms", "driver monitoring: replay a recorded run through a DMS preset (zones, events)"),
-    "demo": ("edgepose.cli.demo", "the offline end-to-end demo (synthetic video -> pipeline -> DMS)"),
+#: command name -> module.  The one-line help lives once, in the module's ``HELP``; the listing reads
+#: it from the source (:func:`command_help`) so that ``edgepose --help`` imports no command module.
+COMMANDS: dict[str, str] = {
+    "train": "edgepose.cli.train",
+    "eval": "edgepose.cli.evaluate",
+    "export": "edgepose.cli.export",
+    "distill": "edgepose.cli.distill",
+    "quantize": "edgepose.cli.quantize",
+    "import": "edgepose.cli.import_teacher",
+    "run": "edgepose.cli.run",
+    "models": "edgepose.cli.models",
+    "synth": "edgepose.cli.synth",
+    "engine": "edgepose.cli.engine",
+    "jetson": "edgepose.cli.jetson",
+    "bench": "edgepose.cli.bench",
+    "dms": "edgepose.cli.dms",
+    "demo": "edgepose.cli.demo",
 }
+
+
+def command_help(module_name: str) -> str:
+    """A command module's ``HELP`` string, read from its source without importing it."""
+    spec = importlib.util.find_spec(module_name)
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "HELP" for t in node.targets)
+                and isinstance(node.value, ast.Constant)):
+            return str(node.value.value)
+    return ""
 
 
 def _setup_logging() -> None:
@@ -61,27 +75,13 @@ def run_command(module_name: str, argv: list[str], prog: str) -> int:
     return int(module.run(args) or 0)
 
 
-def guarded(fn, *a, **kw) -> int:
-    """Run a command; user errors print one clear line instead of a traceback."""
-    try:
-        return fn(*a, **kw)
-    except UserError as exc:
-        if os.environ.get("EDGEPOSE_DEBUG"):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _setup_logging()
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: edgepose <command> [options]\n\ncommands:")
-        for name, (_, help_) in COMMANDS.items():
-            print(f"  {name:<10} {help_}")
+        for name, module_name in COMMANDS.items():
+            print(f"  {name:<10} {command_help(module_name)}")
         print("\nRun `edgepose <command> --help` for a command's options.")
         return 0
     if argv[0] in ("-V", "--version"):
@@ -93,17 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    return guarded(run_command, COMMANDS[name][0], rest, f"edgepose {name}")
+    return guarded(run_command, COMMANDS[name], rest, f"edgepose {name}")
 
 
 def train_main() -> int:
     _setup_logging()
-    return guarded(run_command, COMMANDS["train"][0], sys.argv[1:], "edgepose-train")
+    return guarded(run_command, COMMANDS["train"], sys.argv[1:], "edgepose-train")
 
 
 def bench_main() -> int:
     _setup_logging()
-    return guarded(run_command, COMMANDS["bench"][0], sys.argv[1:], "edgepose-bench")
+    return guarded(run_command, COMMANDS["bench"], sys.argv[1:], "edgepose-bench")
 
 
 if __name__ == "__main__":  # pragma: no cover

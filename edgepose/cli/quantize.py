@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _qat(args, model: Path, out_dir: Path, calib, command: str) -> Path:
     """QAT fine-tune ``args.qat`` -> ``<stem>-qat.pt`` -> FP32 ONNX -> tensorrt INT8 (lint-checked)."""
-    from edgepose.distill.qat import qat_finetune
+    from edgepose.quantize.qat import qat_finetune
     from edgepose.export import export_onnx
     from edgepose.models.pose_model import PoseModel
     from edgepose.quantize.ptq import quantize_onnx
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     meta = load_metadata(model)
     reader = None
     if args.eval_set:  # validate the eval set before the slow part
-        from edgepose.train.data import build_eval_reader, parse_data_arg
+        from edgepose.data.options import build_eval_reader, parse_data_arg
 
         reader = build_eval_reader(parse_data_arg(args.eval_set), where="--eval")
     if args.qat and not Path(args.qat).is_file():  # fail before the slow calibration

@@ -10,13 +10,13 @@ from .augment import Augment, crop_sample, transform_points
 from .biwi import BIWINpzReader, BIWIReader
 from .folder import FolderReader
 from .mat import AFLW2000Reader, MatReader, W300LPReader, load_mat_label, loose_box
-from .registry import FORMATS, build_dataset, build_reader, register_format
+from .registry import FORMATS, build_dataset, build_reader, get_format, list_formats, register_format
 from .sample import Reader, Sample, landmark_box, read_image
 from .video import VideoReader, iter_video_frames
 
 __all__ = ["Sample", "Reader", "read_image", "landmark_box", "load_mat_label", "loose_box", "MatReader",
            "AFLW2000Reader", "W300LPReader", "BIWIReader", "BIWINpzReader", "FolderReader", "VideoReader",
-           "iter_video_frames", "Augment", "crop_sample", "transform_points", "FORMATS", "build_reader",
+           "iter_video_frames", "Augment", "crop_sample", "transform_points", "FORMATS", "get_format", "list_formats", "build_reader",
            "build_dataset", "register_format", "PoseDataset", "ConcatDataset", "CropCache"]
 
 

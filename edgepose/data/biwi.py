@@ -5,7 +5,7 @@ block, one row per line, then the head-centre translation in mm, depth-camera fr
 rotation converts with :func:`edgepose.geometry.biwi_to_matrix` (R = F R_file^T F, the
 FSA-Net / HopeNet decode).
 
-Boxes: BIWI has no face boxes.  Papers crop with their own detector (hpe-methods.md 3.2), so
+Boxes: BIWI has no face boxes.  Papers crop with their own detector (docs/data.md, "Formats"), so
 the reader accepts ``boxes=`` a CSV (``image,x1,y1,x2,y2``; image relative to ``root``), the
 recommended way to reproduce a protocol.  Without it, when a sequence has ``rgb.cal``, the
 head centre is projected into the RGB image (p_rgb = R_cal p + T_cal, then the RGB

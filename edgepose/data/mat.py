@@ -4,7 +4,7 @@ Labels: ``Pose_Para[0:3]`` = (pitch, yaw, roll) in **radians**, read exactly as 
 6DRepNet and FSA-Net read them; ``R = geometry.euler_to_matrix``.  ``pt2d`` is 2xN (row 0 = x);
 AFLW marks a missing landmark with x = -1 and a filler y, so those points become NaN.
 
-Boxes (hpe-methods.md section 3.1, the HopeNet/6DRepNet code, updates applied *in order*, each
+Boxes (docs/data.md "Formats", the HopeNet/6DRepNet code, updates applied *in order*, each
 using the current box):
 
 * ``crop="test"``  -- k = 0.2: x_min -= 2k|w|, y_min -= 2k|h|, x_max += 2k|w'|, y_max += 0.6k|h'|

@@ -20,31 +20,49 @@ from .mat import AFLW2000Reader, W300LPReader
 from .sample import Reader
 from .video import VideoReader
 
-__all__ = ["FORMATS", "build_reader", "build_dataset", "register_format"]
+__all__ = ["FORMATS", "build_reader", "build_dataset", "register_format", "get_format", "list_formats"]
 
-FORMATS: dict[str, Callable[..., Reader]] = {
+#: format name -> reader factory, or ``"module:attr"`` for a reader that lives above the data layer
+#: (imported when a config first names it; no import for its side effect).
+FORMATS: dict[str, Callable[..., Reader] | str] = {
     "aflw2000": AFLW2000Reader,
     "300wlp": W300LPReader,
     "biwi": BIWIReader,
     "biwi_npz": BIWINpzReader,
     "folder": FolderReader,
     "video": VideoReader,
+    "synth": "edgepose.synth.reader:MemoSynthReader",
 }
 _COMMON = ("format", "cache", "cache_margin", "augment")
 
 
-def register_format(name: str, factory: Callable[..., Reader]) -> None:
-    """Add a reader factory (kwargs come from the config dict)."""
+def register_format(name: str, factory: Callable[..., Reader] | str) -> None:
+    """Add a reader factory (kwargs come from the config dict), or ``"module:attr"`` to import lazily."""
     FORMATS[name] = factory
+
+
+def list_formats() -> list[str]:
+    return sorted(FORMATS)
+
+
+def get_format(name: str) -> Callable[..., Reader]:
+    """The reader factory of a format (imports a lazily named one)."""
+    if name not in FORMATS:
+        raise DataError(f"unknown dataset format {name!r}; choose one of {list_formats()}")
+    factory = FORMATS[name]
+    if isinstance(factory, str):
+        import importlib
+
+        module, attr = factory.split(":")
+        factory = FORMATS[name] = getattr(importlib.import_module(module), attr)
+    return factory
 
 
 def build_reader(cfg: dict) -> Reader:
     if not isinstance(cfg, dict) or "format" not in cfg:
         raise DataError(f"a dataset config needs a 'format' key (one of {sorted(FORMATS)}), got {cfg!r}")
     fmt = cfg["format"]
-    if fmt not in FORMATS:
-        raise DataError(f"unknown dataset format {fmt!r}; choose one of {sorted(FORMATS)}")
-    factory = FORMATS[fmt]
+    factory = get_format(fmt)
     kw = {k: v for k, v in cfg.items() if k not in _COMMON}
     params = inspect.signature(factory).parameters
     valid = _accepted_keys(factory)

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", required=True, help="output image (.png / .jpg)")
     args = ap.parse_args(argv)
 
-    from ..cli.main import guarded
+    from ..errors import guarded
 
     def run() -> int:
         from ..metadata import atomic_write_bytes

@@ -1,7 +1,7 @@
 """Faces from a team's own images and videos, found by the deployment face detector.
 
 Distillation and INT8 calibration must see the faces the car will see: the same detector, the same
-crop policy (hpe-methods.md 6.2).  :func:`detect_faces` runs a detector over image files, image
+crop policy (docs/data.md, "Crop policy: train as you deploy").  :func:`detect_faces` runs a detector over image files, image
 folders and video files once and caches the boxes (keyed by each file's sha256 and the detector
 settings); :class:`DetectedFaceReader` then serves them as :class:`edgepose.data.Sample`s (frame +
 box, ``R=None``), so every consumer crops them with :mod:`edgepose.preprocess` under its own spec.

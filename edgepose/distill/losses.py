@@ -1,4 +1,4 @@
-"""Distillation losses (hpe-methods.md 5.7).
+"""Distillation losses (docs/distillation.md; soft-label KD as in MHPNet, chientv99/maskpose).
 
 * ``geodesic``: mean geodesic angle (radians) between student R and teacher R;
 * ``kl``: KL(teacher || student) on each axis' bin distribution at temperature T, scaled by T^2

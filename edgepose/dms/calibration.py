@@ -1,4 +1,4 @@
-"""Neutral-pose (road-forward) calibration: R_rel = R_vehicle . R_n^T (hpe-methods.md 6.5).
+"""Neutral-pose (road-forward) calibration: R_rel = R_vehicle . R_n^T (docs/dms.md, "Neutral-pose calibration").
 
 The camera mount is never exact and every driver sits differently, so "looking at the road" is
 learnt from the driver: over a window of valid-face time the densest head direction (the mode:

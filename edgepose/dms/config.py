@@ -129,7 +129,7 @@ class IndicatorConfig:
 
 @dataclass
 class CalibrationConfig:
-    """Neutral (road-forward) pose: R_rel = R_vehicle R_n^T (hpe-methods.md 6.5).
+    """Neutral (road-forward) pose: R_rel = R_vehicle R_n^T (docs/dms.md, "Neutral-pose calibration").
 
     ``mode``: ``auto`` (at start and on command), ``command`` (only on request), ``off``.
     A window of ``duration_s`` of valid-face time (speed >= ``min_speed_kmh`` when speed is known)

@@ -7,7 +7,6 @@ canonical camera-frame ``R`` (mapped to the vehicle frame with the camera mount)
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -142,29 +141,20 @@ def from_run_record(rec: dict) -> DmsInput | None:
 
 
 def read_run_jsonl(path: str | Path) -> Iterator[DmsInput]:
-    """DmsInputs from a recorded run (skips header/summary lines; bad lines name their number)."""
+    """DmsInputs from a recorded run (skips header/summary lines; bad lines name their number).
+    Lines are read by :func:`edgepose.runrecord.read_records` (the record's one owner)."""
+    from ..runrecord import read_records
+
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"run JSONL not found: {path}; record one with `edgepose run SOURCE --jsonl {path.name}`")
     n_frames = 0
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                if lineno > 1 and not fh.readline():  # a truncated last line (recording killed): stop
-                    break
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg}); is this an `edgepose run --jsonl` file?") from None
-            try:
-                inp = from_run_record(rec)
-            except (TypeError, ValueError) as exc:
-                raise DataError(f"{path}:{lineno}: cannot read the frame record ({exc})") from None
-            if inp is not None:
-                n_frames += 1
-                yield inp
+    for lineno, rec in read_records(path):
+        try:
+            inp = from_run_record(rec)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{path}:{lineno}: cannot read the frame record ({exc})") from None
+        if inp is not None:
+            n_frames += 1
+            yield inp
     if n_frames == 0:
         raise DataError(f"{path} holds no frame records (lines with pts_ns/t and faces); "
                         "is it an `edgepose run --jsonl` output?")

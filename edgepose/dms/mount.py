@@ -5,9 +5,9 @@ at them, so the edgepose conventions carry over unchanged: x = the driver's left
 z = forward (direction of travel).  A head looking down the road has R_vehicle = I;
 +yaw = the driver turns to their RIGHT, +pitch = up, angles ordered (pitch, yaw, roll).
 
-Formula (camera-frame form, deployment.md 7.2)::
+Formula (camera-frame form, docs/runtime.md "Vehicle frame")::
 
-    R_vehicle_head = R_vehicle_cam . R_cam_head,   R_cam_head = R^T   (hpe-methods.md 1.2)
+    R_vehicle_head = R_vehicle_cam . R_cam_head,   R_cam_head = R^T   (docs/conventions.md)
 
 so in the canonical convention (rows = head axes)::
 

@@ -9,14 +9,13 @@ with ``edgepose dms replay`` before any car drive.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
-import numpy as np
 import yaml
 
-from .. import geometry
+from .. import geometry, runrecord
 from ..config import ConfigError, from_dict
 from ..metadata import atomic_write_text
 from .config import DmsConfigError
@@ -107,17 +106,17 @@ def load_script(path: str | Path) -> Script:
         raise DmsConfigError(f"timeline script {path} is invalid: {exc}") from None
 
 
-def _face_record(inp: DmsInput) -> dict:
-    pitch, yaw, roll = geometry.matrix_to_euler(inp.R)
-    return {"track_id": inp.track_id, "box": [200.0, 120.0, 360.0, 300.0], "score": inp.score, "is_driver": True,
-            "yaw": round(float(yaw), 4), "pitch": round(float(pitch), 4), "roll": round(float(roll), 4),
-            "R": np.round(inp.R, 7).tolist()}
+def _face(inp: DmsInput) -> SimpleNamespace:
+    """The driver face of a scripted frame, with the attributes :func:`runrecord.face_record` reads."""
+    return SimpleNamespace(track_id=inp.track_id, box=(200.0, 120.0, 360.0, 300.0), score=inp.score,
+                           R=inp.R, euler=geometry.matrix_to_euler(inp.R), is_driver=True, valid=True)
 
 
 def write_run_jsonl(frames: list[DmsInput], path: str | Path) -> None:
-    """The frames in the ``edgepose run --jsonl`` layout (pts_ns + faces), written atomically."""
-    lines = [json.dumps({"pts_ns": int(round(f.t * 1e9)), "faces": [_face_record(f)] if f.face_visible else []})
-             for f in frames]
+    """The frames as an ``edgepose run --jsonl`` run record (:mod:`edgepose.runrecord`), written atomically."""
+    lines = [runrecord.dumps(runrecord.header_record(source="edgepose dms simulate"))]
+    lines += [runrecord.dumps(runrecord.frame_record(i, int(round(f.t * 1e9)), [_face(f)] if f.face_visible else []))
+              for i, f in enumerate(frames)]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 

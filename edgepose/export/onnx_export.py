@@ -7,7 +7,7 @@ Steps (each one can fail with a clear :class:`~edgepose.errors.ModelError`):
 2. export :class:`~edgepose.export.wrapper.ExportWrapper` (in-graph R + Euler decode):
    opset >= 18 with the dynamo exporter (torch 2.13's default; TensorRT 10 parses opset 18, ORT
    static INT8 needs < 21), opset 17 with the legacy TorchScript exporter (dynamo cannot
-   down-convert, environment.md section 4); one file, no external data; batch axis dynamic
+   down-convert, docs/export.md, "--opset"); one file, no external data; batch axis dynamic
    (1..max_batch) unless ``dynamic_batch=False``;
 3. simplify with onnxslim (constant folding, dead nodes) and ``onnx.checker``;
 4. parity: onnxruntime vs the *un-reparameterized* PyTorch model on a random batch and on the

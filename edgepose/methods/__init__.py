@@ -1,4 +1,4 @@
-"""Teacher training methods for ``edgepose-train`` (hpe-methods.md sections 5.3-5.6).
+"""Teacher training methods for ``edgepose-train`` (the recipes are cited in docs/teachers.md).
 
 Select one with ``method.name`` in a training config; each module registers itself with
 :func:`edgepose.train.register_method` when imported (the trainer imports
@@ -11,14 +11,7 @@ Select one with ``method.name`` in a training config; each module registers itse
 * ``hmtl``     -- rotation-prediction pre-training, then pose + jigsaw auxiliary head.
 
 Combinations come from the config: a ``6d+bins`` head with ``loss.ldl > 0`` adds the LDL terms
-to the pose stage of CLERF, PCL and HMTL.  Importing this package also registers the ``synth``
-dataset format (:mod:`edgepose.methods.data`), so configs can train on the synthetic head engine.
+to the pose stage of CLERF, PCL and HMTL.  The ``synth`` dataset format these configs train on
+lives in :mod:`edgepose.synth.reader` (known to the data registry without importing this package).
 See docs/teachers.md.
 """
-from __future__ import annotations
-
-from .data import register_synth_format
-
-register_synth_format()
-
-__all__ = ["register_synth_format"]

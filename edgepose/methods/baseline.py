@@ -1,7 +1,6 @@
-"""``method.name: baseline`` -- plain 6D + Gram-Schmidt + geodesic regression (hpe-methods.md 5.1).
+"""``method.name: baseline`` -- plain 6D + Gram-Schmidt + geodesic regression (6DRepNet: Hempel et al., ICIP 2022, arXiv 2202.12555).
 
-The supervised method under the name the teacher table uses; importing it through
-``edgepose.methods`` also makes the ``synth`` dataset format available.
+The supervised method under the name the teacher table uses.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``method.name: clerf`` -- contrastive learning of equivariant representations (Wei et al.,
-arXiv 2412.02066; hpe-methods.md 5.4), on the synthetic head engine.
+arXiv 2412.02066; docs/teachers.md), on the synthetic head engine.
 
 Stage 1 (``epoch < pretrain_epochs``): anchor/positive pairs from :class:`ClerfPairs` (the
 positive: another identity at the anchor's pose, ``positive_mode: direct | roll_last``; one

@@ -1,9 +1,8 @@
 """Data plumbing of the teacher methods.
 
-* ``synth`` dataset format: :class:`MemoSynthReader` -- the synthetic head engine as a reader for
-  ``build_dataset`` (``{format: synth, n: 1200, split: train, pose_range: full, size: 96}``).
-  Samples are deterministic per index, so they are kept in memory after the first render (CPU
-  budgets re-use the same images every epoch; augmentation still differs per epoch).
+(The ``synth`` dataset format, :class:`MemoSynthReader`, lives in :mod:`edgepose.synth.reader`
+and is re-exported here.)
+
 * :class:`GeometricAugment` -- in-plane rotation (full circle, upside-down included), horizontal
   flip and mirror about a line, all as ONE (angle, flip) pair for
   :func:`edgepose.data.augment.crop_sample`, so image and label move together through
@@ -22,59 +21,9 @@ from .. import geometry
 from ..errors import DataError
 from ..data.sample import Reader, Sample
 
-__all__ = ["MemoSynthReader", "register_synth_format", "GeometricAugment", "mirror_as_rotate_flip",
-           "ClerfPairs", "render_positive_sample"]
+from ..synth.reader import MemoSynthReader, shared_memo
 
-
-# Rendered samples shared by every reader of the same (n, seed, options) in this process: the
-# teacher table trains its rows one after another in one process, so the training, validation and
-# test sets are rendered once for all rows instead of once per row (renders are deterministic per
-# index, so sharing changes nothing but time).
-_SHARED_MEMO: dict[tuple, dict[int, Sample]] = {}
-
-
-def _memo_key(n: int, seed: int, synth_options: dict) -> tuple:
-    return (int(n), int(seed), repr(sorted((k, repr(v)) for k, v in synth_options.items())))
-
-
-class MemoSynthReader(Reader):
-    """:class:`edgepose.synth.SynthHeadDataset` with every rendered sample kept in memory (shared
-    by all readers of the same ``n``, ``seed`` and options in this process)."""
-
-    name = "synth"
-
-    def __init__(self, n: int, seed: int = 0, memo: bool = True, **synth_options):
-        from ..synth import SynthHeadDataset
-
-        self.inner = SynthHeadDataset(n, seed=seed, resample=False, **synth_options)
-        self.memo = bool(memo)
-        self._cache: dict[int, Sample] = (_SHARED_MEMO.setdefault(_memo_key(n, seed, synth_options), {})
-                                          if self.memo else {})
-
-    @property
-    def cfg(self):
-        return self.inner.cfg
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def get(self, index: int, rng: np.random.Generator | None = None) -> Sample:
-        s = self._cache.get(index)
-        if s is None:
-            s = self.inner.get(index)  # deterministic per index: memoising changes nothing but speed
-            if self.memo:
-                self._cache[index] = s
-        return s
-
-    def describe(self) -> dict:
-        return {**self.inner.describe(), "memo": self.memo}
-
-
-def register_synth_format() -> None:
-    from ..data import FORMATS, register_format
-
-    if "synth" not in FORMATS:
-        register_format("synth", MemoSynthReader)
+__all__ = ["MemoSynthReader", "GeometricAugment", "mirror_as_rotate_flip", "ClerfPairs", "render_positive_sample"]
 
 
 # ------------------------------------------------------------------ geometric augmentation
@@ -177,7 +126,7 @@ class ClerfPairs:
         if not isinstance(src, MemoSynthReader) or not src.memo:
             return {}
         key = ("clerf-positives", id(src._cache), self.seed, self.mode, identities, self.size)
-        return _SHARED_MEMO.setdefault(key, {})
+        return shared_memo(key)
 
     def __len__(self) -> int:
         return len(self.base)

@@ -1,5 +1,5 @@
 """``method.name: hmtl`` -- hybrid multi-task learning (Pourmirzaei et al., arXiv 2108.04893;
-hpe-methods.md 5.6): rotation-prediction pre-training, then pose + a jigsaw auxiliary head.
+docs/teachers.md): rotation-prediction pre-training, then pose + a jigsaw auxiliary head.
 
 Stage 1 (``epoch < pretrain_epochs``): every crop rotated CCW by 0/90/180/270 deg, 4-way CE from
 a linear head on the trunk features.

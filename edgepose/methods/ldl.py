@@ -1,4 +1,4 @@
-"""``method.name: ldl`` -- label distribution learning (Liu et al. ICCVW'19; hpe-methods.md 5.3).
+"""``method.name: ldl`` -- label distribution learning (Liu et al. ICCVW'19, arXiv 1904.13102; docs/teachers.md).
 
 Per axis a Gaussian label distribution over the bin centres (wrapped on ``wrap: true`` axes, so
 full-range yaw/roll near +-180 deg are neighbours), ``KL(target || softmax) + lambda |E - y|``

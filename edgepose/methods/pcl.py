@@ -1,5 +1,5 @@
 """``method.name: pcl`` -- pose-disentangled contrastive learning (Liu et al., CVPR'23;
-hpe-methods.md 5.5), adapted to any edgepose backbone.
+docs/teachers.md), adapted to any edgepose backbone.
 
 Stage 1 (``epoch < pretrain_epochs``), per batch of crops s and their horizontal flips f:
 

@@ -38,7 +38,6 @@ def data_root() -> Path:
 
 
 def train_row(row: str, config_dir: Path, runs: Path, overrides: list[str]) -> dict:
-    import edgepose.methods  # noqa: F401  (registers the synth format)
     from ..train import Trainer, load_train_config
 
     cfg = load_train_config(config_dir / f"{row}.yaml", [f"output={runs / row}"] + overrides)
@@ -55,7 +54,6 @@ def _pooled(results: dict, names: list[str]) -> dict:
 
 
 def evaluate_row(run_dir: Path, test_n: int) -> dict:
-    import edgepose.methods  # noqa: F401
     from ..evaluation import Variant, evaluate_reader
     from ..evaluation import TorchPredictor
     from .data import MemoSynthReader

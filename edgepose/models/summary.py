@@ -4,7 +4,7 @@
     python -m edgepose.models.summary --head bins --size 112 repvgg_a0 mobilenetv3_small
 
 MACs are counted with ``torch.utils.flop_counter`` for one image (MACs = FLOPs / 2), the way
-hpe-methods.md 4.5 counts them.  RepVGG is reported in deploy form (after ``reparameterize``)
+docs/backbones.md ("The zoo") counts them.  RepVGG is reported in deploy form (after ``reparameterize``)
 unless ``--train-form`` is given.
 """
 from __future__ import annotations

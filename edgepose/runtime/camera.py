@@ -10,7 +10,7 @@ image centre).
 Vehicle frame
 -------------
 ``R_vehicle_cam`` is the rotation from camera to vehicle axes in the *camera-frame form* of
-deployment.md 7.2: ``R3_vehicle_head = R_vehicle_cam . R3_cam_head`` with ``R3 = R^T`` (the
+docs/runtime.md ("Vehicle frame"): ``R3_vehicle_head = R_vehicle_cam . R3_cam_head`` with ``R3 = R^T`` (the
 3DDFA camera-frame matrix, :func:`edgepose.geometry.camera_frame`).  In edgepose's canonical
 form this is::
 

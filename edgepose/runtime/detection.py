@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Detection", "iou_matrix", "nms", "clip_box", "box_area"]
+__all__ = ["Detection", "NetworkDetector", "iou_matrix", "nms", "clip_box", "box_area"]
 
 
 @dataclass
@@ -81,3 +81,53 @@ def clip_box(box, width: int, height: int) -> tuple[float, float, float, float]:
     x1, y1, x2, y2 = (float(v) for v in box[:4])
     return (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
             min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+
+
+class NetworkDetector:
+    """Shared set-up of the detectors that run a network (YuNet, UltraFace; a new one subclasses it).
+
+    Opens the model through the runner layer (onnxruntime or a TensorRT engine), keeps the
+    thresholds, and calls :meth:`check_model` with the graph's input shape so a wrong file fails
+    at load with a message naming the right one.  Subclasses set ``name``, their defaults
+    (``score_threshold``, ``nms_threshold``, ``top_k`` as class attributes) and ``detect``."""
+
+    name = ""
+    score_threshold = 0.5
+    nms_threshold = 0.3
+    top_k = 5000
+
+    def __init__(self, model_path, score_threshold: float | None = None, nms_threshold: float | None = None,
+                 input_size: int | None = None, top_k: int | None = None, device: str = "cpu", providers=None,
+                 intra_op_threads: int | None = None):
+        from pathlib import Path
+
+        from .runners import open_runner
+
+        self.model_path = Path(model_path)
+        self.runner = open_runner(self.model_path, device=device, providers=providers,
+                                  intra_op_threads=intra_op_threads)
+        cls = type(self)
+        self.score_threshold = float(cls.score_threshold if score_threshold is None else score_threshold)
+        self.nms_threshold = float(cls.nms_threshold if nms_threshold is None else nms_threshold)
+        self.top_k = int(cls.top_k if top_k is None else top_k)
+        try:
+            self.check_model(tuple(self.runner.input_shape), input_size)
+        except BaseException:
+            self.runner.close()  # a wrong file must not leave a session open
+            raise
+
+    def check_model(self, shape: tuple, input_size: int | None) -> None:
+        """Raise ModelError when the graph is not this detector's; keep what the decoder needs."""
+        raise NotImplementedError
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.runner.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -66,18 +66,10 @@ class FaceResult:
         return float(self.euler[2])
 
     def to_dict(self) -> dict:
-        def clean(a):
-            return None if a is None else [None if not np.isfinite(v) else round(float(v), 6)
-                                           for v in np.asarray(a, float).reshape(-1)]
+        """The run record's face dict (:mod:`edgepose.runrecord`), with R as 9 numbers."""
+        from ..runrecord import face_record
 
-        p, y, r = clean(self.euler)
-        d = {"track_id": self.track_id, "box": [round(float(v), 2) for v in self.box],
-             "score": round(float(self.score), 4), "pitch": p, "yaw": y, "roll": r,
-             "R": clean(self.R), "is_driver": self.is_driver, "valid": self.valid}
-        if self.R_vehicle is not None:
-            d["R_vehicle"] = clean(self.R_vehicle)
-            d["pitch_vehicle"], d["yaw_vehicle"], d["roll_vehicle"] = clean(self.euler_vehicle)
-        return d
+        return face_record(self, flat_matrices=True)
 
 
 @dataclass
@@ -95,9 +87,12 @@ class FrameResult:
         return next((f for f in self.faces if f.is_driver), None)
 
     def to_dict(self) -> dict:
-        return {"frame": self.frame_index, "pts_ns": self.pts_ns, "detected": self.detected,
-                "faces": [f.to_dict() for f in self.faces],
-                "timings_ms": {k: round(v, 3) for k, v in self.timings.items()}}
+        """A run-record frame line (:mod:`edgepose.runrecord`) plus ``detected``; R as 9 numbers."""
+        from ..runrecord import frame_record
+
+        rec = frame_record(self.frame_index, self.pts_ns, [], self.timings, detected=self.detected)
+        rec["faces"] = [f.to_dict() for f in self.faces]
+        return rec
 
 
 def build_config(config_path=None, overrides: Sequence[str] | None = None, **explicit) -> RuntimeConfig:

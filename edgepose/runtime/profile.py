@@ -28,7 +28,7 @@ def _stats(values) -> dict:
 def main(argv: list[str] | None = None) -> int:
     import cv2
 
-    from ..cli.main import guarded
+    from ..errors import guarded
     from ..errors import SourceError
     from .frame import FrameProcessor
 

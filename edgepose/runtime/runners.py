@@ -19,13 +19,14 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from ..errors import DependencyError, ModelError, require
+from ..metadata import CHECKPOINT_SUFFIXES
 
 __all__ = ["Runner", "OnnxRunner", "TorchRunner", "open_runner", "select_providers",
            "TORCH_SUFFIXES", "ONNX_SUFFIXES", "TRT_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
-TORCH_SUFFIXES = (".pt", ".pth", ".ckpt")
+TORCH_SUFFIXES = CHECKPOINT_SUFFIXES
 ONNX_SUFFIXES = (".onnx",)
 TRT_SUFFIXES = (".engine", ".plan")
 

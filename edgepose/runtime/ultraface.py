@@ -6,30 +6,22 @@ resized to 320x240 (no letterbox, as upstream), **RGB**, (x - 127) / 128, NCHW. 
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..errors import ModelError
 from ..preprocess import to_bgr
-from .detection import Detection, nms
-from .runners import open_runner
+from .detection import Detection, NetworkDetector, nms
 
 __all__ = ["UltraFaceDetector"]
 
 
-class UltraFaceDetector:
+class UltraFaceDetector(NetworkDetector):
     name = "ultraface"
+    score_threshold, nms_threshold, top_k = 0.7, 0.3, 750
 
-    def __init__(self, model_path: str | os.PathLike, score_threshold: float = 0.7, nms_threshold: float = 0.3,
-                 input_size: int | None = None, top_k: int = 750, device: str = "cpu", providers=None,
-                 intra_op_threads: int | None = None):
-        self.model_path = Path(model_path)
-        self.runner = open_runner(self.model_path, device=device, providers=providers,
-                                  intra_op_threads=intra_op_threads)
-        shape = tuple(self.runner.input_shape)
+    def check_model(self, shape: tuple, input_size: int | None) -> None:
         if len(shape) != 4 or not shape[2] or not shape[3]:
             raise ModelError(f"{self.model_path.name} does not look like UltraFace (input {shape}, expected (1,3,240,320))")
         if not {"scores", "boxes"} <= set(self.runner.output_names):
@@ -39,9 +31,6 @@ class UltraFaceDetector:
         if input_size and input_size not in (self.net_w, self.net_h):
             raise ModelError(f"{self.model_path.name} has a fixed {self.net_w}x{self.net_h} input; input_size="
                              f"{input_size} is not possible with this file")
-        self.score_threshold = float(score_threshold)
-        self.nms_threshold = float(nms_threshold)
-        self.top_k = int(top_k)
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
         rgb = cv2.cvtColor(to_bgr(frame), cv2.COLOR_BGR2RGB)
@@ -62,11 +51,3 @@ class UltraFaceDetector:
         keep = nms(boxes, scores, self.nms_threshold, self.top_k)
         return [Detection(tuple(float(v) for v in boxes[i]), float(scores[i]), None) for i in keep]
 
-    def close(self) -> None:
-        self.runner.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

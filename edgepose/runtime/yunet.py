@@ -16,16 +16,13 @@ The model runs through the runner layer (onnxruntime now, TensorRT engines later
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..errors import ModelError
 from ..preprocess import to_bgr
-from .detection import Detection, nms
-from .runners import open_runner
+from .detection import Detection, NetworkDetector, nms
 
 __all__ = ["YuNetDetector", "letterbox"]
 
@@ -43,21 +40,13 @@ def letterbox(frame_bgr: np.ndarray, out_w: int, out_h: int, scale: float) -> np
     return canvas
 
 
-class YuNetDetector:
+class YuNetDetector(NetworkDetector):
     """``detect(frame) -> list[Detection]`` with 5 landmarks per face."""
 
     name = "yunet"
+    score_threshold, nms_threshold, top_k = 0.6, 0.3, 5000
 
-    def __init__(self, model_path: str | os.PathLike, score_threshold: float = 0.6, nms_threshold: float = 0.3,
-                 input_size: int | None = None, top_k: int = 5000, device: str = "cpu", providers=None,
-                 intra_op_threads: int | None = None):
-        self.model_path = Path(model_path)
-        self.runner = open_runner(self.model_path, device=device, providers=providers,
-                                  intra_op_threads=intra_op_threads)
-        self.score_threshold = float(score_threshold)
-        self.nms_threshold = float(nms_threshold)
-        self.top_k = int(top_k)
-        shape = tuple(self.runner.input_shape)
+    def check_model(self, shape: tuple, input_size: int | None) -> None:
         if len(shape) != 4 or shape[1] not in (3, None):
             raise ModelError(f"{self.model_path.name} does not look like YuNet (input {shape}, expected (N,3,H,W))")
         missing = [f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in STRIDES
@@ -127,11 +116,3 @@ class YuNetDetector:
         out = self.runner.infer({self.runner.input_name: x})
         return self.decode(out, x.shape[3], x.shape[2], scale)
 
-    def close(self) -> None:
-        self.runner.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -4,7 +4,7 @@ Training form: every block sums a 3x3 conv-BN, a 1x1 conv-BN and (when shapes al
 identity BN, then applies ReLU.  :meth:`RepVGG.reparameterize` folds the three branches into one
 3x3 conv with bias (``rbr_reparam``), giving a plain VGG-style network for deployment; the
 outputs are the same up to float rounding (in eval mode, where BN uses running statistics).
-INT8 quantization must run on the re-parameterized form (hpe-methods.md 4.5).
+INT8 quantization must run on the re-parameterized form (docs/backbones.md, "RepVGG deployment form").
 
 Keys follow ``DingXiaoH/RepVGG`` (``stage0.rbr_dense.conv.weight``, ``stage1.0.rbr_identity.*``,
 ``linear.*``), so the authors' ImageNet train-time weights load from a local file.
