@@ -188,12 +188,113 @@ def test_live_vehicle_signals_topic(broker):
         obs.close()
 
 
-def test_unreachable_broker_is_a_clear_error():
-    port = _free_port()  # nothing listens here
-    with pytest.raises(MqttError, match=f"127.0.0.1:{port}"):
-        MqttLink(MqttSettings(port=port, connect_timeout_s=1.0))
+def test_bad_mqtt_url_is_a_clear_error():
     with pytest.raises(MqttError, match="port"):
         MqttSettings.from_url("mqtt://localhost:notaport/x")
+
+
+class Mosquitto:
+    """A mosquitto we can start, kill and restart on one port; with persistence, so a subscriber's
+    session (clean_session=False) and its queued QoS 1 messages survive a restart."""
+
+    def __init__(self, d: Path, port: int):
+        if MOSQUITTO is None:
+            pytest.skip("mosquitto binary not found (apt-get install mosquitto)")
+        self.port, self.proc = port, None
+        self.conf = d / "mosquitto.conf"
+        # started as root, mosquitto drops to its own user, which cannot write pytest's 0700 tmp folders
+        user = "user root\n" if os.geteuid() == 0 else ""
+        self.conf.write_text(f"{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                             f"persistence_location {d}/\nautosave_interval 0\nautosave_on_changes true\n")
+
+    def start(self):
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    pytest.skip(f"mosquitto exited: {self.proc.stdout.read().decode(errors='replace')[-400:]}")
+                time.sleep(0.05)
+        pytest.skip("mosquitto did not start listening within 10 s")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(5)
+        self.proc = None
+
+
+class DurableListener(Listener):
+    """A subscriber with a persistent session: QoS 1 messages published while it is away (or before
+    it reconnects after a broker restart) are kept for it by the broker."""
+
+    def __init__(self, port, topics, client_id):
+        self.q = queue.Queue()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        self.c.reconnect_delay_set(0.1, 0.5)
+        subscribed = queue.Queue()
+        self.c.on_message = lambda c, u, m: self.q.put((m.topic, m.payload.decode(), bool(m.retain)))
+        self.c.on_subscribe = lambda *a: subscribed.put(True)
+        self.c.on_connect = lambda c, u, f, rc, p=None: c.subscribe([(t, 1) for t in topics])
+        self.c.connect("127.0.0.1", port, 10)
+        self.c.loop_start()
+        subscribed.get(timeout=5)
+
+
+def _events(got):
+    return [json.loads(p) for t, p, _ in got if t.endswith("/events")]
+
+
+def test_link_outlives_the_broker(tmp_path):
+    """No broker at start, a broker later, the broker killed mid-run and back: every event arrives, in
+    order; a full queue drops the oldest and counts it (issue 16, item 4)."""
+    from edgepose.dms.events import Event
+
+    port, prefix = _free_port(), "test/outage"
+    broker = Mosquitto(tmp_path, port)
+    broker.start()  # only to create the subscriber's persistent session, then gone before the link starts
+    DurableListener(port, [f"{prefix}/events"], "durable").close()
+    broker.stop()
+
+    def ev(i):
+        return Event("long_distraction", "onset", float(i), float(i), None, 0.0, "lap", None, 2, {}).to_dict()
+
+    link = MqttLink(MqttSettings(port=port, prefix=prefix, connect_timeout_s=0.2), queue_size=4,
+                    reconnect_delay_s=(0.1, 0.4))
+    try:
+        assert not link.connected.is_set()
+        for i in range(6):  # broker down: 6 events into a queue of 4 -> events 0 and 1 are dropped
+            link.publish_event(ev(i))
+        assert link.stats()["events_dropped"] == 2 and link.stats()["events_queued"] == 4
+        broker.start()
+        assert link.connected.wait(10), "the link did not connect once the broker started"
+        link.publish_event(ev(6))
+        lis = DurableListener(port, [f"{prefix}/events"], "durable")
+        got = lis.collect(lambda g: len(_events(g)) >= 5)
+        assert [e["t"] for e in _events(got)] == [2.0, 3.0, 4.0, 5.0, 6.0]
+
+        broker.stop(signal.SIGKILL)  # mid-run crash: the link notices, the monitor goes on
+        deadline = time.monotonic() + 10
+        while link.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not link.connected.is_set()
+        for i in (7, 8):
+            link.publish_event(ev(i))
+        broker.start()
+        assert link.connected.wait(10), "the link did not come back with the broker"
+        got = lis.collect(lambda g: len(_events(g)) >= 2, timeout=10)
+        lis.close()
+        assert [e["t"] for e in _events(got)] == [7.0, 8.0]
+        st = link.stats()
+        assert st["disconnects"] == 1 and st["events_dropped"] == 2 and st["events_queued"] == 0
+        assert st["connected"] and st["events_published"] >= 7
+    finally:
+        link.close()
+        broker.stop()
 
 
 def test_edgepose_run_publishes_and_closes_the_link(broker, tmp_path):
@@ -244,3 +345,46 @@ def test_watchdog_replaces_the_retained_status_during_a_stall(broker):
     late.close()
     assert got and json.loads(got[-1][1])["state"] == "ATTENTIVE", [json.loads(p)["state"] for _, p, _ in got]
     obs.close()
+
+
+@pytest.mark.slow  # ~14 s: waits out the link's reconnect backoff
+def test_edgepose_run_starts_without_a_broker(tmp_path):
+    """`edgepose run --dms --mqtt` with nothing listening starts anyway (it exited 2), and the events it
+    queued arrive once mosquitto starts on that port; SIGTERM then ends it with rc 0, the events file
+    complete and the summary reporting the outage (issue 16, item 4)."""
+    port, prefix = _free_port(), "test/late-broker"
+    broker = Mosquitto(tmp_path, port)
+    broker.start()  # the subscriber's persistent session only; the broker is gone before the run
+    DurableListener(port, [f"{prefix}/events", f"{prefix}/availability"], "late-sub").close()
+    broker.stop()
+    events, jsonl = tmp_path / "ev.jsonl", tmp_path / "run.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgepose.cli.main", "run", "test://ball?width=160&height=120&fps=15&live=1",
+         "--detector", "haar", "--quiet", "--threads", "1", "--jsonl", str(jsonl), "--dms", "euro-ncap-2023",
+         "--dms-set", "availability.not_visible_after_s=0.5", "--mqtt", f"mqtt://127.0.0.1:{port}/{prefix}",
+         "--dms-events", str(events)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (events.exists() and "driver_not_visible" in events.read_text()):
+            assert proc.poll() is None, f"edgepose run exited {proc.returncode}: {proc.stderr.read()[-800:]}"
+            assert time.monotonic() < deadline, "no driver_not_visible onset within 60 s"
+            time.sleep(0.1)
+        broker.start()
+        lis = DurableListener(port, [f"{prefix}/events", f"{prefix}/availability"], "late-sub")
+        got = lis.collect(lambda g: any(e["type"] == "driver_not_visible" for e in _events(g)), timeout=20)
+        assert ("driver_not_visible", "onset") in [(e["type"], e["phase"]) for e in _events(got)]
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=30)[1]
+        assert proc.returncode == 0, err[-800:]
+        got += lis.collect(lambda g: any(p == "offline" for _, p, _ in g))
+        lis.close()
+        assert ("driver_not_visible", "end") in [(e["type"], e["phase"]) for e in _events(got)]
+        assert [p for t, p, _ in got if t.endswith("/availability")][-1] == "offline"
+        summary = json.loads(jsonl.read_text().splitlines()[-1])
+        link = summary["dms"]["mqtt"]
+        assert link["connected_ever"] and link["events_dropped"] == 0 and link["down_s"] > 0
+        assert "not reachable" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        broker.stop()

@@ -223,6 +223,9 @@ def run(args) -> int:
         summary_of = getattr(obs, "summary", None)
         if callable(summary_of):
             print(f"DMS: {summary_of()}", file=sys.stderr)
+    for f in summary.sink_failures:  # side outputs that stopped while monitoring went on
+        print(f"warning: the {f['sink']} output {f['target']} stopped at frame {f['frame']} ({f['at']}): "
+              f"{f['error']}", file=sys.stderr)
     return 0
 
 
