@@ -388,3 +388,68 @@ def test_edgepose_run_starts_without_a_broker(tmp_path):
         if proc.poll() is None:
             proc.kill()
         broker.stop()
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KB tmpfs: real writes there fail with ENOSPC once it is full."""
+    d = tmp_path / "full"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root / CAP_SYS_ADMIN): {r.stderr.strip()[:200]}")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+def test_full_disk_stops_the_recording_not_the_monitor(broker, full_disk, tmp_path, data_file):
+    """--output and --jsonl on a disk that fills up mid-run: both stop (logged, in the summary), every
+    frame is still processed, the DMS events file elsewhere and MQTT keep flowing, rc 0 (issue 16)."""
+    from edgepose.cli.main import main as cli
+
+    # 640x360: the first 1 s fragment of the H.264 recording (frame ~30) outgrows 64 KB
+    clip = data_file("videos/single_face.mp4")
+    n = 48
+    prefix = "test/full-disk"
+    lis = Listener(broker, [f"{prefix}/status", f"{prefix}/availability"], "lis-full")
+    stats, events = tmp_path / "stats.json", tmp_path / "ev.jsonl"
+    rc = cli(["run", str(clip), "--max-frames", str(n), "--every", "6", "--detector", "haar", "--quiet", "--output",
+              str(full_disk / "out.mp4"), "--jsonl", str(full_disk / "run.jsonl"), "--stats", str(stats),
+              "--dms", "euro-ncap-2023", "--dms-states", "--dms-events", str(events),
+              "--mqtt", f"mqtt://127.0.0.1:{broker}/{prefix}"])
+    assert rc == 0
+    got = lis.collect(lambda g: any(p == "offline" for _, p, _ in g))
+    lis.close()
+    summary = json.loads(stats.read_text())
+    assert summary["frames"] == n  # detection, pose and the DMS saw every frame
+    failed = {f["sink"]: f for f in summary["sink_failures"]}
+    assert set(failed) == {"video", "jsonl"}, summary["sink_failures"]
+    assert all(f["error"] and f["at"] for f in failed.values())
+    assert 0 < failed["video"]["frame"] < n - 8 and summary["frames_written"] < n - 8
+    # the events file (another disk) has the DMS states up to the end; MQTT got the statuses
+    states = [json.loads(line) for line in events.read_text().splitlines()]
+    assert summary["dms"]["frames"] == n and states[-1]["t"] - states[0]["t"] >= (n - 2) / 30
+    assert sum(t.endswith("/status") for t, _, _ in got) >= 2
+
+
+def test_full_disk_stops_the_events_file_not_the_dms(broker, full_disk):
+    """The events file on a full disk: that file stops (once, in the summary), MQTT keeps the events."""
+    from edgepose.dms.inputs import DmsInput
+
+    with pytest.raises(OSError), open(full_disk / "filler", "wb", buffering=0) as fh:
+        while True:  # fill the disk to the last byte
+            fh.write(b"\0" * 4096)
+    prefix = "test/events-full"
+    lis = Listener(broker, [f"{prefix}/status"], "lis-ev-full")
+    obs = DmsObserver("euro-ncap-2023", events_out=full_disk / "ev.jsonl", write_states=True,
+                      mqtt=f"mqtt://127.0.0.1:{broker}/{prefix}", overrides=["calibration.mode=off"])
+    for i in range(300):
+        obs.process(DmsInput(t=i / 30, face_visible=True, R=np.eye(3)))
+    got = lis.collect(lambda g: len(g) >= 3)
+    obs.close()
+    lis.close()
+    failed = obs.summary()["events_file_failed"]
+    assert failed["sink"] == "dms-events" and failed["error"]
+    assert obs.summary()["frames"] == 300 and len(got) >= 3

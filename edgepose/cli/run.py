@@ -224,8 +224,9 @@ def run(args) -> int:
         if callable(summary_of):
             print(f"DMS: {summary_of()}", file=sys.stderr)
     for f in summary.sink_failures:  # side outputs that stopped while monitoring went on
-        print(f"warning: the {f['sink']} output {f['target']} stopped at frame {f['frame']} ({f['at']}): "
-              f"{f['error']}", file=sys.stderr)
+        where = f"at frame {f['frame']}" if f["frame"] is not None else "at the end"
+        print(f"warning: the {f['sink']} output {f['target']} stopped {where} ({f['at']}): {f['error']}",
+              file=sys.stderr)
     return 0
 
 
