@@ -48,6 +48,8 @@ class RunSummary:
     source_fps: float | None = None
     reconnects: int = 0
     edit_list_skipped: int = 0
+    dropped_frames: int = 0  # files: frames lost to corrupt data / decode errors (gaps in the timeline)
+    decode_warnings: int = 0  # warnings the decoder or demuxer posted
     ended_early_s: list | None = None  # files: [last frame end, declared duration] when cut off
     frames_written: int = 0
     # side outputs that failed during the run (disk full, ...): sink, target, frame, at, error
@@ -228,6 +230,7 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
         summary.fps = round(summary.frames / summary.wall_s, 2) if summary.wall_s > 0 else 0.0
         summary.reconnects = src.reconnect_count
         summary.edit_list_skipped = src.edit_list_skipped
+        summary.dropped_frames, summary.decode_warnings = src.dropped_frames, src.decode_warnings
         summary.ended_early_s = [round(v, 3) for v in src.ended_early_s] if src.ended_early_s else None
         summary.latency_ms = stats.summary()
         summary.table = stats.table()
