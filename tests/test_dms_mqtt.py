@@ -61,9 +61,12 @@ def broker(tmp_path_factory):
 class Listener:
     """A plain paho subscriber collecting (topic, payload, retain) tuples."""
 
-    def __init__(self, port, topics, client_id):
+    def __init__(self, port, topics, client_id, durable=False):
+        """``durable``: a persistent session - QoS 1 messages published while it is away (or before it
+        reconnects after a broker restart) are kept for it by the broker."""
         self.q: queue.Queue = queue.Queue()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not durable)
+        self.c.reconnect_delay_set(0.1, 0.5)
         subscribed = queue.Queue()
         self.c.on_message = lambda c, u, m: self.q.put((m.topic, m.payload.decode(), bool(m.retain)))
         self.c.on_subscribe = lambda *a: subscribed.put(True)
@@ -228,23 +231,6 @@ class Mosquitto:
         self.proc = None
 
 
-class DurableListener(Listener):
-    """A subscriber with a persistent session: QoS 1 messages published while it is away (or before
-    it reconnects after a broker restart) are kept for it by the broker."""
-
-    def __init__(self, port, topics, client_id):
-        self.q = queue.Queue()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
-        self.c.reconnect_delay_set(0.1, 0.5)
-        subscribed = queue.Queue()
-        self.c.on_message = lambda c, u, m: self.q.put((m.topic, m.payload.decode(), bool(m.retain)))
-        self.c.on_subscribe = lambda *a: subscribed.put(True)
-        self.c.on_connect = lambda c, u, f, rc, p=None: c.subscribe([(t, 1) for t in topics])
-        self.c.connect("127.0.0.1", port, 10)
-        self.c.loop_start()
-        subscribed.get(timeout=5)
-
-
 def _events(got):
     return [json.loads(p) for t, p, _ in got if t.endswith("/events")]
 
@@ -257,7 +243,7 @@ def test_link_outlives_the_broker(tmp_path):
     port, prefix = _free_port(), "test/outage"
     broker = Mosquitto(tmp_path, port)
     broker.start()  # only to create the subscriber's persistent session, then gone before the link starts
-    DurableListener(port, [f"{prefix}/events"], "durable").close()
+    Listener(port, [f"{prefix}/events"], "durable", durable=True).close()
     broker.stop()
 
     def ev(i):
@@ -273,7 +259,7 @@ def test_link_outlives_the_broker(tmp_path):
         broker.start()
         assert link.connected.wait(10), "the link did not connect once the broker started"
         link.publish_event(ev(6))
-        lis = DurableListener(port, [f"{prefix}/events"], "durable")
+        lis = Listener(port, [f"{prefix}/events"], "durable", durable=True)
         got = lis.collect(lambda g: len(_events(g)) >= 5)
         assert [e["t"] for e in _events(got)] == [2.0, 3.0, 4.0, 5.0, 6.0]
 
@@ -355,7 +341,7 @@ def test_edgepose_run_starts_without_a_broker(tmp_path):
     port, prefix = _free_port(), "test/late-broker"
     broker = Mosquitto(tmp_path, port)
     broker.start()  # the subscriber's persistent session only; the broker is gone before the run
-    DurableListener(port, [f"{prefix}/events", f"{prefix}/availability"], "late-sub").close()
+    Listener(port, [f"{prefix}/events", f"{prefix}/availability"], "late-sub", durable=True).close()
     broker.stop()
     events, jsonl = tmp_path / "ev.jsonl", tmp_path / "run.jsonl"
     proc = subprocess.Popen(
@@ -364,13 +350,13 @@ def test_edgepose_run_starts_without_a_broker(tmp_path):
          "--dms-set", "availability.not_visible_after_s=0.5", "--mqtt", f"mqtt://127.0.0.1:{port}/{prefix}",
          "--dms-events", str(events)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # model loading on a busy machine
         while not (events.exists() and "driver_not_visible" in events.read_text()):
             assert proc.poll() is None, f"edgepose run exited {proc.returncode}: {proc.stderr.read()[-800:]}"
-            assert time.monotonic() < deadline, "no driver_not_visible onset within 60 s"
+            assert time.monotonic() < deadline, "no driver_not_visible onset within 180 s"
             time.sleep(0.1)
         broker.start()
-        lis = DurableListener(port, [f"{prefix}/events", f"{prefix}/availability"], "late-sub")
+        lis = Listener(port, [f"{prefix}/events", f"{prefix}/availability"], "late-sub", durable=True)
         got = lis.collect(lambda g: any(e["type"] == "driver_not_visible" for e in _events(g)), timeout=20)
         assert ("driver_not_visible", "onset") in [(e["type"], e["phase"]) for e in _events(got)]
         proc.send_signal(signal.SIGTERM)
