@@ -11,6 +11,7 @@ issue 16 targets < 0.01 KB/frame (about 1 MB per 100,000 frames, i.e. per hour a
     python -m edgepose.benchmarks.soak --frames 100000 --out soak.json
 
 Extra arguments after ``--`` go to ``edgepose run`` (the defaults keep it fast: ``--every 10``).
+Ctrl-C stops the run early and still fits the slope over the samples taken (``"interrupted": true``).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -117,21 +119,27 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     samples: list[tuple[int, int]] = []
-    while proc.poll() is None:
-        time.sleep(args.every_s)
-        rss, frame = _rss_kb(proc.pid), _last_frame(jsonl)
-        if rss is not None and frame is not None:
-            samples.append((frame, rss))
-            if len(samples) % 30 == 0:
-                print(f"frame {frame}: RSS {rss / 1024:.1f} MB", file=sys.stderr)
-    err = proc.stderr.read()
+    interrupted = False
+    try:
+        while proc.poll() is None:
+            time.sleep(args.every_s)
+            rss, frame = _rss_kb(proc.pid), _last_frame(jsonl)
+            if rss is not None and frame is not None:
+                samples.append((frame, rss))
+                if len(samples) % 30 == 0:
+                    print(f"frame {frame}: RSS {rss / 1024:.1f} MB", file=sys.stderr)
+    except KeyboardInterrupt:  # measure what we have: the run stops cleanly, the slope is fitted
+        interrupted = True
+        proc.send_signal(signal.SIGINT)
+    err = proc.communicate()[1]
     wall = time.monotonic() - t0
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not interrupted:
         print(err[-2000:], file=sys.stderr)
         return proc.returncode
     slope, used = rss_slope(samples, args.warmup)
     post = [r for f, r in samples if f >= args.warmup]
     result = {"frames": samples[-1][0] + 1 if samples else 0, "requested_frames": args.frames,
+              "interrupted": interrupted,
               "clip": clip.name, "loops": loops, "warmup_frames": args.warmup, "samples": used,
               "rss_slope_kb_per_frame": round(slope, 5),
               "rss_mb_at_warmup": round(post[0] / 1024, 1) if post else None,
