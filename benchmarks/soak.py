@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
            "--jsonl", str(jsonl), "-q", *run_args]
     print("running:", " ".join(cmd), file=sys.stderr)
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log_path = work / "run.log"  # a file, not a pipe: a chatty run must never block on a full pipe
+    log_fh = open(log_path, "w")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_fh, text=True)
     samples: list[tuple[int, int]] = []
     interrupted = False
     try:
@@ -131,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # measure what we have: the run stops cleanly, the slope is fitted
         interrupted = True
         proc.send_signal(signal.SIGINT)
-    err = proc.communicate()[1]
+    proc.wait()
+    log_fh.close()
+    err = log_path.read_text(errors="replace")
     wall = time.monotonic() - t0
     if proc.returncode != 0 and not interrupted:
         print(err[-2000:], file=sys.stderr)
