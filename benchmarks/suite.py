@@ -61,6 +61,8 @@ class PeerSpec:
     source: SourceSpec = field(default_factory=SourceSpec)
     input_sizes: list[int] = field(default_factory=list)  # export sizes; [] = the model's own size
     note: str = ""
+    # precisions this suite does not build for the peer, each with the reason the report shows
+    skip_precisions: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -123,6 +125,10 @@ class Suite:
             raise ConfigError(f"unknown precision(s) {', '.join(bad)}; choose from {', '.join(PRECISION_NAMES)}")
         if not self.peers:
             raise ConfigError("the suite lists no peers; add at least one under 'peers:'")
+        bad = [f"{p.name}: {k}" for p in self.peers for k in p.skip_precisions if k not in PRECISION_NAMES]
+        if bad:
+            raise ConfigError(f"skip_precisions names unknown precision(s) ({', '.join(bad)}); "
+                              f"choose from {', '.join(PRECISION_NAMES)}")
         names = [p.name for p in self.peers]
         if any(not n for n in names) or len(set(names)) != len(names):
             raise ConfigError(f"every peer needs a unique name (got {names})")

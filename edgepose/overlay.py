@@ -38,7 +38,9 @@ def draw_axes(img: np.ndarray, R, center: tuple[float, float], length: float, th
     return img
 
 
-def _text(img, text: str, org: tuple[int, int], scale: float, color, thickness: int = 1) -> None:
+def _text(img, text: str, org: tuple[int, int], scale: float, color, thickness: int | None = None) -> None:
+    # strokes grow with the glyphs: a 1 px Hershey stroke is unreadable on a 4K frame
+    thickness = thickness or max(1, int(round(1.5 * scale)))
     (w, h), base = cv2.getTextSize(text, _FONT, scale, thickness)
     x, y = org
     cv2.rectangle(img, (x - 2, y - h - 3), (x + w + 2, y + base), (0, 0, 0), -1)
@@ -83,7 +85,8 @@ def draw_frame_result(frame: np.ndarray, result, fps: float | None = None,
     img = to_bgr(frame)
     if not img.flags.writeable:
         img = img.copy()
-    scale = max(0.6, min(2.5, img.shape[0] / 540.0))
+    # everything scales with the frame height (540 p = 1): text stays legible from VGA to 4K and beyond
+    scale = max(0.6, img.shape[0] / 540.0)
     for face in getattr(result, "faces", []) or []:
         draw_face(img, face, scale)
     lines = []

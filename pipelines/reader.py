@@ -69,6 +69,11 @@ class VideoSource:
         self.reconnect_count = 0
         self.edit_list_skipped = 0  # frames before an MP4/MOV edit list's start (see _clipped_by_edit_list)
         self.ended_early_s: tuple[float, float] | None = None  # files: (last frame end, declared duration)
+        # files at a constant rate: frames the decoder never delivered (gaps in the timeline: corrupt
+        # data, decode errors), and the decoder/demuxer warnings on the bus
+        self.dropped_frames = 0
+        self.gaps = 0
+        self.decode_warnings = 0
         self._pipe = None
         self._missing: str | None = None
 
@@ -107,7 +112,10 @@ class VideoSource:
                     self._missing = _missing_plugin_text(msg, st)
             elif msg.type == Gst.MessageType.WARNING:
                 err, debug = msg.parse_warning()
-                log.debug("source warning: %s (%s)", err.message, debug)
+                self.decode_warnings += 1
+                (log.warning if self.decode_warnings <= 3 else log.debug)(
+                    "source warning from %s: %s", msg.src.get_name() if msg.src else "?", err.message)
+                log.debug("source warning details: %s", debug)
             else:
                 err, debug = msg.parse_error()
                 raise _PipelineFailure(err.message, debug or "", self._missing)
@@ -160,12 +168,19 @@ class VideoSource:
                         if pts is None:  # no timestamp from the source: continue the timeline
                             pts = self._synth_pts(last_pts)
                         else:
+                            if self.spec.is_file and last_pts is None:
+                                # files: the timeline starts at 0 on the first frame shown, as in FFmpeg
+                                # (ffprobe, OpenCV): qtdemux's buffer times still hold the offset of
+                                # an MP4 edit list (B-frame delay, a cut) - 67 to 208 ms on our clips
+                                offset = -pts
                             pts += offset
                         if last_pts is not None and pts <= last_pts:
                             # a reconnected stream restarts its clock: keep our timeline monotonic
                             step = int(1e9 / self.fps) if self.fps else 1
                             offset += last_pts + step - pts
                             pts = last_pts + step
+                        if last_pts is not None and self.spec.is_file and self.fps:
+                            self._count_gap(pts - last_pts, index)
                         last_pts = pts
                         yield Frame(image, pts, index, self._decode_ms, self._age_ms)
                         index += 1
@@ -180,9 +195,18 @@ class VideoSource:
                     if failure is not None:
                         raise self._source_error(failure)
                     if index == 0 and self.spec.is_file:
+                        for frame in self._opencv_frames():
+                            index += 1
+                            yield frame
+                        if index:
+                            return
                         raise SourceError(f"{self.spec.name} contains no decodable video frames; check it with "
                                           f"`ffprobe {self.spec.name}`")
                     self._check_ended_early(last_pts)
+                    if self.dropped_frames:
+                        log.warning("%s: %d frames missing (%d gaps in the timeline; %d decoder warnings): corrupt "
+                                    "data, decode errors or a stream-copy cut that lost them; the results skip "
+                                    "them", self.spec.name, self.dropped_frames, self.gaps, self.decode_warnings)
                     return
                 # live source lost (error or EOS): reconnect with exponential backoff
                 attempts += 1
@@ -198,6 +222,53 @@ class VideoSource:
                     return
         finally:
             self.close()
+
+    def _opencv_frames(self) -> Iterator[Frame]:
+        """Frames of a file GStreamer ended without a single frame and without an error, decoded with
+        OpenCV's FFmpeg backend instead.  The known case: GStreamer 1.22's qtdemux ends an MP4 at once
+        when its edit list starts past the first keyframe - what ``ffmpeg -ss T -i in.mp4 -c copy``
+        writes; FFmpeg applies such an edit list as ``ffprobe`` does (same frames, same times)."""
+        import cv2
+
+        cap = cv2.VideoCapture(self.spec.location, cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            return
+        log.warning("%s: GStreamer's MP4 demuxer delivered no frame (an edit list it cannot apply, e.g. a cut made "
+                    "with `ffmpeg -ss T -c copy`); decoding it with OpenCV/FFmpeg instead", self.spec.name)
+        try:
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            self.fps = fps if fps and fps > 0 else self.fps
+            self.width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+            self.height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            index, last = 0, None
+            while not self.should_stop():
+                t0 = time.perf_counter()
+                ok, image = cap.read()
+                if not ok:
+                    return
+                if self.spec.format == "GRAY8":
+                    image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+                pts = int(round(cap.get(cv2.CAP_PROP_POS_MSEC) * 1e6))
+                if last is not None and pts <= last:
+                    pts = last + int(1e9 / (self.fps or 30.0))
+                last = pts
+                yield Frame(np.ascontiguousarray(image), pts, index, (time.perf_counter() - t0) * 1e3, None)
+                index += 1
+        finally:
+            cap.release()
+
+    def _count_gap(self, dt_ns: int, index: int) -> None:
+        """A step of more than 1.5 frame durations between two decoded frames of a constant-rate file
+        means frames were lost in between (players and OpenCV skip them just as silently)."""
+        step = 1e9 / self.fps
+        if dt_ns <= 1.5 * step:
+            return
+        missing = int(round(dt_ns / step)) - 1
+        self.dropped_frames += missing
+        self.gaps += 1
+        if self.gaps <= 3:
+            log.warning("%s: %d frame(s) missing before frame %d (%.0f ms gap in the timeline): corrupt data or "
+                        "a decode error", self.spec.name, missing, index, dt_ns / 1e6)
 
     def _check_ended_early(self, last_pts: int | None) -> None:
         """A file whose frames stop well before its declared duration was cut off (a recording with its

@@ -20,6 +20,7 @@ from typing import Callable, Protocol, Sequence
 from ..errors import UserError
 from ..metadata import atomic_write_text
 from ..runrecord import SCHEMA, RunRecordWriter, frame_record
+from ..sinks import sink_failure
 from .reader import VideoSource
 from .sources import SourceSpec, parse_source
 from .stats import LatencyStats
@@ -47,8 +48,13 @@ class RunSummary:
     source_fps: float | None = None
     reconnects: int = 0
     edit_list_skipped: int = 0
+    dropped_frames: int = 0  # files: frames lost to corrupt data / decode errors (gaps in the timeline)
+    decode_warnings: int = 0  # warnings the decoder or demuxer posted
     ended_early_s: list | None = None  # files: [last frame end, declared duration] when cut off
     frames_written: int = 0
+    # side outputs that failed during the run (disk full, ...): sink, target, frame, at, error
+    sink_failures: list = field(default_factory=list)
+    dms: dict | None = None  # the DMS observer's summary (events, MQTT link, events file)
     latency_ms: dict = field(default_factory=dict)
     table: str = ""
 
@@ -63,6 +69,27 @@ def _progress(enabled: bool, total: int | None):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="frame", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+
+def _write_jsonl(writer, record: dict, summary: RunSummary, frame: int | None):
+    """Write one record; on a failed write (disk full) stop the JSONL sink and return None."""
+    try:
+        writer.write(record)
+        return writer
+    except OSError as exc:
+        summary.sink_failures.append(sink_failure("jsonl", writer.path, exc, frame))
+        try:
+            writer.close()
+        except OSError:
+            pass  # the buffered tail cannot be written either
+        return None
+
+
+def _drop_video(video, summary: RunSummary, exc: BaseException, frame: int | None) -> None:
+    """The recording failed: record it, keep what the file holds (fragmented MP4), free the pipeline."""
+    summary.sink_failures.append(sink_failure("video", video.file or "display", exc, frame))
+    summary.frames_written = video.frames_written
+    video.abort()
 
 
 def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | None = None,
@@ -100,9 +127,9 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
                     bar.total = src.expected_frames
                 out_fps = src.fps or 30.0
                 if writer:
-                    writer.write({"type": "header", "schema": SCHEMA, "source": spec.name, "platform": platform,
+                    writer = _write_jsonl(writer, {"type": "header", "schema": SCHEMA, "source": spec.name, "platform": platform,
                                   "width": src.width, "height": src.height, "fps": src.fps,
-                                  "format": spec.format, **(header or {})})
+                                  "format": spec.format, **(header or {})}, summary, 0)
                 if output or display:
                     from .writer import VideoOutput
 
@@ -143,7 +170,11 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
                 t_enc = time.perf_counter()
                 timings["overlay"] = (t_enc - t_ov) * 1e3
                 if video:
-                    video.push(img, frame.pts_ns)
+                    try:
+                        video.push(img, frame.pts_ns)
+                    except UserError as exc:  # disk full, unmounted: the recording stops, monitoring goes on
+                        _drop_video(video, summary, exc, frame.index)
+                        video = None
                 if rtsp:
                     rtsp.push(img, frame.pts_ns)
                 timings["encode"] = (time.perf_counter() - t_enc) * 1e3
@@ -154,7 +185,8 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
                 timings["capture_to_output"] = frame.age_ms + (t_end - t0) * 1e3
             stats.add(timings)
             if writer:
-                writer.write(frame_record(frame.index, frame.pts_ns, faces, timings, status))
+                writer = _write_jsonl(writer, frame_record(frame.index, frame.pts_ns, faces, timings, status),
+                                      summary, frame.index)
             summary.frames += 1
             if t_prev is not None:
                 inst = 1.0 / max(t_end - t_prev, 1e-6)
@@ -177,24 +209,34 @@ def run_pipeline(source: str | SourceSpec, processor, *, output: str | Path | No
             bar.close()
         # finish the outputs even when an error is on its way up: what was processed stays usable
         if video is not None:
-            video.close()
-            summary.frames_written = video.frames_written
+            try:
+                video.close()
+            finally:
+                summary.frames_written = video.frames_written
         if rtsp is not None:
             rtsp.close()
         for obs in observers:
             close = getattr(obs, "close", None)
             if callable(close):
                 close()
+            summary_of = getattr(obs, "summary", None)
+            if callable(summary_of):
+                summary.dms = summary_of()
         summary.wall_s = round(time.perf_counter() - t_start, 3)
         summary.fps = round(summary.frames / summary.wall_s, 2) if summary.wall_s > 0 else 0.0
         summary.reconnects = src.reconnect_count
         summary.edit_list_skipped = src.edit_list_skipped
+        summary.dropped_frames, summary.decode_warnings = src.dropped_frames, src.decode_warnings
         summary.ended_early_s = [round(v, 3) for v in src.ended_early_s] if src.ended_early_s else None
         summary.latency_ms = stats.summary()
         summary.table = stats.table()
         if writer is not None:
-            writer.write(summary.to_record())
-            writer.close()
+            writer = _write_jsonl(writer, summary.to_record(), summary, None)
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError as exc:
+                summary.sink_failures.append(sink_failure("jsonl", writer.path, exc, None))
         if stats_path:
             atomic_write_text(stats_path, json.dumps(summary.to_record(), indent=2) + "\n")
     return summary

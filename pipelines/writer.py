@@ -115,6 +115,13 @@ class VideoOutput:
             raise UserError(f"output pipeline failed in {msg.src.get_name()}: {err.message}; check that "
                             f"{self.file or 'the display'} is writable/available and the disk is not full")
 
+    def abort(self) -> None:
+        """Stop at once after a failure (disk full): no EOS, the muxer cannot write anything more.  The
+        fragmented MP4 keeps every fragment already on disk and stays playable."""
+        if self._pipe is not None:
+            self._pipe.set_state(gst().Gst.State.NULL)
+            self._pipe = None
+
     def close(self, timeout_s: float = 30.0) -> None:
         """Send EOS and wait until the muxer wrote the index (or the timeout)."""
         if self._pipe is None:

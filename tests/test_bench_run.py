@@ -316,3 +316,19 @@ def test_imported_peer_from_the_data_folder_runs(data_file, tmp_path, monkeypatc
     assert main(["bench", "--suite", str(suite), "--out", str(out), "--quiet", "--no-plots"]) == 0
     rows = [r for r in _rows(out) if r["kind"] == "model" and r["backend"] == "ort-cpu"]
     assert rows and rows[0]["status"] == "ok", rows[0]["reason"]
+
+
+def test_default_suite_measures_the_shipped_model_and_leaves_out_whenet_int8(tmp_path):
+    """issue 16: the default suite has a pipeline row for the shipped model, and WHENet's own INT8 (calibrated
+    on other crops than it is evaluated on) is a skipped row with the reason, not a broken artifact."""
+    from edgepose.benchmarks.artifacts import ArtifactBuilder
+    from edgepose.benchmarks.suite import load_suite
+
+    suite, _ = load_suite("default")
+    assert "default" in suite.pipeline.peers
+    whenet = next(p for p in suite.peers if p.name == "whenet")
+    art = ArtifactBuilder(suite, tmp_path).get(whenet, "onnx", "int8-cpu", None)
+    assert art.status == "skipped" and "calibrated on other faces" in art.reason
+    assert not list(tmp_path.iterdir())  # nothing was built for it
+    with pytest.raises(Exception, match="skip_precisions names unknown precision"):
+        load_suite("default", ["peers.0.skip_precisions={int9: x}"])

@@ -337,3 +337,15 @@ def test_watchdog_waits_for_the_first_frame_and_stays_off_by_default(tmp_path):
     time.sleep(0.5)  # files and replays: no wall-clock watchdog
     assert "monitoring_unavailable" not in out.read_text()
     off.close()
+
+
+def test_live_signals_keep_bounded_history():
+    """A live MQTT feed runs for days: only the last LIVE_HISTORY_S seconds are kept (issue 16)."""
+    from edgepose.dms.signals import LIVE_HISTORY_S
+
+    s = VehicleSignals(stale_after_s=1.0)
+    for i in range(20000):  # 10 Hz for 2000 s
+        s.add_message({"speed_kmh": float(i % 130), "indicator": "left" if i % 2 else "off"}, default_t=i / 10)
+    assert len(s._speed.t) <= 2 * 256 + LIVE_HISTORY_S * 10 + 1
+    assert s.at(19999 / 10) == (float(19999 % 130), "left")
+    assert s.at(19999 / 10 - 30) == (float((19999 - 300) % 130), "left")

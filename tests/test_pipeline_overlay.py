@@ -59,3 +59,22 @@ def test_frame_result_on_gray_and_nan():
     assert out is bgr and out.any()  # NaN pose: the box and label are drawn, no axes, no crash
     for color in AXIS_COLORS:
         assert len(_axis_pixels(out, color)) == 0
+
+
+def test_overlay_text_scales_with_a_4k_frame():
+    """Status text on a 2160p frame: glyphs at least 1 % of the frame height and strokes that survive a
+    3x3 erosion (more than 2 px thick), as on a 540p frame scaled by 4 (issue 16)."""
+    import cv2
+
+    def text_extent(h):
+        img = np.zeros((h, h * 16 // 9, 3), np.uint8)
+        out = draw_frame_result(img, NS(faces=[]), status_lines=["DMS ATTENTIVE  forward_road"])
+        white = (out.min(axis=2) > 200).astype(np.uint8)
+        rows = np.flatnonzero(white.any(axis=1))
+        return white, rows[-1] - rows[0] + 1
+
+    white, height = text_extent(2160)
+    assert height >= 0.01 * 2160, height
+    assert cv2.erode(white, np.ones((3, 3), np.uint8)).any(), "1-2 px strokes: unreadable at 4K"
+    _, small = text_extent(540)
+    assert height >= 3 * small

@@ -26,6 +26,9 @@ DESCRIPTION = __doc__
 
 log = logging.getLogger("edgepose.run")
 
+#: single-image sources (one frame): faces are reported on that frame
+STILL_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="video file, file://, v4l2:///dev/video0, csi://0, rtsp://..., "
@@ -204,6 +207,9 @@ def run(args) -> int:
         check_file_source(spec)
     elif spec.kind == "v4l2":
         check_device_source(spec)
+    if spec.is_file and Path(spec.location).suffix.lower() in STILL_SUFFIXES:
+        # one frame: the tracker's hysteresis (a face must be seen twice) would hide every face
+        args.overrides = ["tracker.min_hits=1", *args.overrides]
     # cameras and streams: the DMS also watches for stalls on the wall clock (docs/dms.md)
     observers = dms_observers(args, live=spec.live)
     try:
@@ -223,6 +229,13 @@ def run(args) -> int:
         summary_of = getattr(obs, "summary", None)
         if callable(summary_of):
             print(f"DMS: {summary_of()}", file=sys.stderr)
+    if summary.dropped_frames:
+        print(f"warning: {summary.dropped_frames} frames of the source are missing (corrupt data or decode errors); "
+              f"check it with `ffmpeg -v error -i {args.source} -f null -`", file=sys.stderr)
+    for f in summary.sink_failures:  # side outputs that stopped while monitoring went on
+        where = f"at frame {f['frame']}" if f["frame"] is not None else "at the end"
+        print(f"warning: the {f['sink']} output {f['target']} stopped {where} ({f['at']}): {f['error']}",
+              file=sys.stderr)
     return 0
 
 
@@ -235,6 +248,14 @@ def _run_with_observers(args, spec, observers: list):
         args.model = str(default_pose_model())
     processor = build_processor(args)
     header = {"model": str(args.model), "detector": args.detector, "detect_every": args.every}
+    det = getattr(processor, "detector", None)
+    ran = getattr(det, "name", None)
+    if ran:  # what actually runs: YuNet/UltraFace fall back to Haar when their model is missing
+        header["detector"] = ran
+        path = getattr(det, "model_path", None)
+        header["detector_model"] = str(path) if path else None
+        if ran != str(args.detector).lower():
+            header["detector_requested"] = args.detector
     cfg = getattr(processor, "cfg", None)
     if cfg is not None:  # the resolved runtime options, so a run can be reproduced from its JSONL
         from ..config import to_dict

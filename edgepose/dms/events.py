@@ -99,11 +99,28 @@ class JsonlSink:
             self._fh = path.open("w", encoding="utf-8")
             self._own = True
 
+        self.target = str(target) if not hasattr(target, "write") else getattr(target, "name", "stream")
+        self.failed: dict | None = None  # set when a write failed (disk full): the sink is off from then on
+
     def write(self, record: dict) -> None:
-        self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._fh.flush()
+        if self.failed:
+            return
+        try:
+            self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._fh.flush()
+        except OSError as exc:  # a full disk stops this file, never the monitor (or its MQTT link)
+            from ..sinks import sink_failure
+
+            self.failed = sink_failure("dms-events", self.target, exc)
+            self.close()
 
     def close(self) -> None:
         if self._own:
-            self._fh.close()
-        self._own = False
+            self._own = False
+            try:
+                self._fh.close()
+            except OSError as exc:  # the buffered tail could not be written either
+                if not self.failed:
+                    from ..sinks import sink_failure
+
+                    self.failed = sink_failure("dms-events", self.target, exc)

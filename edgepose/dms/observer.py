@@ -74,7 +74,9 @@ class DmsObserver:
         self._stop = threading.Event()
         self._closed = False
         self._sink = JsonlSink(events_out) if events_out is not None else None
+        self._sink_failed: dict | None = None
         self.mqtt = None
+        self.mqtt_stats: dict | None = None  # the link's counters, kept after close() for the summary
         if mqtt is not None:
             from .mqtt import MqttLink, MqttSettings
 
@@ -228,17 +230,27 @@ class DmsObserver:
         finally:
             if self.mqtt is not None:
                 self.mqtt.close()
+                self.mqtt_stats = self.mqtt.stats()
                 self.mqtt = None
             if self._sink is not None:
                 self._sink.close()
+                self._sink_failed = self._sink.failed
                 self._sink = None
 
     def summary(self) -> dict:
         e = self.engine
         dur = (e.t_frame - e.t_first) if e.t_first is not None else 0.0
-        return {"frames": self.frames, "duration_s": round(dur, 3),
-                "valid_face_fraction": round(self.valid_frames / self.frames, 3) if self.frames else 0.0,
-                "calibrated": e.calibrator.calibrated, "events": dict(self.counts)}
+        out = {"frames": self.frames, "duration_s": round(dur, 3),
+               "valid_face_fraction": round(self.valid_frames / self.frames, 3) if self.frames else 0.0,
+               "calibrated": e.calibrator.calibrated, "events": dict(self.counts)}
+        mqtt = self.mqtt.stats() if self.mqtt is not None else self.mqtt_stats
+        if mqtt is not None:
+            out["mqtt"] = mqtt
+        if self._sink is not None and self._sink.failed:
+            out["events_file_failed"] = self._sink.failed
+        elif self._sink_failed:
+            out["events_file_failed"] = self._sink_failed
+        return out
 
     def __enter__(self):
         return self

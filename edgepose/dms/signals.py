@@ -35,6 +35,11 @@ def parse_indicator(value) -> str | None:
     return _INDICATOR_ALIASES[key]
 
 
+#: seconds of live (MQTT) vehicle signals kept; older samples are dropped (bounded memory)
+LIVE_HISTORY_S = 60.0
+_LIVE_PRUNE_EVERY = 256  # prune only when a series holds more than twice this (amortised O(1))
+
+
 class _Series:
     def __init__(self):
         self.t: list[float] = []
@@ -48,6 +53,13 @@ class _Series:
         else:
             self.t.append(t)
             self.v.append(v)
+
+    def prune(self, before: float) -> None:
+        """Forget samples older than ``before`` except the last one at or before it (still the value
+        at ``before``)."""
+        i = bisect.bisect_right(self.t, before) - 1
+        if i > 0:
+            del self.t[:i], self.v[:i]
 
     def at(self, t: float, stale_after: float | None):
         i = bisect.bisect_right(self.t, t) - 1
@@ -83,7 +95,14 @@ class VehicleSignals:
     def add_message(self, msg: dict, default_t: float) -> None:
         """One live message ``{"speed_kmh": .., "indicator": .., "t"?: ..}`` (t defaults to stream time)."""
         t = _time_of(msg)
-        self.add(default_t if t is None else t, _num(msg.get("speed_kmh")), msg.get("indicator"))
+        t = default_t if t is None else t
+        self.add(t, _num(msg.get("speed_kmh")), msg.get("indicator"))
+        # a live feed runs for days: keep LIVE_HISTORY_S of it (the engine asks for the current time,
+        # never for the past; late messages within that window still sort in)
+        with self._lock:
+            for series in (self._speed, self._indicator):
+                if len(series.t) > 2 * _LIVE_PRUNE_EVERY:
+                    series.prune(series.t[-1] - LIVE_HISTORY_S)
 
     @property
     def empty(self) -> bool:
