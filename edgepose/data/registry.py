@@ -20,6 +20,14 @@ from .mat import AFLW2000Reader, W300LPReader
 from .sample import Reader
 from .video import VideoReader
 
+
+def _profiled(root: str, min_visibility: float = 0.0, gray: str = "keep") -> Reader:
+    """A face-profiling cache (``edgepose synth profile``); imported on use."""
+    from ..synth.profile.cache import ProfiledReader
+
+    return ProfiledReader(root, min_visibility=min_visibility, gray=gray)
+
+
 __all__ = ["FORMATS", "build_reader", "build_dataset", "register_format"]
 
 FORMATS: dict[str, Callable[..., Reader]] = {
@@ -29,6 +37,7 @@ FORMATS: dict[str, Callable[..., Reader]] = {
     "biwi_npz": BIWINpzReader,
     "folder": FolderReader,
     "video": VideoReader,
+    "profiled": _profiled,
 }
 _COMMON = ("format", "cache", "cache_margin", "augment")
 

@@ -234,7 +234,7 @@ class ProfileRenderer:
         zs = V[:, 2]
         self.prog["proj"].write(_mat_bytes(_ortho(x0, y0, half, zs.max() + 1, zs.min() - 1)))
         self.prog["ir"].value = int(scene.ir)
-        self.prog["ir_gain"].value = float(1.1 + 0.3 * scene.light.exposure)
+        self.prog["ir_gain"].value = float(1.05 * scene.light.exposure)
         S = self.size * self.ssaa
         self.fbo.use()
         self.ctx.viewport = (0, 0, S, S)
