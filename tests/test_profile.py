@@ -96,3 +96,143 @@ def test_render_is_deterministic_and_pose_free_of_source_pixels(renderer):
     assert np.array_equal(a, b)
     c = renderer.render(img, fit, geometry.euler_to_matrix((0, -30, 0)), scene=scene, relight=True, key="det").image
     assert not np.array_equal(a, c)
+
+
+# ------------------------------------------------------------------ the pipeline on real photos
+def _needs_facemesh():
+    pytest.importorskip("ai_edge_litert", reason="face profiling needs ai-edge-litert (pip install 'edgepose[profile]')")
+    from edgepose.errors import UserError
+    from edgepose.synth.profile.facemesh import model_path
+
+    try:
+        if not model_path().exists():
+            pytest.skip(f"MediaPipe face-landmark model not found at {model_path()}")
+    except UserError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def aws_photos(data_file, tmp_path_factory):
+    """Three Apache-2.0 faces-aws photos (copied to a temp folder, never into the repository)."""
+    import shutil
+
+    _needs_facemesh()
+    d = tmp_path_factory.mktemp("aws")
+    for name in ("IMG_1232.JPG", "IMG_1236.JPG", "IMG_1240.JPG"):
+        shutil.copy(data_file(f"faces-aws/{name}"), d / name)
+    return d
+
+
+@pytest.fixture(scope="module")
+def yunet(data_file):
+    return str(data_file("detectors/yunet/yunet_s_dynamic.onnx"))
+
+
+def _cfg(yunet, **kw):
+    from edgepose.synth.profile.pipeline import ProfileConfig
+
+    base = dict(k=3, size=64, ssaa=1, pose_mode="shared", detector_model=yunet, seed=5)
+    return ProfileConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def shared_cache(aws_photos, yunet, tmp_path_factory, renderer):
+    from edgepose.synth.profile.cache import build_cache
+
+    return build_cache([aws_photos], tmp_path_factory.mktemp("pc") / "c", _cfg(yunet), chunk_faces=2, progress=False)
+
+
+def test_cache_reader_labels_and_deterministic_rebuild(shared_cache, aws_photos, yunet, tmp_path):
+    from edgepose.synth.profile.cache import ProfiledReader, build_cache
+    from edgepose.synth.profile.pipeline import shared_poses
+
+    r = ProfiledReader(str(shared_cache))
+    assert len(r) == 9 and r[0].image.shape[:2] == (64, 64) and r[0].image.dtype == np.uint8
+    poses = shared_poses(_cfg(yunet))
+    for i in range(len(r)):  # shared mode: render k of every face shows pose k exactly
+        s = r[i]
+        assert geometry.geodesic_distance(s.R, poses[s.extra["pose"]]) < 0.05  # float32 labels
+        x1, y1, x2, y2 = s.box
+        assert 0 <= x1 < x2 <= 64 and 0 <= y1 < y2 <= 64 and 0.0 <= s.extra["visibility"] <= 1.0
+    again = ProfiledReader(str(build_cache([aws_photos], tmp_path / "again", _cfg(yunet), chunk_faces=3,
+                                           progress=False)))
+    assert all(np.array_equal(r[i].image, again[i].image) for i in range(len(r)))  # same seed, same pixels
+    other = ProfiledReader(str(build_cache([aws_photos], tmp_path / "other", _cfg(yunet, seed=6), chunk_faces=3,
+                                           progress=False)))
+    assert not np.array_equal(r[0].image, other[0].image)
+
+
+def test_cache_refused_when_settings_differ_and_resumed_when_equal(shared_cache, aws_photos, yunet):
+    import os
+
+    from edgepose.errors import UserError
+    from edgepose.synth.profile.cache import build_cache
+
+    with pytest.raises(UserError, match="size: cached 64, asked 96"):
+        build_cache([aws_photos], shared_cache, _cfg(yunet, size=96), chunk_faces=2, progress=False)
+    with pytest.raises(UserError, match="other settings"):
+        build_cache([aws_photos / "IMG_1232.JPG"], shared_cache, _cfg(yunet), chunk_faces=2, progress=False)
+    chunk = shared_cache / "chunks" / "00001"
+    stamp = chunk.stat().st_mtime_ns
+    import shutil
+
+    shutil.rmtree(shared_cache / "chunks" / "00000")  # an interrupted build: the first chunk is missing
+    build_cache([aws_photos], shared_cache, _cfg(yunet), chunk_faces=2, progress=False)
+    assert (shared_cache / "chunks" / "00000").is_dir() and chunk.stat().st_mtime_ns == stamp
+    assert not any(p.suffix == ".tmp" for p in (shared_cache / "chunks").iterdir()) and os.path.exists(chunk)
+
+
+def test_same_pose_sampler_geodesic_distances(shared_cache):
+    from edgepose.synth.profile.cache import ProfiledReader
+    from edgepose.synth.profile.sampler import SamePoseBatchSampler, geodesic_matrix
+
+    r = ProfiledReader(str(shared_cache))
+    sampler = SamePoseBatchSampler(r, identities=3, poses=2, seed=1)
+    batches = list(sampler)
+    assert len(batches) == 3 and batches == list(SamePoseBatchSampler(r, identities=3, poses=2, seed=1))
+    for b in batches:
+        same, neg = b[:3], b[3:]
+        faces = [r[i].extra["face"] for i in same]
+        assert len(set(faces)) == 3 and len({r[i].extra["pose"] for i in same}) == 1
+        assert {r[i].extra["face"] for i in neg} == {faces[0]} and len(neg) == 2
+        D = geodesic_matrix(np.stack([r[i].R for i in b]))
+        assert np.allclose(D[:3, :3], 0, atol=0.05)  # positives: identical labels (float32, arccos)
+        for j in neg:  # negatives: the known distance between the shared poses
+            assert D[0, b.index(j)] > 1.0
+            assert abs(D[0, b.index(j)] - geometry.geodesic_distance(r[same[0]].R, r[j].R)) < 1e-6
+
+
+def test_profiled_format_through_the_data_registry(shared_cache):
+    from edgepose.data import build_reader
+
+    r = build_reader({"format": "profiled", "root": str(shared_cache), "min_visibility": 0.5})
+    assert 0 < len(r) <= 9 and all(r[i].extra["visibility"] >= 0.5 for i in range(len(r)))
+
+
+def test_cli_profiles_a_real_image(aws_photos, yunet, tmp_path, capsys, renderer):
+    from edgepose.cli.main import main
+
+    out = tmp_path / "cli"
+    rc = main(["synth", "profile", str(aws_photos / "IMG_1232.JPG"), "--out", str(out), "--k", "2", "--size", "64",
+               "--ssaa", "1", "--detector-model", yunet])
+    assert rc == 0 and "2 renders of 1 faces" in capsys.readouterr().out
+    rc = main(["synth", "profile", str(aws_photos / "IMG_1232.JPG"), "--out", str(out), "--k", "3", "--size", "64",
+               "--ssaa", "1", "--detector-model", yunet])
+    assert rc == 2  # a stale cache: one-line error, no traceback
+
+
+def test_clerf_draws_profiled_positives_from_a_shared_pose_cache(shared_cache):
+    """One config entry (data.train: {format: profiled, root: ...}) gives CLERF real-face positives:
+    another face at exactly the anchor's pose."""
+    from edgepose.data import build_dataset
+    from edgepose.methods.data import ClerfPairs, GeometricAugment
+    from edgepose.preprocess import PreprocessSpec
+
+    ds = build_dataset({"format": "profiled", "root": str(shared_cache)}, PreprocessSpec(input_size=64))
+    pairs = ClerfPairs(ds, GeometricAugment(rotate_p=0.0, flip_p=0.0, mirror_p=0.0))
+    for i in (0, 4, 8):
+        pos, _ = pairs.positive(i, ds.source[i])
+        assert pos.extra["face"] != ds.source[i].extra["face"]
+        assert geometry.geodesic_distance(pos.R, ds.source[i].R) < 0.05
+    crop_a, R_a, crop_p, R_p, _ = pairs.pair(4, np.random.default_rng(0))
+    assert crop_a.shape == crop_p.shape and geometry.geodesic_distance(R_a, R_p) < 0.05
