@@ -26,7 +26,8 @@ import numpy as np
 
 from .fit import FaceFit, canonical_face, image_to_camera
 
-__all__ = ["FACE_OVAL", "ProfileMesh", "build_mesh", "face_triangles", "mirror_pairs", "HEAD_CENTER"]
+__all__ = ["FACE_OVAL", "ProfileMesh", "HeadPart", "head_part", "build_mesh", "face_triangles", "mirror_pairs",
+           "HEAD_CENTER", "vertex_normals", "signed_areas"]
 
 #: MediaPipe Face Mesh face-oval landmarks in order (forehead top, subject's left side, chin, right side)
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
@@ -71,6 +72,8 @@ class ProfileMesh:
     rotating: np.ndarray      # (V,) bool: False for the static border
     pivot: np.ndarray         # (3,) rotation centre, source camera frame
     n_face_tris: int          # the first n_face_tris triangles are the face's
+    normals: np.ndarray       # (V, 3) vertex normals in the photo (border: +z)
+    face_area: np.ndarray     # signed areas of the face triangles in the photo
 
 
 def _ring_triangles(a: np.ndarray, b: np.ndarray) -> list:
@@ -102,28 +105,70 @@ def _zip(inner: np.ndarray, inner_ang: np.ndarray, outer: np.ndarray, outer_ang:
     return out
 
 
-def build_mesh(fit: FaceFit, border: tuple[float, float, float, float], border_depth: float = 3.0) -> ProfileMesh:
-    """The profiling mesh of ``fit``.  ``border`` = (x1, y1, x2, y2) in source image pixels: the
-    region the output image shows (its border anchors stay put), ``border_depth`` eye-corner
-    units behind the pivot."""
+def vertex_normals(V: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals (counter-clockwise triangles face +z)."""
+    n = np.zeros_like(V)
+    fn = np.cross(V[T[:, 1]] - V[T[:, 0]], V[T[:, 2]] - V[T[:, 0]])
+    for k in range(3):
+        np.add.at(n, T[:, k], fn)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
+def signed_areas(P: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Signed 2D areas of triangles (x, y of P; counter-clockwise positive)."""
+    a, b, c = P[T[:, 0], :2], P[T[:, 1], :2], P[T[:, 2], :2]
+    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+
+
+@dataclass
+class HeadPart:
+    """The rotating part of a fit's mesh (landmarks + anchor rings), pose-independent: built once
+    per photo and reused for all its renders."""
+
+    vertices: np.ndarray      # (H, 3) source camera frame
+    triangles: np.ndarray     # face triangles first, then the rings'
+    normals: np.ndarray       # (H, 3) vertex normals in the source frame
+    face_area: np.ndarray     # signed areas of the face triangles in the photo
+    outer: np.ndarray         # indices of the outermost ring
+    outer_angle: np.ndarray   # their angles around the face centre in the photo
+    centre: np.ndarray        # face centre (x, y), source camera frame
+    pivot: np.ndarray
+    scale: float
+    n_face_tris: int
+
+
+def head_part(fit: FaceFit) -> HeadPart:
     M = canonical_face()
     s, Q, t = fit.scale, fit.R.T, fit.t
     cam = image_to_camera(fit.points)
-    to_cam = lambda p: s * p @ Q.T + t  # noqa: E731  canonical -> source camera frame
     oval = np.asarray(FACE_OVAL)
     centre = M[oval].mean(0)
-    verts = [cam]
-    rings = [oval]
-    n = len(cam)
+    verts, rings, n = [cam], [oval], len(cam)
     for scale_r, back in _RINGS:
         head = M[oval].copy()
         head[:, :2] = centre[:2] + scale_r * (head[:, :2] - centre[:2])
         head[:, 2] -= back
         # offset from the OBSERVED oval point, so the contour stays where the fit put it
-        ring = cam[oval] + (head - M[oval]) @ (s * Q).T
-        verts.append(ring)
+        verts.append(cam[oval] + (head - M[oval]) @ (s * Q).T)
         rings.append(np.arange(n, n + len(oval)))
         n += len(oval)
+    V = np.concatenate(verts)
+    ft = face_triangles()
+    T = np.concatenate([ft] + [np.asarray(_ring_triangles(a, b), np.int32) for a, b in zip(rings[:-1], rings[1:])])
+    c = (s * centre @ Q.T + t)[:2]
+    outer = rings[-1]
+    return HeadPart(vertices=V, triangles=T.astype(np.int32), normals=vertex_normals(V, T),
+                    face_area=signed_areas(V, ft), outer=outer,
+                    outer_angle=np.arctan2(V[outer, 1] - c[1], V[outer, 0] - c[0]), centre=c,
+                    pivot=s * HEAD_CENTER @ Q.T + t, scale=s, n_face_tris=len(ft))
+
+
+def build_mesh(fit: FaceFit, border: tuple[float, float, float, float], border_depth: float = 3.0,
+               head: HeadPart | None = None) -> ProfileMesh:
+    """The profiling mesh of ``fit``.  ``border`` = (x1, y1, x2, y2) in source image pixels: the
+    region the output image shows (its border anchors stay put), ``border_depth`` eye-corner
+    units behind the pivot.  ``head``: the fit's :func:`head_part`, when already built."""
+    head = head or head_part(fit)
     x1, y1, x2, y2 = border
     k = _BORDER_PER_SIDE
     lin = np.linspace(0, 1, k, endpoint=False)
@@ -131,22 +176,16 @@ def build_mesh(fit: FaceFit, border: tuple[float, float, float, float], border_d
                           np.column_stack([np.full(k, x2), y1 + (y2 - y1) * lin]),
                           np.column_stack([x2 - (x2 - x1) * lin, np.full(k, y2)]),
                           np.column_stack([np.full(k, x1), y2 - (y2 - y1) * lin])])
-    pivot = to_cam(HEAD_CENTER)
-    bz = np.full(len(bxy), pivot[2] - border_depth * s)
-    bcam = np.column_stack([bxy[:, 0], -bxy[:, 1], bz])
-    verts.append(bcam)
+    bcam = np.column_stack([bxy[:, 0], -bxy[:, 1], np.full(len(bxy), head.pivot[2] - border_depth * head.scale)])
+    n = len(head.vertices)
     border_idx = np.arange(n, n + len(bxy))
-    V = np.concatenate(verts)
-    tris = [face_triangles()]
-    for a, b in zip(rings[:-1], rings[1:]):
-        tris.append(np.asarray(_ring_triangles(a, b), np.int32))
-    # angles in the source image around the face centre (camera frame: y up -> CCW)
-    c = to_cam(centre)[:2]
-    ang = lambda idx: np.arctan2(V[idx, 1] - c[1], V[idx, 0] - c[0])  # noqa: E731
-    tris.append(np.asarray(_zip(rings[-1], ang(rings[-1]), border_idx, ang(border_idx)), np.int32))
-    T = np.concatenate(tris).astype(np.int32)  # rendered two-sided: only the face's winding matters
-    uv = np.column_stack([V[:, 0], -V[:, 1]])
+    V = np.concatenate([head.vertices, bcam])
+    # angles in the photo around the face centre (camera frame: y up -> counter-clockwise)
+    b_ang = np.arctan2(bcam[:, 1] - head.centre[1], bcam[:, 0] - head.centre[0])
+    band = np.asarray(_zip(head.outer, head.outer_angle, border_idx, b_ang), np.int32)
+    T = np.concatenate([head.triangles, band])  # rendered two-sided: only the face's winding matters
     rotating = np.ones(len(V), bool)
     rotating[border_idx] = False
-    return ProfileMesh(vertices=V, uv=uv, triangles=T, rotating=rotating, pivot=pivot,
-                       n_face_tris=len(tris[0]))
+    normals = np.concatenate([head.normals, np.tile([0.0, 0.0, 1.0], (len(bxy), 1))])
+    return ProfileMesh(vertices=V, uv=np.column_stack([V[:, 0], -V[:, 1]]), triangles=T, rotating=rotating,
+                       pivot=head.pivot, n_face_tris=head.n_face_tris, normals=normals, face_area=head.face_area)

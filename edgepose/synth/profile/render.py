@@ -31,7 +31,7 @@ from ...errors import UserError, require
 from ..renderer import _context, _finish, _mat_bytes
 from ..scene import SceneParams
 from .fit import FaceFit, canonical_face, image_to_camera
-from .mesh import FACE_OVAL, HEAD_CENTER, NOSE_TIP, build_mesh, mirror_pairs
+from .mesh import FACE_OVAL, HEAD_CENTER, NOSE_TIP, build_mesh, head_part, mirror_pairs, signed_areas
 
 __all__ = ["ProfileResult", "ProfileRenderer", "get_profile_renderer", "compose_label", "applied_rotation"]
 
@@ -112,19 +112,6 @@ def _ortho(x0: float, y0: float, half: float, z_near: float, z_far: float) -> np
                      [0, 0, 0, 1]], np.float64)
 
 
-def _vertex_normals(V: np.ndarray, T: np.ndarray) -> np.ndarray:
-    n = np.zeros_like(V)
-    fn = np.cross(V[T[:, 1]] - V[T[:, 0]], V[T[:, 2]] - V[T[:, 0]])
-    for k in range(3):
-        np.add.at(n, T[:, k], fn)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-
-def _signed_areas(P: np.ndarray, T: np.ndarray) -> np.ndarray:
-    a, b, c = P[T[:, 0], :2], P[T[:, 1], :2], P[T[:, 2], :2]
-    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
-
-
 def _shading(N: np.ndarray, scene: SceneParams, relight: bool) -> np.ndarray:
     """Multiplicative relighting of the photo's (already lit) texture with the scene's key light:
     1 for a surface facing the camera, darker away from the light, brighter toward it."""
@@ -155,6 +142,18 @@ class ProfileRenderer:
         self.fbo = self.ctx.framebuffer(color_attachments=[self.ctx.renderbuffer(ss, 4)],
                                         depth_attachment=self.ctx.depth_renderbuffer(ss))
         self._tex: OrderedDict[str, tuple] = OrderedDict()
+        self._heads: OrderedDict[tuple, object] = OrderedDict()
+
+    def _head(self, key: str, fit: FaceFit):
+        """The fit's pose-independent mesh part (built once per photo and fit)."""
+        k = (key, fit.R.tobytes(), float(fit.scale), fit.t.tobytes())
+        hit = self._heads.get(k)
+        if hit is None:
+            hit = self._heads[k] = head_part(fit)
+            while len(self._heads) > self.cache_size:
+                self._heads.popitem(last=False)
+        self._heads.move_to_end(k)
+        return hit
 
     def _texture(self, key: str, image: np.ndarray):
         """The padded source photo as an RGB texture, and the padding in pixels."""
@@ -203,13 +202,14 @@ class ProfileRenderer:
         lo, hi = face[:, :2].min(0), face[:, :2].max(0)
         x0, y0 = (lo + hi) / 2
         half = max(hi - lo) / fill / 2
-        mesh = build_mesh(fit, (x0 - half, -(y0 + half), x0 + half, -(y0 - half)))
+        key = key or str(image.__array_interface__["data"][0])
+        mesh = build_mesh(fit, (x0 - half, -(y0 + half), x0 + half, -(y0 - half)), head=self._head(key, fit))
         V = mesh.vertices.copy()
         V[mesh.rotating] = (V[mesh.rotating] - mesh.pivot) @ Q.T + mesh.pivot
         T = mesh.triangles
         nf = mesh.n_face_tris
         # per-face-triangle visibility and texture density (orthographic: same pixel scale)
-        a_src, a_tgt = _signed_areas(mesh.vertices, T[:nf]), _signed_areas(V, T[:nf])
+        a_src, a_tgt = mesh.face_area, signed_areas(V, T[:nf])
         shown = a_tgt > 0
         q = np.where(a_src > 0, np.clip(a_src / np.maximum(a_tgt, 1e-9), 0, 1), 0.0)
         visibility = float((a_tgt * q)[shown].sum() / a_tgt[shown].sum()) if shown.any() else 0.0
@@ -217,14 +217,14 @@ class ProfileRenderer:
         # (a second, self-consistent texture mapping: no triangle spans both halves of the face)
         uv2 = mesh.uv.copy()
         w = np.zeros(len(uv2))
-        nz = _vertex_normals(mesh.vertices[:468], T[:nf])[:, 2]
+        nz = mesh.normals[:468, 2]
         mir = mirror_pairs()
         uv2[:468] = mesh.uv[mir]
         w[:468] = float(mirror_fill) * np.clip((_MIRROR_BELOW - nz) / _MIRROR_RAMP, 0, 1) * np.clip((nz[mir] - nz) / 0.1, 0, 1)
-        tex, pad, tw, th = self._texture(key or str(image.__array_interface__["data"][0]), image)
+        tex, pad, tw, th = self._texture(key, image)
         norm = lambda uv: np.column_stack([(uv[:, 0] + pad) / tw, (uv[:, 1] + pad) / th])  # noqa: E731
-        N = _vertex_normals(V, T)
-        N[~mesh.rotating] = (0.0, 0.0, 1.0)
+        N = mesh.normals.copy()
+        N[mesh.rotating] = N[mesh.rotating] @ Q.T  # normals turn with the head; the border's face the camera
         shade = _shading(N, scene, relight)
         data = np.column_stack([V, norm(mesh.uv), norm(uv2), w, shade]).astype(np.float32)
         vbo = self.ctx.buffer(data.tobytes())
