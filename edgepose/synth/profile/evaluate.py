@@ -118,9 +118,10 @@ def _sources(inputs, limit: int, seed: int, video_step: int) -> list[str]:
 
 
 def teacher_yaw(teacher_path: str, inputs: list[str], faces: int = 60, detector_model=None, seed: int = 0,
-                video_step: int = 30, size: int = 128) -> dict:
+                video_step: int = 30, size: int = 128, out: str | None = None) -> dict:
     """Median |dyaw_teacher - dyaw_applied| per applied yaw change, and on the real photos the
-    teacher-vs-fit yaw disagreement per 15 deg bin of |yaw|."""
+    teacher-vs-fit yaw disagreement per 15 deg bin of |yaw|.  ``out``: a JSON file rewritten
+    after every face (a partial run still reports)."""
     from ...runtime import load_backend
     from .pipeline import load_source
     from .render import get_profile_renderer
@@ -132,7 +133,11 @@ def teacher_yaw(teacher_path: str, inputs: list[str], faces: int = 60, detector_
     by_target: dict[int, list] = {}
     real: dict[int, list] = {}
     n_faces = 0
+    summary = {}
     for src in _sources(inputs, faces, seed, video_step):
+        if out and n_faces:
+            summary = _yaw_summary(n_faces, errs, by_target, real)
+            Path(out).write_text(json.dumps(summary, indent=1))
         img = load_source(src)
         fit = fitter(img) if img is not None else None
         if fit is None:
@@ -148,6 +153,13 @@ def teacher_yaw(teacher_path: str, inputs: list[str], faces: int = 60, detector_
             e = abs((_read_yaw(teacher, res.image, res.box) - y_real) - d)
             errs[d].append(e)
             by_target.setdefault(int(min(abs(y + d), 89.9) // 15), []).append((e, res.visibility))
+    summary = _yaw_summary(n_faces, errs, by_target, real)
+    if out:
+        Path(out).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _yaw_summary(n_faces: int, errs: dict, by_target: dict, real: dict) -> dict:
     med = lambda v: round(float(np.median(v)), 1) if len(v) else None  # noqa: E731
     return {"faces": n_faces,
             "by_applied_delta": {d: {"n": len(v), "median_abs_err": med(v)} for d, v in errs.items()},
@@ -248,6 +260,7 @@ def main(argv=None) -> int:
     y.add_argument("--faces", type=int, default=60)
     y.add_argument("--seed", type=int, default=0)
     y.add_argument("--video-step", type=int, default=30)
+    y.add_argument("--out", default=None, help="JSON file rewritten after every face")
     s = sub.add_parser("sheet")
     s.add_argument("sources", nargs="+")
     s.add_argument("--out", required=True)
@@ -261,7 +274,7 @@ def main(argv=None) -> int:
     elif a.what == "fixtures":
         out = fixtures(a.teacher, a.data, a.detector_model)
     elif a.what == "teacher-yaw":
-        out = teacher_yaw(a.teacher, a.sources, a.faces, a.detector_model, a.seed, a.video_step)
+        out = teacher_yaw(a.teacher, a.sources, a.faces, a.detector_model, a.seed, a.video_step, out=a.out)
     else:
         out = contact_sheet(a.out, a.sources, a.detector_model)
     print(json.dumps(out, indent=1))
