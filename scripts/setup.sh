@@ -51,6 +51,9 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || ! "$VPY" -c "import 
   "$VPY" -m pip install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
   "$VPY" -c "import torch" || { log "torch==2.13.0 failed to install"; exit 1; }
   "$VPY" -m pip install -q -e ".[cpu,dev]" 2>&1 | grep -v "is ignored" || true
+  # face profiling: LiteRT + MediaPipe's face-landmark model file (no deps: mediapipe 0.10.x pins protobuf<5)
+  "$VPY" -m pip install -q -e ".[profile]" 2>&1 | grep -v "is ignored" || true
+  "$VPY" -m pip install -q --no-deps "mediapipe==0.10.14" 2>&1 | grep -v "is ignored" || true
   "$VPY" -c "import edgepose, torch, cv2, onnxruntime" || { log "edgepose failed to install"; exit 1; }
   echo "$WANT" > "$STAMP"
 else

@@ -26,7 +26,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True, metavar="{export,video,preview,boxcheck}")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="{export,video,preview,boxcheck,profile}")
     e = sub.add_parser("export", help="render N images + labels.csv (folder format read by edgepose.data)")
     e.add_argument("--n", type=int, required=True, help="number of images")
     e.add_argument("--out", required=True, help="output folder (images/, labels.csv, synth.json)")
@@ -54,6 +54,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--n", type=int, default=40, help="frontal renders (default 40)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--pose-range", default="frontal")
+
+    _profile_arguments(sub)
+
+
+def _profile_arguments(sub) -> None:
+    from ..synth.profile.pipeline import DEFAULT_POSES
+
+    f = sub.add_parser("profile", help="real faces (images, folders, video frames) re-rendered at new poses "
+                                       "with their own pixels and exact labels, into a chunked cache")
+    f.add_argument("sources", nargs="+", help="image files, folders of images, or videos")
+    f.add_argument("--out", required=True, help="cache folder (resumed when its settings match, refused otherwise)")
+    f.add_argument("--k", type=int, default=8, help="renders per face (default 8)")
+    f.add_argument("--size", type=int, default=128, help="crop size in pixels (default 128)")
+    f.add_argument("--ssaa", type=int, default=2, choices=[1, 2, 3, 4], help="supersampling factor (default 2)")
+    f.add_argument("--pose-range", default=DEFAULT_POSES,
+                   help=f"target poses: frontal | driver | wide | full | 'pitch=a:b,yaw=c:d,roll=e:f' (default {DEFAULT_POSES})")
+    f.add_argument("--pose-mode", default="random", choices=["random", "shared"],
+                   help="random: K poses per face; shared: every face at the same K poses (same-pose batches)")
+    f.add_argument("--seed", type=int, default=0, help="seed: same seed and source -> identical renders (default 0)")
+    f.add_argument("--ir-fraction", type=float, default=0.3, help="fraction of NIR/grey renders (default 0.3)")
+    f.add_argument("--relight-fraction", type=float, default=0.5, help="fraction relit by a key light (default 0.5)")
+    f.add_argument("--blur", type=float, default=0.6, help="max optical blur sigma in px (default 0.6)")
+    f.add_argument("--detector", default="yunet", help="yunet | ultraface | haar | none (tight face crops)")
+    f.add_argument("--detector-model", default=None, help="detector model file (default: the fetched one)")
+    f.add_argument("--video-step", type=int, default=15, help="every n-th video frame (default 15)")
+    f.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    f.add_argument("--chunk-faces", type=int, default=64, help="faces per cache chunk (default 64)")
+    f.add_argument("--overwrite", action="store_true", help="rebuild a cache of other settings")
+
+
+def _profile(args) -> int:
+    from ..synth.profile.cache import ProfiledReader, build_cache
+    from ..synth.profile.pipeline import ProfileConfig
+
+    cfg = ProfileConfig(k=args.k, size=args.size, ssaa=args.ssaa, pose_range=args.pose_range,
+                        pose_mode=args.pose_mode, seed=args.seed, ir_fraction=args.ir_fraction,
+                        relight_fraction=args.relight_fraction, blur=args.blur, detector=args.detector,
+                        detector_model=args.detector_model, video_step=args.video_step)
+    root = build_cache(args.sources, args.out, cfg, workers=args.workers, chunk_faces=args.chunk_faces,
+                       overwrite=args.overwrite)
+    reader = ProfiledReader(str(root))
+    print(f"{root}: {len(reader)} renders of {len(set(reader.column('face').tolist()))} faces")
+    return 0
 
 
 def _config(args):
@@ -101,4 +144,6 @@ def run(args) -> int:
             raise UserError(f"--n must be >= 1, got {args.n}")
         print(json.dumps(compare_with_yunet(args.yunet, args.n, args.seed, pose_range=args.pose_range)))
         return 0
+    if args.action == "profile":
+        return _profile(args)
     raise UserError(f"unknown action {args.action!r}")  # pragma: no cover - argparse guards it

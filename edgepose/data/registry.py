@@ -32,6 +32,7 @@ FORMATS: dict[str, Callable[..., Reader] | str] = {
     "folder": FolderReader,
     "video": VideoReader,
     "synth": "edgepose.synth.reader:MemoSynthReader",
+    "profiled": "edgepose.synth.profile.cache:ProfiledReader",  # `edgepose synth profile` caches
 }
 _COMMON = ("format", "cache", "cache_margin", "augment")
 

@@ -132,6 +132,15 @@ class ClerfPairs:
         return len(self.base)
 
     def positive(self, index: int, anchor: Sample) -> tuple[Sample, float]:
+        if index not in self._pos and getattr(self.base.source, "name", "") == "profiled":
+            # a shared-pose profile cache: another real face rendered at exactly this pose
+            from ..synth.profile.sampler import SamePoseIndex
+
+            src = self.base.source
+            if not hasattr(src, "same_pose_index"):
+                src.same_pose_index = SamePoseIndex(src)
+            j = src.same_pose_index.other_face_same_pose(index, np.random.default_rng([self.seed, 7919, int(index)]))
+            self._pos[index] = (src.get(j), 0.0)
         if index not in self._pos:
             rng = np.random.default_rng([self.seed, 7919, int(index)])
             own = anchor.extra.get("identity") if anchor.extra else None
