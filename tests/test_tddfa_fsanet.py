@@ -326,3 +326,16 @@ def test_build_labels_real_faces_with_the_three_teacher_ensemble(data_file, tmp_
         with torch.no_grad():
             Rm = member(x)["R"][0].double().numpy()
         assert geometry.geodesic_distance(R, Rm).min() < 20.0, member.name
+
+
+def test_cli_without_output_names_the_fix(tmp_path, capsys, monkeypatch):
+    from edgepose.cli.main import main
+
+    monkeypatch.setenv("EDGEPOSE_CACHE", str(tmp_path / "cache"))
+    assert main(["import", "sixdrepnet", str(tmp_path / "x.pth")]) == 2  # no cache for this importer
+    assert "write a checkpoint with -o" in capsys.readouterr().err
+    assert main(["import", "3ddfa-v2", str(tmp_path / "a.pth"), str(tmp_path / "b.pth")]) == 2
+    assert "takes one weight file" in capsys.readouterr().err
+    assert main(["import", "whenet", str(tmp_path / "missing.h5")]) == 2  # cached like the others, once it exists
+    assert "weight file not found" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()

@@ -50,8 +50,19 @@ class Importer:
         return None
 
     def install(self, path: str | os.PathLike) -> Path:
-        """Copy the upstream files into :meth:`cache_path` (``edgepose import NAME PATH`` without -o)."""
-        raise ModelError(f"importer {self.name!r} has no cache; write a checkpoint with -o teacher.pt")
+        """Copy the upstream file into :meth:`cache_path` (``edgepose import NAME PATH`` without -o), after
+        checking that it imports; importers whose weights are several files override this."""
+        import shutil
+
+        dest = self.cache_path()
+        if dest is None:
+            raise ModelError(f"importer {self.name!r} has no cache; write a checkpoint with -o teacher.pt")
+        path = self.check_path(path)
+        self.load(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if path.resolve() != dest.resolve():
+            shutil.copyfile(path, dest)
+        return dest
 
     def load_spec(self, arg: str | None = None):
         """The model of a teacher spec ``NAME`` (the cached weights) or ``NAME:PATH``."""
