@@ -170,9 +170,9 @@ def _from_onnx(path: Path) -> ArtifactMetadata | None:
 
 
 def _from_checkpoint(path: Path) -> ArtifactMetadata | None:
-    import torch
+    from .safe_load import load_torch_file
 
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+    ckpt = load_torch_file(path)
     d = ckpt.get("edgepose_metadata") if isinstance(ckpt, dict) else None
     return ArtifactMetadata.from_dict(d) if d else None
 

@@ -52,12 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qat-batch", type=int, default=16, help="QAT batch size (default 16)")
 
 
-def _qat(args, model: Path, out_dir: Path, calib, command: str) -> Path:
-    """QAT fine-tune ``args.qat`` -> ``<stem>-qat.pt`` -> FP32 ONNX -> tensorrt INT8 (lint-checked)."""
-    from edgepose.distill.qat import qat_finetune
-    from edgepose.export import export_onnx
+def _load_qat(args, model: Path):
+    """The --qat checkpoint, read and checked before the slow calibration (a bad file fails first)."""
     from edgepose.models.pose_model import PoseModel
-    from edgepose.quantize.ptq import quantize_onnx
 
     ckpt = Path(args.qat)
     if not ckpt.is_file():
@@ -65,6 +62,16 @@ def _qat(args, model: Path, out_dir: Path, calib, command: str) -> Path:
     net = PoseModel.from_checkpoint(ckpt)
     if net.preprocess.to_dict() != _onnx_spec(model):
         raise UserError(f"--qat {ckpt} has another preprocessing than {model}; pass the checkpoint it was exported from")
+    return net
+
+
+def _qat(args, net, model: Path, out_dir: Path, calib, command: str) -> Path:
+    """QAT fine-tune ``net`` (``args.qat``) -> ``<stem>-qat.pt`` -> FP32 ONNX -> tensorrt INT8 (lint-checked)."""
+    from edgepose.distill.qat import qat_finetune
+    from edgepose.export import export_onnx
+    from edgepose.quantize.ptq import quantize_onnx
+
+    ckpt = Path(args.qat)
     summary = qat_finetune(net, calib.crops, steps=args.qat_steps, batch_size=args.qat_batch, lr=args.qat_lr)
     log.info("QAT: %s", summary)
     net.provenance.update({"qat": summary, "qat_from": str(ckpt)})
@@ -135,10 +142,9 @@ def run(args: argparse.Namespace) -> int:
         from edgepose.train.data import build_eval_reader, parse_data_arg
 
         reader = build_eval_reader(parse_data_arg(args.eval_set), where="--eval")
-    if args.qat and not Path(args.qat).is_file():  # fail before the slow calibration
-        raise UserError(f"--qat checkpoint not found: {args.qat}; pass the .pt that {model.name} was exported from")
     if args.qat and (args.qat_steps < 1 or args.qat_batch < 1 or args.qat_lr <= 0):
         raise UserError("--qat-steps and --qat-batch must be >= 1 and --qat-lr > 0")
+    qat_net = _load_qat(args, model) if args.qat else None  # fail before the slow calibration
     out_dir = Path(args.out_dir) if args.out_dir else model.parent
     settings = DetectorSettings(name=args.detector, model_path=args.detector_model, video_step=args.video_step)
     calib = build_calibration_set(args.calib, meta.preprocess, settings, max_crops=args.max_crops)
@@ -152,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
                       reduce_range=reduce_range[prof.name])
         outputs[f"int8-{prof.name}"] = out
     if args.qat:
-        outputs["int8-tensorrt-qat"] = _qat(args, model, out_dir, calib, command)
+        outputs["int8-tensorrt-qat"] = _qat(args, qat_net, model, out_dir, calib, command)
     if args.no_report:
         return 0
     from edgepose.quantize.report import build_report, eval_batch, format_markdown, write_report

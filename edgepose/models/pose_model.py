@@ -25,6 +25,7 @@ from ..errors import ModelError
 from ..geometry_torch import flip_label, mean_of_two_rotations
 from ..metadata import ArtifactMetadata, BinSpec, MetadataError, atomic_write_bytes
 from ..preprocess import PreprocessSpec
+from ..safe_load import load_torch_file
 from .heads import HEADS, build_head, resolve_bins, resolve_hidden
 from .registry import backbone_default_cfg, create_backbone
 
@@ -212,16 +213,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle errors come in many types
-        # Our own checkpoints load with weights_only=True; other objects (e.g. a trainer's extras)
-        # need full unpickling, which runs code from the file: only for files you trust.
-        log.debug("weights_only load of %s failed (%s); retrying with full unpickling", path, exc)
-        try:
-            ckpt = torch.load(str(path), map_location=map_location, weights_only=False)
-        except Exception as exc2:  # noqa: BLE001
-            raise ModelError(f"cannot read checkpoint {path}: {exc2}") from None
+    # Never full unpickling: it runs code named by the file (docs/security.md).
+    ckpt = load_torch_file(path, map_location=map_location)
     if not isinstance(ckpt, dict) or "edgepose_metadata" not in ckpt or "model" not in ckpt:
         raise ModelError(f"{path} is not an edgepose checkpoint (no 'model' + 'edgepose_metadata'); "
                          f"save models with PoseModel.save_checkpoint, or import foreign weights "
