@@ -37,8 +37,10 @@ def load_torch_file(path: str | os.PathLike, *, what: str = "checkpoint", fix: s
         return torch.load(str(path), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = _GLOBAL.search(str(exc))
-        name = f" ({found.group(1)})" if found else ""
-        raise ModelError(f"refusing to load {path}: this {what} holds Python objects{name} that only full "
+        if found is None:  # not an object the restricted unpickler refused: random or damaged bytes
+            raise ModelError(f"cannot read {path} as a PyTorch {what} (not a valid pickle); it is truncated, "
+                             f"damaged or not a PyTorch file - {fix}") from None
+        raise ModelError(f"refusing to load {path}: this {what} holds Python objects ({found.group(1)}) that only full "
                          f"unpickling can build, and unpickling can run code from the file; edgepose reads "
                          f"tensors and plain containers only - {fix}") from None
     except Exception as exc:  # noqa: BLE001 - zip / EOF / runtime errors from a damaged or foreign file
