@@ -40,3 +40,9 @@ def require(module: str, extra: str, purpose: str):
         raise DependencyError(
             f"{purpose} needs the Python module '{module}' ({exc}); install it with "
             f"`pip install 'edgepose[{extra}]'`") from None
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters: third-party errors
+    (protobuf, onnxruntime, torch) span many lines, and a user error is one line."""
+    return (str(exc).strip().splitlines() or [""])[0][:limit]

@@ -68,19 +68,23 @@ def with_sidecars(named: Named) -> list[tuple[str, Optional[PathLike]]]:
 
 
 def check_writable(label: str, path: PathLike, *, directory: bool = False) -> None:
-    """Refuse an output that cannot be written: its folder cannot be created or written, it is a
-    folder (or, for ``directory=True``, a file), or its file system has no free space.
+    """Refuse an output that cannot be written: its folder (or the nearest existing folder above a
+    missing one) cannot be written, it is a folder (or, for ``directory=True``, a file), or its file
+    system has no free space.
 
-    Creates missing parent folders (the command would create them anyway); creates and removes one
-    empty probe file next to the output; never opens an existing output."""
+    Creates nothing but one empty probe file, removed at once; never opens an existing output and
+    leaves creating missing folders to the writer (as before)."""
     p = Path(path).expanduser()
     folder = p if directory else p.parent
     if directory and p.exists() and not p.is_dir():
         raise UserError(f"{label} {p} is a file, not a folder; pass a folder")
     if not directory and p.is_dir():
         raise UserError(f"{label} {p} is a folder; pass a file name")
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"{label} {p}: {folder} is a file, not a folder; choose another path")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".edgepose-write-check.")
         os.close(fd)
         os.unlink(probe)

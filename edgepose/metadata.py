@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from .errors import ModelError, first_line
 from .preprocess import PreprocessSpec
 
 __all__ = ["ArtifactMetadata", "BinSpec", "sidecar_path", "file_sha256", "load_metadata",
@@ -166,7 +166,7 @@ def _from_onnx(path: Path) -> ArtifactMetadata | None:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf DecodeError, OSError, ... from a damaged file
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        first = first_line(exc)
         raise MetadataError(f"cannot read {path} as an ONNX model ({type(exc).__name__}: {first}); it is truncated "
                             f"or not an ONNX file - copy it again or re-export it with `edgepose export`") from None
     for prop in model.metadata_props:

@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from .errors import ModelError, first_line
 
-__all__ = ["load_torch_file"]
+__all__ = ["load_torch_file", "to_plain"]
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
@@ -44,6 +44,32 @@ def load_torch_file(path: str | os.PathLike, *, what: str = "checkpoint", fix: s
                          f"unpickling can build, and unpickling can run code from the file; edgepose reads "
                          f"tensors and plain containers only - {fix}") from None
     except Exception as exc:  # noqa: BLE001 - zip / EOF / runtime errors from a damaged or foreign file
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        first = first_line(exc)
         raise ModelError(f"cannot read {path} as a PyTorch {what} ({type(exc).__name__}: {first}); it is "
                          f"truncated, damaged or not a PyTorch file - {fix}") from None
+
+
+def to_plain(obj: Any, arrays: str = "tensor") -> Any:
+    """``obj`` with the values the restricted unpickler cannot build made plain, for writing:
+    NumPy scalars -> Python numbers, NumPy arrays -> tensors (``arrays="list"``: lists, for metadata
+    that also goes to JSON sidecars), paths -> str.  Tensors, containers
+    and JSON types pass through; anything else raises ``TypeError`` at save time (a checkpoint that
+    saves but cannot be read back is worse)."""
+    import numpy as np
+    import torch
+
+    if obj is None or isinstance(obj, (str, bool, int, float, torch.Tensor, torch.dtype, torch.Size)):
+        return obj
+    if isinstance(obj, dict):
+        return {k: to_plain(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [to_plain(v, arrays) for v in obj]
+        return tuple(items) if isinstance(obj, tuple) and type(obj) is tuple else items
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist() if arrays == "list" else torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"cannot store a {type(obj).__name__} in an edgepose checkpoint (tensors, numbers, strings "
+                    f"and containers only: checkpoints are read with torch.load(weights_only=True))")

@@ -83,6 +83,8 @@ def files(tmp_path, data_file):
     (tmp_path / "bench" / "bench.json").write_text("{}\n")
     (tmp_path / "q").mkdir()
     (tmp_path / "q" / "m-qat.pt").write_bytes(b"a previous QAT checkpoint\n")
+    (tmp_path / "prev").mkdir()
+    (tmp_path / "prev" / "best.pt").write_bytes(b"a previous distillation's student\n")
     return tmp_path
 
 
@@ -118,6 +120,10 @@ def _cases(t: Path, aflw: Path):
                                           str(t / "bench")], t / "bench" / "bench.json", "--compare"),
         "engine-fp16-output-is-input": (["engine", "fp16", str(t / "m.onnx"), "-o", str(t / "m.onnx")], t / "m.onnx",
                                         "is the onnx"),
+        "distill-into-the-teachers-run": (["distill", f"teacher={t / 'prev' / 'best.pt'}", f"out_dir={t / 'prev'}",
+                                           f"data.unlabelled=[{aflw}]"], t / "prev" / "best.pt", "is the teacher"),
+        "deepstream-config-onto-sidecar": (["jetson", "deepstream-config", str(t / "m.onnx"), "-o",
+                                            str(t / "m.onnx.json")], t / "m.onnx.json", "sidecar"),
         "train-output-is-the-dataset": (["train", str(REPO / "configs" / "overfit-aflw2000.yaml"),
                                          f"data.train.root={t / 'data'}", f"data.val.root={t / 'data'}",
                                          f"output={t / 'data'}"], t / "data" / "image00050.jpg", "data.train root"),

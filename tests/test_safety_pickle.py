@@ -103,3 +103,19 @@ def test_training_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_pa
     random.seed(9), np.random.seed(9), torch.manual_seed(9)
     set_rng_state(load_checkpoint(tmp_path / "last.pt")["rng"][0])
     assert (random.random(), np.random.standard_normal(3).tolist(), torch.rand(3).tolist()) == expected
+
+
+def test_numpy_values_are_stored_plain_so_the_checkpoint_reads_back(tmp_path):
+    """A NumPy number in provenance (e.g. a QAT summary) used to need full unpickling to read back."""
+    import numpy as np
+
+    from edgepose.models import create_model
+    from edgepose.models.pose_model import PoseModel
+
+    model = create_model("mobilenetv3_small", input_size=32)
+    model.provenance = {"qat": {"loss": np.float32(0.25), "layers": np.int64(7), "curve": np.arange(3.0)}}
+    model.save_checkpoint(tmp_path / "m.pt", epoch=np.int64(2), extra_array=np.ones(2))
+    again = PoseModel.from_checkpoint(tmp_path / "m.pt")
+    assert again.provenance["qat"] == {"loss": 0.25, "layers": 7, "curve": [0.0, 1.0, 2.0]}
+    raw = torch.load(str(tmp_path / "m.pt"), weights_only=True)
+    assert raw["epoch"] == 2 and torch.equal(raw["extra_array"], torch.ones(2, dtype=torch.float64))

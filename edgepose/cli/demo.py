@@ -188,6 +188,10 @@ def run(args) -> int:
                   [(f"--output {name}", out / name) for name in ("annotated.mp4", "run.jsonl", "stats.json",
                                                                  "dms-events.jsonl", "accuracy.json")],
                   dir_outputs=[("--output", out)])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder {out} ({exc.strerror}); pass --output DIR") from None
     progress = not args.quiet
     preset = _preset_path(args.dms)
     from ..pipelines.sources import check_device_source, check_file_source, parse_source

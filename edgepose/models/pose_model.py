@@ -13,7 +13,6 @@ re-parameterizing RepVGG first when the file holds the deploy form.
 from __future__ import annotations
 
 import io
-import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,13 +24,12 @@ from ..errors import ModelError
 from ..geometry_torch import flip_label, mean_of_two_rotations
 from ..metadata import ArtifactMetadata, BinSpec, MetadataError, atomic_write_bytes
 from ..preprocess import PreprocessSpec
-from ..safe_load import load_torch_file
+from ..safe_load import load_torch_file, to_plain
 from .heads import HEADS, build_head, resolve_bins, resolve_hidden
 from .registry import backbone_default_cfg, create_backbone
 
 __all__ = ["PoseModel", "RotationOutput", "read_checkpoint"]
 
-log = logging.getLogger(__name__)
 
 _RESERVED = ("model", "edgepose_metadata")
 
@@ -148,7 +146,9 @@ class PoseModel(nn.Module):
         clash = [k for k in extra if k in _RESERVED]
         if clash:
             raise ValueError(f"save_checkpoint: {', '.join(clash)} are reserved checkpoint keys")
-        payload = {"model": self.state_dict(), "edgepose_metadata": self.metadata().to_dict(), **extra}
+        # plain values only: the file is read back with weights_only=True (edgepose.safe_load)
+        payload = {"model": self.state_dict(), "edgepose_metadata": to_plain(self.metadata().to_dict(), arrays="list"),
+                   **to_plain(extra)}
         buf = io.BytesIO()
         torch.save(payload, buf)
         atomic_write_bytes(path, buf.getvalue())

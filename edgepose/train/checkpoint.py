@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..metadata import atomic_write_bytes
-from ..safe_load import load_torch_file
+from ..safe_load import load_torch_file, to_plain
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
 
@@ -50,7 +50,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     import torch
 
     buf = io.BytesIO()
-    torch.save(state, buf)
+    torch.save(to_plain(state), buf)  # read back with weights_only=True: plain values only
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
 
