@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from spawn_helpers import assert_one_error_line
 
 REPO = Path(__file__).resolve().parents[1]
 FP32 = REPO / "edgepose" / "assets" / "models" / "edgepose-default-fp32.onnx"
@@ -18,14 +19,6 @@ FP32 = REPO / "edgepose" / "assets" / "models" / "edgepose-default-fp32.onnx"
 def _edgepose(*args, cwd=None, timeout=180):
     return subprocess.run([sys.executable, "-m", "edgepose.cli.main", *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
-def _one_error(proc) -> str:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +41,7 @@ def test_a_damaged_model_is_one_error_line(command, name, bad_models, data_file,
                     "--detector", "haar"],
             "eval": ["eval", model, "--data", f"aflw2000:{aflw_dir}", "--no-progress", "--output", tmp_path / "e.json"],
             "quantize": ["quantize", model, "--calib", aflw_dir, "-o", tmp_path / "q", "--no-report"]}[command]
-    line = _one_error(_edgepose(*args))
+    line = assert_one_error_line(_edgepose(*args))
     assert "truncated" in line and str(model.name) in line, line
     assert not (tmp_path / "q").exists() and not (tmp_path / "e.json").exists()
 
@@ -99,7 +92,7 @@ def test_an_unwritable_output_fails_before_the_run(flag, readonly_dir, data_file
     extra = ["--dms", "euro-ncap-2023"] if flag == "--dms-events" else []
     r = _edgepose("run", data_file("videos/WolfgangLanger_Pexels.mp4"), flag, readonly_dir / "out.x", *extra,
                   "--detector", "haar", "-q")
-    line = _one_error(r)
+    line = assert_one_error_line(r)
     assert flag in line and "writable" in line, line
     assert "frames in" not in r.stderr  # refused at start: not one frame was processed
 
@@ -107,7 +100,7 @@ def test_an_unwritable_output_fails_before_the_run(flag, readonly_dir, data_file
 def test_a_full_disk_for_jsonl_fails_before_the_run(full_dir, data_file):
     r = _edgepose("run", data_file("videos/WolfgangLanger_Pexels.mp4"), "--jsonl", full_dir / "run.jsonl",
                   "--detector", "haar", "-q")
-    line = _one_error(r)
+    line = assert_one_error_line(r)
     assert "--jsonl" in line and "no space left" in line, line
     assert not (full_dir / "run.jsonl").exists()
 

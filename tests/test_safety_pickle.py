@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import torch
+from spawn_helpers import assert_one_error_line
 
 
 class _Payload:
@@ -30,15 +31,6 @@ def write_malicious_checkpoint(path, marker) -> None:
 def _edgepose(*args, cwd=None, timeout=240):
     return subprocess.run([sys.executable, "-m", "edgepose.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
-def assert_one_error_line(proc) -> str:
-    """rc 2, exactly one ``error:`` line and no traceback; returns that line."""
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
 
 
 def test_the_payload_is_real(tmp_path):
