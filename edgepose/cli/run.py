@@ -176,10 +176,13 @@ def dms_observers(args, live: bool = False, before_open=None) -> list:
                         "is missing); run without --dms")
     cfg = dms.load_preset(args.dms, args.dms_set)
     events = args.dms_events or cfg.outputs.events
-    if not events:
+    default = not events
+    if default:
         events = default_events_path(args.jsonl)
-    if before_open is not None:  # also creates the events file's folder (beside --jsonl by default)
+    if before_open is not None:
         before_open(events)
+    if default and events != "-":  # --jsonl creates its folder; the events file beside it must not fail there
+        Path(events).parent.mkdir(parents=True, exist_ok=True)
     obs = factory(cfg, events_out=None if events.lower() == "none" else events, mqtt=args.mqtt,
                   signals=args.signals, mount=args.mount, write_states=args.dms_states,
                   live_watchdog=live)
