@@ -61,3 +61,9 @@ def guarded(fn, *a, **kw) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters: third-party errors
+    (protobuf, onnxruntime, torch) span many lines, and a user error is one line."""
+    return (str(exc).strip().splitlines() or [""])[0][:limit]

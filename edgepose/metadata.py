@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import ModelError, first_line
 from .preprocess import PreprocessSpec
 
 __all__ = ["ArtifactMetadata", "BinSpec", "sidecar_path", "file_sha256", "load_metadata",
@@ -35,8 +36,8 @@ CONVENTION = ("300W-LP: R = Rz(roll) Ry(yaw) Rx(pitch); rows of R = head x/y/z a
               "+roll clockwise on screen; Euler order (pitch, yaw, roll) in degrees")
 
 
-class MetadataError(RuntimeError):
-    """Raised when an artifact has no (or unreadable) edgepose metadata."""
+class MetadataError(ModelError, RuntimeError):
+    """Raised when an artifact has no (or unreadable) edgepose metadata: a user error (one line, exit 2)."""
 
 
 @dataclass
@@ -164,7 +165,12 @@ def _from_onnx(path: Path) -> ArtifactMetadata | None:
         import onnx
     except ImportError:  # pragma: no cover - onnx is a core dependency
         return None
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf DecodeError, OSError, ... from a damaged file
+        first = first_line(exc)
+        raise MetadataError(f"cannot read {path} as an ONNX model ({type(exc).__name__}: {first}); it is truncated "
+                            f"or not an ONNX file - copy it again or re-export it with `edgepose export`") from None
     for prop in model.metadata_props:
         if prop.key == "edgepose":
             return ArtifactMetadata.from_dict(json.loads(prop.value))
@@ -172,9 +178,9 @@ def _from_onnx(path: Path) -> ArtifactMetadata | None:
 
 
 def _from_checkpoint(path: Path) -> ArtifactMetadata | None:
-    import torch
+    from .safe_load import load_torch_file
 
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+    ckpt = load_torch_file(path)
     d = ckpt.get("edgepose_metadata") if isinstance(ckpt, dict) else None
     return ArtifactMetadata.from_dict(d) if d else None
 

@@ -77,7 +77,7 @@ def onnx_quantization(onnx_path: Path) -> str:
     ops = {n.op_type for n in model.graph.node}
     if {"QuantizeLinear", "DequantizeLinear"} & ops:
         return "qdq"
-    from edgepose.export.weight_storage import stores_fp16_weights
+    from edgepose.weight_storage import stores_fp16_weights
 
     if stores_fp16_weights(model):  # float32 arithmetic, weights stored as float16 (the default model's file)
         return "fp32"
@@ -116,7 +116,7 @@ def materialized_fp32(onnx_path: Path, out: Path) -> Path:
     model's FP32 file) an ordinary FP32 copy at ``out``: TensorRT's parser wants weights as initializers."""
     import onnx
 
-    from edgepose.export.weight_storage import materialize_fp32_weights, stores_fp16_weights
+    from edgepose.weight_storage import materialize_fp32_weights, stores_fp16_weights
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     if not stores_fp16_weights(model):

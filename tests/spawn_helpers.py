@@ -21,3 +21,13 @@ def wait_until(pred, timeout: float, poll_s: float = 0.05) -> bool:
             return True
         time.sleep(poll_s)
     return False
+
+
+def assert_one_error_line(proc) -> str:
+    """A finished ``edgepose`` process failed as a user error: rc 2, exactly one ``error:`` line on
+    stderr and no traceback; returns that line."""
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]

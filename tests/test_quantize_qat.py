@@ -145,6 +145,8 @@ def test_cli_qat_errors(fp32, tmp_path, capsys):
 
     assert main(["quantize", str(fp32), "--calib", str(tmp_path), "--qat", str(tmp_path / "none.pt")]) == 2
     assert "--qat checkpoint not found" in capsys.readouterr().err
-    assert main(["quantize", str(fp32), "--calib", str(tmp_path), "--qat", str(fp32.with_suffix(".pt")),
-                 "--qat-steps", "0"]) == 2
+    with pytest.raises(SystemExit) as exc:  # validated while parsing (argparse exits 2)
+        main(["quantize", str(fp32), "--calib", str(tmp_path), "--qat", str(fp32.with_suffix(".pt")),
+              "--qat-steps", "0"])
+    assert exc.value.code == 2
     assert "--qat-steps" in capsys.readouterr().err

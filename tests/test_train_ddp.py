@@ -24,7 +24,7 @@ def test_torchrun_two_cpu_processes(repo_root, aflw_dir, tmp_path):
     assert "DDP rank 0/2" in log and "DDP rank 1/2" in log
     # rank 0 alone saved: one "checkpoint saved" line per epoch
     assert log.count("checkpoint saved: epoch 1 ") == 1 and log.count("checkpoint saved: epoch 2 ") == 1
-    ckpt = torch.load(out / "last.pt", weights_only=False)
+    ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["world_size"] == 2 and ckpt["epoch"] == 2
     # the DistributedSampler split the 12 samples of an epoch between the ranks (6 + 6)
     rows = list(csv.DictReader((out / "metrics.csv").open()))

@@ -46,13 +46,13 @@ def test_loss_decreases_strongly_and_outputs_are_written(repo_root, aflw_dir, tm
     model = PoseModel.from_checkpoint(run / "best.pt")
     meta = model.metadata()
     assert meta.preprocess.input_size == 64 and meta.preprocess.crop.scale == 1.0
-    best = torch.load(run / "best.pt", weights_only=False)
+    best = torch.load(run / "best.pt", weights_only=True)
     assert "optimizer" not in best and best["epoch"] in (2, 4)
     assert not list(run.glob(".*.tmp"))  # atomic writes leave no temporaries
 
 
 def _final_weights(path):
-    return torch.load(path, weights_only=False)["model"]
+    return torch.load(path, weights_only=True)["model"]
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(repo_root, aflw_dir, tmp_path):
@@ -68,7 +68,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(repo_root, aflw_dir
     part_cfg = _cfg(repo_root, aflw_dir, tmp_path / "part", *extra)
     with pytest.raises(KeyboardInterrupt):
         Trainer(part_cfg, on_epoch_end=[stop_after_first]).fit()
-    assert torch.load(tmp_path / "part" / "last.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(tmp_path / "part" / "last.pt", weights_only=True)["epoch"] == 1
     resumed = Trainer(part_cfg, resume=tmp_path / "part")
     resumed.fit()
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
@@ -157,7 +157,7 @@ def test_cli_resume_extends_a_finished_run(repo_root, aflw_dir, tmp_path, capsys
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert torch.load(out / "last.pt", weights_only=False)["epoch"] == 2
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
 
 
 def test_validate_scores_euler_mae_against_the_datasets_labels(tmp_path):

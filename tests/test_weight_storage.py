@@ -23,7 +23,8 @@ def exported(tmp_path_factory):
 def test_fp16_storage_halves_the_file_and_keeps_the_answers(exported, tmp_path):
     import onnx
 
-    from edgepose.export.weight_storage import stores_fp16_weights, write_fp16_storage_copy
+    from edgepose.export.storage import write_fp16_storage_copy
+    from edgepose.weight_storage import stores_fp16_weights
     from edgepose.metadata import load_metadata
 
     x = np.random.default_rng(0).standard_normal((8, 3, 64, 64)).astype(np.float32)
@@ -42,7 +43,7 @@ def test_materialized_copy_is_a_plain_fp32_graph_for_tensorrt(exported, tmp_path
     import onnx
     from onnx import numpy_helper
 
-    from edgepose.export.weight_storage import store_weights_fp16
+    from edgepose.weight_storage import store_weights_fp16
     from edgepose.jetson.build import materialized_fp32, onnx_quantization
 
     src = onnx.load(str(exported))

@@ -63,7 +63,7 @@ def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int,
         quantize_onnx(paths["fp32"], paths[key], crops, profile=prof, manifest=manifest, command=cmd,
                       reduce_range=reduce_range if prof == "cpu" else None, method=method, percentile=percentile)
     if weight_storage == "float16":  # after the INT8 files: they are quantized from the exact FP32 weights
-        from edgepose.export.weight_storage import write_fp16_storage_copy
+        from edgepose.export.storage import write_fp16_storage_copy
 
         exact = out / (FILES["fp32"][:-len(".onnx")] + ".fp32-weights.onnx")
         os.replace(paths["fp32"], exact)

@@ -93,7 +93,7 @@ class BuildConfig:
     # its mirror image's prediction, at twice the backbone work. Training and its validation run without it.
     flip_tta: bool = False
     # how the FP32 file stores its weights: "float16" halves its bytes (same float32 arithmetic, weights rounded
-    # to float16; edgepose.export.weight_storage) so that three files fit the package budget
+    # to float16; edgepose.weight_storage) so that three files fit the package budget
     fp32_weight_storage: str = "float32"
     seed: int = 0
     threads: int = 1

@@ -15,6 +15,7 @@ import argparse
 import logging
 import shlex
 import sys
+from pathlib import Path
 
 from ..errors import UserError
 
@@ -78,6 +79,13 @@ def run(args) -> int:
         for name in list_suites():
             print(name)
         return 0
+    from ..io_safety import check_outputs
+
+    out = Path(args.out)  # e.g. --compare OUT/bench.json with --out OUT would overwrite the baseline
+    check_outputs([("--suite", args.suite if args.suite and Path(args.suite).is_file() else None),
+                   ("--compare", args.compare)],
+                  [(f"--out {name}", out / name) for name in ("bench.json", "bench.csv", "bench.md")],
+                  dir_outputs=[("--out", out)])
     if args.compare:  # a bad baseline fails before minutes of measuring
         from ..benchmarks.report import load_report
 

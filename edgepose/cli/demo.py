@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from ..errors import DataError, UserError
+from .argtypes import int_at_least
 from .run import add_dms_set_argument
 
 HELP = "the offline end-to-end demo (synthetic driver video -> pipeline -> DMS -> accuracy)"
@@ -57,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dms_set_argument(parser, "default for the synthetic video: calibration.mode=off, its mount is exact")
     parser.add_argument("--mount", default=None, help="camera mount YAML for the DMS (default: the synthetic "
                                                       "camera's; none for --source)")
-    parser.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads per model (default 1)")
+    parser.add_argument("--max-frames", type=int_at_least(1), default=None, metavar="N", help="stop after N frames")
+    parser.add_argument("--threads", type=int_at_least(1), default=1, help="intra-op threads per model (default 1)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
@@ -177,6 +178,15 @@ def run(args) -> int:
     if args.seconds <= 0 or args.fps <= 0:
         raise UserError(f"--seconds and --fps must be positive (got {args.seconds}, {args.fps})")
     out = Path(args.output).expanduser()
+    from ..io_safety import check_outputs, with_sidecars
+
+    # --source may be a file the demo writes (e.g. the last demo's annotated.mp4): refuse, never overwrite it
+    check_outputs([("--source", args.source if args.source and "://" not in args.source else None),
+                   *with_sidecars([("--model", args.model)]), ("--detector-model", args.detector_model),
+                   ("--mount", args.mount), ("--dms preset", args.dms if args.dms and Path(args.dms).is_file() else None)],
+                  [(f"--output {name}", out / name) for name in ("annotated.mp4", "run.jsonl", "stats.json",
+                                                                 "dms-events.jsonl", "accuracy.json")],
+                  dir_outputs=[("--output", out)])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 HELP = "driver monitoring: replay a recorded run through a DMS preset, simulate timelines, show zones"
 DESCRIPTION = HELP + ". See docs/dms.md."
@@ -37,12 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from ..dms.config import load_preset
+    from ..io_safety import check_outputs
 
     if args.action == "replay":
         from ..dms.replay import replay
 
         cfg = load_preset(args.preset, args.overrides)
         events = args.events or cfg.outputs.events or "-"
+        check_outputs([("run JSONL", args.run_jsonl), ("--signals", args.signals), ("--mount", args.mount),
+                       ("--preset", args.preset if Path(args.preset).is_file() else None)], [("--events", events)])
         summary = replay(args.run_jsonl, cfg, events_out=events, signals=args.signals,
                          mount=args.mount, write_states=args.states, mqtt=args.mqtt)
         print(json.dumps({"record": "summary", **summary}), file=sys.stderr if events == "-" else sys.stdout)
@@ -53,6 +57,9 @@ def run(args) -> int:
         from ..dms.zones import build_zones
 
         cfg = load_preset(args.preset)
+        check_outputs([("script", args.script), ("--mount", args.mount),
+                       ("--preset", args.preset if Path(args.preset).is_file() else None)],
+                      [("--out", args.out), ("--signals-out", args.signals_out)])
         frames, signals = synthesize(load_script(args.script), build_zones(cfg),
                                      CameraMount.from_file(args.mount) if args.mount else None)
         write_run_jsonl(frames, args.out)

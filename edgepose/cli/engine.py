@@ -46,7 +46,12 @@ def _default_output(onnx: Path, precision: str, dla_core: int | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io_safety import check_outputs, with_sidecars
+
     if args.action == "fp16":
+        src = Path(args.onnx)
+        check_outputs(with_sidecars([("onnx", src)]),
+                      with_sidecars([("-o", args.output or src.with_name(src.stem + ".fp16.onnx"))]))
         from edgepose.jetson.fp16 import convert_fp16
 
         out = convert_fp16(args.onnx, args.output)
@@ -82,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         opts = BuildOptions(precision=args.precision, max_batch=args.max_batch, opt_batch=args.opt_batch,
                             gpu_fallback=args.gpu_fallback, workspace_mb=args.workspace_mb, opt_level=args.opt_level)
     out = Path(args.output) if args.output else _default_output(onnx, args.precision, args.dla_core)
+    check_outputs(with_sidecars([("onnx", onnx)]), with_sidecars([("-o", out)]))
     res = build_engine(onnx, opts, cache_dir=args.cache_dir, output=out, force=args.force, verbose=args.verbose)
     state = "reused from cache" if res.cached else f"built in {res.seconds:.1f} s"
     print(f"{res.output} ({state}; cache {res.engine}, key {res.key.digest()})")

@@ -85,9 +85,14 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise UserError("--batch-size must be >= 1")
     variants = parse_variants(args.variants)
+    out = Path(args.output) if args.output else Path(args.model).with_name(Path(args.model).name + ".eval.json")
+    from ..io_safety import check_outputs, paths_in, with_sidecars
+
+    check_outputs(with_sidecars([("model", args.model)]) + [("--data-config", args.data_config)]
+                  + [p for name, cfg in datasets.items() for p in paths_in(f"dataset {name}", cfg)],
+                  [("--output", out)])
     report = evaluate(args.model, datasets, variants, batch_size=args.batch_size, aligned=args.aligned,
                       device=args.device, progress=not args.no_progress)
-    out = Path(args.output) if args.output else Path(args.model).with_name(Path(args.model).name + ".eval.json")
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     print(format_table(report, aligned=args.aligned), end="")
     print(f"report: {out}")

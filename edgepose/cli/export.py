@@ -97,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not Path(args.checkpoint).is_file():
         raise UserError(f"checkpoint not found: {args.checkpoint}")
+    from ..io_safety import check_outputs, with_sidecars
+
+    check_outputs([("checkpoint", args.checkpoint), *(("--check-images", p) for p in args.check_images or [])],
+                  with_sidecars([("-o", args.output)]))
     real = real_batch(args.check_images, args.checkpoint, args.input_size) if args.check_images else None
     command = _command_line(args)
     report = export_onnx(args.checkpoint, args.output, input_size=args.input_size, opset=args.opset,

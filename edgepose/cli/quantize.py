@@ -11,6 +11,7 @@ import shlex
 from pathlib import Path
 
 from ..errors import UserError
+from .argtypes import int_at_least
 
 HELP = "INT8 post-training quantization (tensorrt and cpu profiles) with a report"
 DESCRIPTION = (HELP + ". Calibration crops come from the face detector + the model's own crop policy; "
@@ -33,13 +34,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cpu profile: 7-bit weights against U8S8 saturation on x86 CPUs without VNNI "
                         "(ONNX Runtime's advice). auto (default) = on when this CPU lacks avx512_vnni / avx_vnni; "
                         "set on/off when the model will run on another CPU")
-    p.add_argument("--max-crops", type=int, default=512, help="calibration crops used at most (default 512)")
+    p.add_argument("--max-crops", type=int_at_least(1), default=512, help="calibration crops used at most (default 512)")
     p.add_argument("--detector", default="yunet", help="face detector: yunet | ultraface | haar (default yunet)")
     p.add_argument("--detector-model", help="detector model file (default: the edgepose cache)")
-    p.add_argument("--video-step", type=int, default=10, help="use every N-th video frame (default 10)")
+    p.add_argument("--video-step", type=int_at_least(1), default=10, help="use every N-th video frame (default 10)")
     p.add_argument("-o", "--out-dir", help="output folder (default: next to the model)")
-    p.add_argument("--runs", type=int, default=100, help="timed runs per model for the latency report")
-    p.add_argument("--threads", type=int, default=2, help="ORT intra-op threads for the latency report")
+    p.add_argument("--runs", type=int_at_least(1), default=100, help="timed runs per model for the latency report")
+    p.add_argument("--threads", type=int_at_least(1), default=2, help="ORT intra-op threads for the latency report")
     p.add_argument("--no-report", action="store_true", help="only quantize; skip latency and accuracy")
     p.add_argument("--exclude", action="append", default=[], metavar="NODE",
                    help="extra node kept in float (repeatable; names from `python -m edgepose.quantize.sweep "
@@ -47,17 +48,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qat", metavar="CHECKPOINT",
                    help="also run quantization-aware fine-tuning of this checkpoint (the one MODEL was exported "
                         "from), distilled from its FP32 self on the calibration crops, then export + tensorrt INT8")
-    p.add_argument("--qat-steps", type=int, default=200, help="QAT optimizer steps (default 200)")
+    p.add_argument("--qat-steps", type=int_at_least(1), default=200, help="QAT optimizer steps (default 200)")
     p.add_argument("--qat-lr", type=float, default=1e-5, help="QAT learning rate (default 1e-5)")
-    p.add_argument("--qat-batch", type=int, default=16, help="QAT batch size (default 16)")
+    p.add_argument("--qat-batch", type=int_at_least(1), default=16, help="QAT batch size (default 16)")
 
 
-def _qat(args, model: Path, out_dir: Path, calib, command: str) -> Path:
-    """QAT fine-tune ``args.qat`` -> ``<stem>-qat.pt`` -> FP32 ONNX -> tensorrt INT8 (lint-checked)."""
-    from edgepose.quantize.qat import qat_finetune
-    from edgepose.export import export_onnx
+def _load_qat(args, model: Path):
+    """The --qat checkpoint, read and checked before the slow calibration (a bad file fails first)."""
     from edgepose.models.pose_model import PoseModel
-    from edgepose.quantize.ptq import quantize_onnx
 
     ckpt = Path(args.qat)
     if not ckpt.is_file():
@@ -65,6 +63,16 @@ def _qat(args, model: Path, out_dir: Path, calib, command: str) -> Path:
     net = PoseModel.from_checkpoint(ckpt)
     if net.preprocess.to_dict() != _onnx_spec(model):
         raise UserError(f"--qat {ckpt} has another preprocessing than {model}; pass the checkpoint it was exported from")
+    return net
+
+
+def _qat(args, net, model: Path, out_dir: Path, calib, command: str) -> Path:
+    """QAT fine-tune ``net`` (``args.qat``) -> ``<stem>-qat.pt`` -> FP32 ONNX -> tensorrt INT8 (lint-checked)."""
+    from edgepose.quantize.qat import qat_finetune
+    from edgepose.export import export_onnx
+    from edgepose.quantize.ptq import quantize_onnx
+
+    ckpt = Path(args.qat)
     summary = qat_finetune(net, calib.crops, steps=args.qat_steps, batch_size=args.qat_batch, lr=args.qat_lr)
     log.info("QAT: %s", summary)
     net.provenance.update({"qat": summary, "qat_from": str(ckpt)})
@@ -115,6 +123,21 @@ def _onnx_spec(model: Path) -> dict:
     return load_metadata(model).preprocess.to_dict()
 
 
+def _check_paths(args, model: Path, out_dir: Path, profiles) -> None:
+    """No file quantize writes is one it reads (model, sidecar, --qat, calibration files) or another output."""
+    from edgepose.io_safety import check_outputs, with_sidecars
+
+    outs = [(f"int8 {p.name} output", out_dir / f"{model.stem}-int8-{p.name}.onnx") for p in profiles]
+    if args.qat:
+        outs += [("QAT checkpoint", out_dir / f"{model.stem}-qat.pt"), ("QAT ONNX", out_dir / f"{model.stem}-qat.onnx"),
+                 ("QAT int8 output", out_dir / f"{model.stem}-qat-int8-tensorrt.onnx")]
+    report = out_dir / f"{model.stem}-quantize-report"
+    outs = with_sidecars(outs) + ([] if args.no_report else [("report", report.with_name(report.name + ".json")),
+                                                            ("report", report.with_name(report.name + ".md"))])
+    inputs = with_sidecars([("model", model), ("--qat", args.qat)]) + [("--calib", c) for c in args.calib]
+    check_outputs(inputs + [("--detector-model", args.detector_model)], outs, dir_outputs=[("-o", out_dir)])
+
+
 def run(args: argparse.Namespace) -> int:
     from edgepose.distill.faces import DetectorSettings
     from edgepose.metadata import load_metadata
@@ -135,11 +158,11 @@ def run(args: argparse.Namespace) -> int:
         from edgepose.data.options import build_eval_reader, parse_data_arg
 
         reader = build_eval_reader(parse_data_arg(args.eval_set), where="--eval")
-    if args.qat and not Path(args.qat).is_file():  # fail before the slow calibration
-        raise UserError(f"--qat checkpoint not found: {args.qat}; pass the .pt that {model.name} was exported from")
     if args.qat and (args.qat_steps < 1 or args.qat_batch < 1 or args.qat_lr <= 0):
         raise UserError("--qat-steps and --qat-batch must be >= 1 and --qat-lr > 0")
     out_dir = Path(args.out_dir) if args.out_dir else model.parent
+    _check_paths(args, model, out_dir, profiles)
+    qat_net = _load_qat(args, model) if args.qat else None  # fail before the slow calibration
     settings = DetectorSettings(name=args.detector, model_path=args.detector_model, video_step=args.video_step)
     calib = build_calibration_set(args.calib, meta.preprocess, settings, max_crops=args.max_crops)
     log.info("calibration: %d face crops from %d file(s)", len(calib.crops), len(calib.manifest["files"]))
@@ -152,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
                       reduce_range=reduce_range[prof.name])
         outputs[f"int8-{prof.name}"] = out
     if args.qat:
-        outputs["int8-tensorrt-qat"] = _qat(args, model, out_dir, calib, command)
+        outputs["int8-tensorrt-qat"] = _qat(args, qat_net, model, out_dir, calib, command)
     if args.no_report:
         return 0
     from edgepose.quantize.report import build_report, eval_batch, format_markdown, write_report

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 from ..errors import UserError
+from .argtypes import int_at_least, int_in_range
 
 HELP = "run face detection + head pose on a video source (GStreamer pipeline)"
 DESCRIPTION = __doc__
@@ -38,24 +39,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "edgepose.defaults.default_pose_model())")
     p.add_argument("--detector", default="yunet", help="face detector: yunet | ultraface | haar (default yunet)")
     p.add_argument("--detector-model", default=None, help="detector model file (default: from the model cache)")
-    p.add_argument("--detector-size", type=int, default=None,
+    p.add_argument("--detector-size", type=int_at_least(32), default=None,
                    help="detector input size (longest side), e.g. 320 for YuNet-320")
-    p.add_argument("--every", type=int, default=1, metavar="N",
+    p.add_argument("--every", type=int_at_least(1), default=1, metavar="N",
                    help="run the detector every N frames; the tracker carries boxes in between (default 1)")
     p.add_argument("--output", "-o", default=None, help="annotated video file (.mp4, H.264)")
     p.add_argument("--jsonl", default=None, help="per-frame metadata as JSON Lines (+ summary record)")
     p.add_argument("--stats", default=None, help="also write the run summary + latency table as JSON here")
     p.add_argument("--display", action="store_true", help="show the annotated video in a window")
-    p.add_argument("--rtsp-port", type=int, default=None, metavar="N",
+    p.add_argument("--rtsp-port", type=int_in_range(1, 65535), default=None, metavar="N",
                    help="serve the annotated video at rtsp://<host>:N/edgepose")
     p.add_argument("--rtsp-mount", default="/edgepose", help="RTSP mount point (default /edgepose)")
     p.add_argument("--platform", choices=("desktop", "jetson"), default=None,
                    help="pipeline templates (default: detected, jetson when /etc/nv_tegra_release exists)")
-    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
-    p.add_argument("--reconnects", type=int, default=5, metavar="N",
+    p.add_argument("--max-frames", type=int_at_least(1), default=None, metavar="N", help="stop after N frames")
+    p.add_argument("--reconnects", type=int_at_least(0), default=5, metavar="N",
                    help="reconnect attempts for rtsp:// and v4l2:// sources (backoff 0.5 s doubling to 8 s)")
     p.add_argument("--device", default="cpu", help="cpu | cuda (ONNX Runtime / TensorRT providers)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=int_at_least(1), default=None,
                    help="intra-op threads for the models (default on the CPU: half the cores, at least 1, so "
                         "GStreamer's decode/encode threads keep the rest; docs/results/pipeline.md)")
     p.add_argument("--async-encode", action="store_true",
@@ -146,11 +147,27 @@ def _check_dms_flags(args) -> None:
             raise UserError(f"{flag} file not found: {path}; check the path")
 
 
-def dms_observers(args, live: bool = False) -> list:
+def check_run_paths(args, spec, events: str | None) -> None:
+    """Before anything is opened for writing: no output of ``edgepose run`` is an input or another
+    output, and each is writable (edgepose.io_safety)."""
+    from ..io_safety import check_outputs, with_sidecars
+
+    preset = Path(args.dms) if args.dms and Path(args.dms).is_file() else None
+    inputs = [("source", spec.location if spec.is_file else None), *with_sidecars([("--model", args.model)]),
+              ("--detector-model", args.detector_model), ("--config", args.config), ("--signals", args.signals),
+              ("--mount", args.mount), ("--dms preset", preset)]
+    check_outputs(inputs, [("--output", args.output), ("--jsonl", args.jsonl), ("--stats", args.stats),
+                           ("--dms-events", events)])
+
+
+def dms_observers(args, live: bool = False, before_open=None) -> list:
     """Frame observers of the DMS layer (``edgepose.dms.create_frame_observer``) from the ``--dms*``,
-    ``--signals``, ``--mount`` and ``--mqtt`` options."""
+    ``--signals``, ``--mount`` and ``--mqtt`` options.  ``before_open(events_path or None)`` runs
+    once the events path is known and before any output is opened (the output checks)."""
     _check_dms_flags(args)
     if not args.dms:
+        if before_open is not None:
+            before_open(None)
         return []
     try:
         from .. import dms
@@ -162,12 +179,13 @@ def dms_observers(args, live: bool = False) -> list:
                         "is missing); run without --dms")
     cfg = dms.load_preset(args.dms, args.dms_set)
     events = args.dms_events or cfg.outputs.events
-    if not events:
+    default = not events
+    if default:
         events = default_events_path(args.jsonl)
-        if events != "-":  # --jsonl creates its folder; the events file beside it must not fail there
-            Path(events).parent.mkdir(parents=True, exist_ok=True)
-    if args.jsonl and events != "-" and Path(events).resolve() == Path(args.jsonl).resolve():
-        raise UserError(f"--dms-events {events} is the --jsonl file; give the events their own file")
+    if before_open is not None:
+        before_open(events)
+    if default and events != "-":  # --jsonl creates its folder; the events file beside it must not fail there
+        Path(events).parent.mkdir(parents=True, exist_ok=True)
     obs = factory(cfg, events_out=None if events.lower() == "none" else events, mqtt=args.mqtt,
                   signals=args.signals, mount=args.mount, write_states=args.dms_states,
                   live_watchdog=live)
@@ -210,8 +228,12 @@ def run(args) -> int:
     if spec.is_file and Path(spec.location).suffix.lower() in STILL_SUFFIXES:
         # one frame: the tracker's hysteresis (a face must be seen twice) would hide every face
         args.overrides = ["tracker.min_hits=1", *args.overrides]
+    if args.model is None:  # the default model that ships inside the package (docs/models.md)
+        from ..defaults import default_pose_model
+
+        args.model = str(default_pose_model())
     # cameras and streams: the DMS also watches for stalls on the wall clock (docs/dms.md)
-    observers = dms_observers(args, live=spec.live)
+    observers = dms_observers(args, live=spec.live, before_open=lambda events: check_run_paths(args, spec, events))
     try:
         summary = _run_with_observers(args, spec, observers)
     finally:
@@ -242,10 +264,6 @@ def run(args) -> int:
 def _run_with_observers(args, spec, observers: list):
     from ..pipelines.runner import run_pipeline
 
-    if args.model is None:  # the default model that ships inside the package (docs/models.md)
-        from ..defaults import default_pose_model
-
-        args.model = str(default_pose_model())
     processor = build_processor(args)
     header = {"model": str(args.model), "detector": args.detector, "detect_every": args.every}
     det = getattr(processor, "detector", None)

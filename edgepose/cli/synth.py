@@ -110,6 +110,12 @@ def _config(args):
 
 def run(args) -> int:
     from ..errors import UserError
+    from ..io_safety import check_outputs
+
+    if args.action == "export":
+        check_outputs([], [], dir_outputs=[("--out", args.out)])
+    elif args.action in ("video", "preview"):
+        check_outputs([], [("--out", args.out)])
 
     if args.action == "export":
         from ..synth.export import export_dataset

@@ -2,7 +2,7 @@
 
 Examples::
 
-    edgepose-train configs/baseline-6d.yaml data.train.path=/data/300W_LP optim.lr=3e-4
+    edgepose-train configs/baseline-6d.yaml data.train.root=/data/300W_LP optim.lr=3e-4
     edgepose-train configs/overfit-aflw2000.yaml --output runs/overfit
     edgepose-train --resume runs/overfit                 # continue an interrupted run
     torchrun --nproc_per_node=4 -m edgepose.cli.main train configs/baseline-6d.yaml   # DDP
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("config", nargs="?", help="YAML recipe (configs/*.yaml); optional with --resume")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="config overrides, e.g. optim.lr=3e-4 epochs=20 data.train.path=/data")
+                        help="config overrides, e.g. optim.lr=3e-4 epochs=20 data.train.root=/data")
     parser.add_argument("--output", "-o", help="run directory (same as output=...)")
     parser.add_argument("--resume", metavar="RUN_OR_CKPT",
                         help="continue from RUN/last.pt (or a checkpoint file) with its saved config")

@@ -175,6 +175,13 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
+    from edgepose.io_safety import check_outputs, with_sidecars
+
+    # a teacher checkpoint inside out_dir (e.g. a previous run's best.pt) must not be overwritten
+    check_outputs(with_sidecars([("teacher", t) for t in cfg.teacher if Path(str(t)).is_file()]),
+                  with_sidecars([(f"out_dir {n}", out / n) for n in ("config.yaml", "manifest.json", "best.pt",
+                                                                      "last.pt", "metrics.jsonl", "student.onnx")]),
+                  dir_outputs=[("out_dir", out)])
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     teacher = load_teacher(cfg.teacher)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import ModelError
+from ..safe_load import load_torch_file
 
 __all__ = ["read_state_dict", "rename_keys", "load_strict"]
 
@@ -14,14 +15,8 @@ __all__ = ["read_state_dict", "rename_keys", "load_strict"]
 def read_state_dict(path: str | os.PathLike) -> dict:
     """A state dict from ``.pth`` / ``.pkl`` / ``.pt``: unwraps ``{"state_dict"|"model_state_dict"|"model": sd}``
     and DataParallel's ``module.`` prefix.  Only tensors are unpickled (``weights_only=True``)."""
-    import torch
-
     path = Path(path)
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle / zip errors come in many types
-        raise ModelError(f"cannot read {path} as PyTorch weights ({type(exc).__name__}: {exc}); "
-                         f"pass the upstream state-dict file") from None
+    obj = load_torch_file(path, what="weights file", fix="pass the upstream state-dict file (name -> tensor)")
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

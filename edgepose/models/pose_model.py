@@ -13,7 +13,6 @@ re-parameterizing RepVGG first when the file holds the deploy form.
 from __future__ import annotations
 
 import io
-import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,12 +24,12 @@ from ..errors import ModelError
 from ..geometry_torch import flip_label, mean_of_two_rotations
 from ..metadata import ArtifactMetadata, BinSpec, MetadataError, atomic_write_bytes
 from ..preprocess import PreprocessSpec
+from ..safe_load import load_torch_file, to_plain
 from .heads import HEADS, build_head, resolve_bins, resolve_hidden
 from .registry import backbone_default_cfg, create_backbone
 
 __all__ = ["PoseModel", "RotationOutput", "read_checkpoint"]
 
-log = logging.getLogger(__name__)
 
 _RESERVED = ("model", "edgepose_metadata")
 
@@ -147,7 +146,9 @@ class PoseModel(nn.Module):
         clash = [k for k in extra if k in _RESERVED]
         if clash:
             raise ValueError(f"save_checkpoint: {', '.join(clash)} are reserved checkpoint keys")
-        payload = {"model": self.state_dict(), "edgepose_metadata": self.metadata().to_dict(), **extra}
+        # plain values only: the file is read back with weights_only=True (edgepose.safe_load)
+        payload = {"model": self.state_dict(), "edgepose_metadata": to_plain(self.metadata().to_dict(), arrays="list"),
+                   **to_plain(extra)}
         buf = io.BytesIO()
         torch.save(payload, buf)
         atomic_write_bytes(path, buf.getvalue())
@@ -212,16 +213,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle errors come in many types
-        # Our own checkpoints load with weights_only=True; other objects (e.g. a trainer's extras)
-        # need full unpickling, which runs code from the file: only for files you trust.
-        log.debug("weights_only load of %s failed (%s); retrying with full unpickling", path, exc)
-        try:
-            ckpt = torch.load(str(path), map_location=map_location, weights_only=False)
-        except Exception as exc2:  # noqa: BLE001
-            raise ModelError(f"cannot read checkpoint {path}: {exc2}") from None
+    # Never full unpickling: it runs code named by the file (docs/security.md).
+    ckpt = load_torch_file(path, map_location=map_location)
     if not isinstance(ckpt, dict) or "edgepose_metadata" not in ckpt or "model" not in ckpt:
         raise ModelError(f"{path} is not an edgepose checkpoint (no 'model' + 'edgepose_metadata'); "
                          f"save models with PoseModel.save_checkpoint, or import foreign weights "

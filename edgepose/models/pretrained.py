@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import ModelError
+from ..safe_load import load_torch_file
 
 __all__ = ["load_pretrained", "read_state_dict"]
 
@@ -24,17 +25,12 @@ _STRIP_PREFIXES = ("module.", "_orig_mod.")
 
 def read_state_dict(path: str | os.PathLike) -> dict:
     """Read a ``.pth`` / ``.pt`` file and return a flat ``{name: tensor}`` dict."""
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"pretrained weights file not found: {path}; pass the path of a local "
                          f"ImageNet .pth file (edgepose never downloads weights)")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file, pickle with custom classes, not a torch file, ...
-        raise ModelError(f"cannot read pretrained weights {path}: {exc}; it must be a torch "
-                         f"state dict saved with torch.save(model.state_dict(), path)") from None
+    obj = load_torch_file(path, what="pretrained weights file",
+                          fix="save the weights with torch.save(model.state_dict(), path)")
     for key in _NESTED_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

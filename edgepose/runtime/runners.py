@@ -18,7 +18,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from ..errors import DependencyError, ModelError, require
+from ..errors import DependencyError, ModelError, first_line, require
 from ..metadata import CHECKPOINT_SUFFIXES
 
 __all__ = ["Runner", "OnnxRunner", "TorchRunner", "open_runner", "select_providers",
@@ -143,7 +143,9 @@ class OnnxRunner(_RunnerBase):
                 str(self.path), sess_options=so, providers=self.providers,
                 provider_options=_provider_options(self.providers, Path(trt_cache_dir) if trt_cache_dir else None))
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(f"onnxruntime cannot load {self.path}: {exc}") from None
+            first = first_line(exc, 300)
+            raise ModelError(f"onnxruntime cannot load {self.path}: {first}; a truncated or damaged file: copy it "
+                             f"again or re-export it with `edgepose export`") from None
         inp = self.session.get_inputs()[0]  # graphs that list initializers as inputs put the image first
         self.input_name = inp.name
         self.input_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in inp.shape)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..metadata import atomic_write_bytes
+from ..safe_load import load_torch_file, to_plain
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
 
@@ -22,7 +23,12 @@ __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
 def rng_state() -> dict[str, Any]:
     import torch
 
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    # numpy's state as plain values (not an ndarray): checkpoints load with weights_only=True,
+    # whose restricted unpickler builds tensors and plain containers only.
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                                                   int(has_gauss), float(cached)),
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -32,7 +38,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     import torch
 
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -43,22 +50,16 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     import torch
 
     buf = io.BytesIO()
-    torch.save(state, buf)
+    torch.save(to_plain(state), buf)  # read back with weights_only=True: plain values only
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    import torch
-
     path = Path(path)
     if not path.exists():
         raise ModelError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem means the same thing to a user
-        raise ModelError(f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); "
-                         f"it may be truncated or not an edgepose checkpoint") from None
+    ckpt = load_torch_file(path, fix="resume from a last.pt written by edgepose-train")
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ModelError(f"{path} is not an edgepose checkpoint (no 'model' entry)")
     return ckpt

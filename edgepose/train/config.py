@@ -129,9 +129,25 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"data.repeat must be >= 1, got {cfg.data.repeat}")
     if not cfg.data.train:
         raise ConfigError("data.train is empty: set the training dataset, e.g. "
-                          "data.train.format=aflw2000 data.train.path=/path/to/AFLW2000")
+                          "data.train.format=aflw2000 data.train.root=/path/to/AFLW2000")
+    if cfg.log.val_every < 1:
+        raise ConfigError(f"log.val_every must be >= 1, got {cfg.log.val_every}")
+    metrics = validation_metrics()
+    if cfg.log.best_metric not in metrics:
+        raise ConfigError(f"log.best_metric={cfg.log.best_metric!r} is not a validation metric; "
+                          f"choose one of: {', '.join(metrics)}")
     _validate_loss(cfg.loss)
     return cfg
+
+
+def validation_metrics() -> list[str]:
+    """The metric names validation reports (``val_<name>``), from edgepose.metrics itself."""
+    import numpy as np
+
+    from ..metrics import pose_metrics
+
+    eye = np.eye(3)[None]
+    return [k for k in pose_metrics(eye, eye, aligned=False) if k != "n"]
 
 
 def _validate_loss(loss: dict) -> None:

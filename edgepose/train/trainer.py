@@ -98,6 +98,8 @@ class Trainer:
         else:
             torch.backends.cudnn.benchmark = True
         seed_everything(cfg.seed + self.dist.rank)
+        if self.dist.is_main:
+            self._check_run_dir()
 
         method_cls = get_method(cfg.method.name)
         self.method: Method = method_cls(cfg, cfg.method.options)
@@ -134,6 +136,22 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
             self._open_tensorboard()
+
+    _OUTPUTS = ("last.pt", "best.pt", "config.yaml", "metrics.csv")
+
+    def _check_run_dir(self) -> None:
+        """Before datasets load: the run folder is not a dataset's folder, no file the run writes is a
+        dataset file, and the folder is writable; temporaries of a save killed mid-write are removed
+        (atomic writes leave ``.NAME.XXXX.tmp`` behind only when the process dies inside one)."""
+        from ..io_safety import check_outputs, paths_in, remove_stale_temporaries
+
+        data = [self.cfg.data.train, self.cfg.data.val]
+        inputs = [p for i, d in enumerate(data) if isinstance(d, dict)
+                  for p in paths_in(f"data.{('train', 'val')[i]}", d)]
+        check_outputs(inputs, [(f"output {name}", self.run_dir / name) for name in self._OUTPUTS],
+                      dir_outputs=[("output", self.run_dir)])
+        for tmp, size in remove_stale_temporaries(self.run_dir, self._OUTPUTS):
+            log.warning("removed %s (%.1f MB), left by a checkpoint write that was killed", tmp, size / 1e6)
 
     def _preprocess_spec(self):
         from .models import training_spec

@@ -12,11 +12,9 @@ file back into an ordinary FP32 graph (``edgepose engine build`` does it before 
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-__all__ = ["store_weights_fp16", "materialize_fp32_weights", "stores_fp16_weights", "write_fp16_storage_copy", "SUFFIX"]
+__all__ = ["store_weights_fp16", "materialize_fp32_weights", "stores_fp16_weights", "SUFFIX"]
 
 SUFFIX = "__fp16_storage"  # name of the float16 initializer; the Cast's output keeps the original name
 MIN_ELEMENTS = 1024  # smaller tensors (biases, BN folded scales) stay float32: they cost nothing
@@ -95,24 +93,3 @@ def materialize_fp32_weights(model):
     onnx.checker.check_model(out)
     return out
 
-
-def write_fp16_storage_copy(src, dst, check_inputs: np.ndarray | None = None) -> dict:
-    """Write ``dst``: the FP32 ONNX file ``src`` with float16 weight storage, its metadata (embedded + sidecar)
-    saying so. With ``check_inputs`` (preprocessed crops) both files are run and the largest rotation-entry
-    and Euler differences are recorded in the metadata and returned."""
-    import onnx
-
-    from ..metadata import load_metadata, save_sidecar
-    from .checks import embed_metadata, max_diffs, ort_session, run_onnx
-
-    meta = load_metadata(src)
-    model = store_weights_fp16(onnx.load(str(src)))
-    info: dict = {"weight_storage": "float16", "bytes_fp32_weights": int(os.path.getsize(src))}
-    embed_metadata(model, meta, dst)
-    if check_inputs is not None:
-        info["parity_vs_fp32_weights"] = max_diffs(run_onnx(ort_session(src, threads=1), check_inputs),
-                                                   run_onnx(ort_session(dst, threads=1), check_inputs))
-    meta = meta.derive(extra={**meta.extra, **info})
-    embed_metadata(onnx.load(str(dst)), meta, dst)
-    save_sidecar(dst, meta)
-    return info
