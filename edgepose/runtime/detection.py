@@ -1,11 +1,11 @@
 """Detection records and box utilities shared by detectors and the tracker."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["Detection", "iou_matrix", "nms", "clip_box", "box_area"]
+__all__ = ["Detection", "iou_matrix", "nms", "merge_overlaps", "clip_box", "box_area"]
 
 
 @dataclass
@@ -75,6 +75,37 @@ def nms(boxes, scores, iou_threshold: float, top_k: int | None = None) -> np.nda
         ious = iou_matrix(boxes[i:i + 1], boxes[rest])[0]
         order = rest[ious <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def merge_overlaps(dets: list[Detection], iou_threshold: float | None, containment: float = 0.8) -> list[Detection]:
+    """Detections best score first, with duplicates of one face removed: a box overlapping a
+    better one by IoU > ``iou_threshold`` is dropped (NMS); of two nested boxes (intersection over
+    the smaller area > ``containment``: a face box and a mouth or eye window inside it have a
+    low IoU but are one head) the larger is kept, with the better score of the two.
+    ``iou_threshold=None`` only sorts."""
+    dets = sorted(dets, key=lambda d: -d.score)
+    if iou_threshold is None or len(dets) < 2:
+        return dets
+    boxes = np.array([d.box for d in dets], np.float64)
+    areas = box_area(boxes)
+    kept: list[int] = []
+    for i in nms(boxes, [d.score for d in dets], iou_threshold):  # best first
+        if kept:
+            nested = _intersection(boxes[i], boxes[kept]) / np.maximum(np.minimum(areas[i], areas[kept]), 1e-12)
+            j = int(np.argmax(nested))
+            if nested[j] > containment:
+                if areas[i] > areas[kept[j]]:  # the enclosing box is the head, ranked as the better one
+                    dets[i] = replace(dets[i], score=max(dets[i].score, dets[kept[j]].score))
+                    kept[j] = int(i)
+                continue
+        kept.append(int(i))
+    return [dets[i] for i in kept]
+
+
+def _intersection(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    w = np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0])
+    h = np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1])
+    return np.clip(w, 0, None) * np.clip(h, 0, None)
 
 
 def clip_box(box, width: int, height: int) -> tuple[float, float, float, float]:

@@ -25,6 +25,7 @@ from ..config import apply_overrides, from_dict, to_dict
 from ..errors import SourceError, UserError
 from ..preprocess import crop_box
 from .camera import VehicleFrame, intrinsics_from_hfov, intrinsics_from_values
+from .detection import merge_overlaps
 from .driver import DriverSelector
 from .settings import RuntimeConfig
 from .smoothing import PoseSmoother
@@ -35,6 +36,8 @@ __all__ = ["FaceResult", "FrameResult", "FrameProcessor", "build_config"]
 log = logging.getLogger(__name__)
 _NAN_R = np.full((3, 3), np.nan)
 _NAN_E = np.full(3, np.nan)
+#: duplicates of one head are merged whatever the detector (its own NMS may be weaker, or absent)
+DEDUP_IOU = 0.5
 
 
 @dataclass
@@ -246,7 +249,7 @@ class FrameProcessor:
         detected = self._should_detect()
 
         t0 = time.perf_counter()
-        dets = self.detector.detect(frame) if detected else None
+        dets = merge_overlaps(self.detector.detect(frame), DEDUP_IOU) if detected else None
         t1 = time.perf_counter()
         if detected:
             self._last_detect = self.frame_index
