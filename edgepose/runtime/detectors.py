@@ -1,4 +1,4 @@
-"""Face-detector factory: ``create_detector("yunet" | "centerface" | "ultraface" | "haar", ...)``.
+"""Face-detector factory: ``create_detector("yunet" | "centerface" | "blazeface" | "ultraface" | "haar", ...)``.
 
 Every detector offers ``detect(frame) -> list[Detection]`` (BGR or GRAY8 frames, boxes in frame
 pixels, best score first), ``close()`` and the context-manager protocol.  ONNX detectors run
@@ -22,6 +22,7 @@ __all__ = ["FaceDetector", "create_detector", "list_detectors", "DEFAULTS"]
 DEFAULTS: dict[str, dict] = {
     "yunet": {"score_threshold": 0.6, "nms_threshold": 0.3, "input_size": 640},
     "centerface": {"score_threshold": 0.5, "nms_threshold": 0.3, "input_size": 320},
+    "blazeface": {"score_threshold": 0.5, "nms_threshold": 0.3, "input_size": None},
     "ultraface": {"score_threshold": 0.7, "nms_threshold": 0.3, "input_size": None},
     # OpenCV groups Haar's windows, yet one head can still give two boxes (a mouth or eye window
     # nested in the face): merged as for the CNN detectors (detection.merge_overlaps)
@@ -74,6 +75,10 @@ def create_detector(name: str = "yunet", model_path: str | os.PathLike | None = 
         from .centerface import CenterFaceDetector
 
         return CenterFaceDetector(path, **opts, **rt, **kw)
+    if family == "blazeface":
+        from .blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(path, **opts, **rt, **kw)
     from .ultraface import UltraFaceDetector
 
     return UltraFaceDetector(path, **opts, **rt, **kw)

