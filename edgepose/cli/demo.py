@@ -155,6 +155,12 @@ def score_against_truth(run_jsonl: Path, poses_jsonl: Path) -> dict:
 
     report.update(block(frames_gt))
     report["phases"] = {name: block(keys) for name, keys in sorted(phases.items())}
+    from ..synth.video import glance_zone
+
+    zones: dict[str, list[int]] = {}
+    for name, keys in phases.items():
+        zones.setdefault(glance_zone(name), []).extend(keys)
+    report["zones"] = {name: block(sorted(keys)) for name, keys in sorted(zones.items())}
     return report
 
 
@@ -279,4 +285,6 @@ def _print_accuracy(r: dict) -> None:
     for name, b in r["phases"].items():
         extra = f", geodesic {b['geodesic_mean_deg']:.1f} deg" if "geodesic_mean_deg" in b else ""
         print(f"         {name:13s} {b['frames']:4d} frames, detected {100 * b['detection_rate']:3.0f} %{extra}")
+    print("[demo] face found per glance zone: " + ", ".join(
+        f"{name} {100 * b['detection_rate']:.1f} %" for name, b in r.get("zones", {}).items()))
 
