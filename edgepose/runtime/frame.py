@@ -240,7 +240,11 @@ class FrameProcessor:
         c = self.cfg.detector
         if self._last_detect is None or self.frame_index - self._last_detect >= c.every:
             return True
-        return c.redetect_when_empty and not self.tracker.confirmed
+        # while no face is confirmed, or a confirmed face was missed by the last detector run (its
+        # box is only a prediction now), detect on every frame: a face is (re)acquired at once and
+        # a lost one is not carried on a stale box for every x max_age frames
+        return c.redetect_when_empty and (not self.tracker.confirmed
+                                          or any(t.misses > 0 for t in self.tracker.confirmed))
 
     def process(self, frame, pts_ns: int) -> FrameResult:
         frame = _as_frame(frame)
