@@ -239,3 +239,29 @@ def test_face_lost_then_reacquired_with_detect_every_5(yunet_path, data_file):
     back = next(i for i in range(32, len(results)) if results[i].faces)
     assert back - 32 <= cfg.tracker.min_hits - 1
     assert all(len(r.faces) == 1 for r in results[back:])
+
+
+def test_flow_moves_boxes_between_detections_closer_than_velocity(data_file):
+    """detector.every=5 on a real head turning/moving: the boxes carried between detector runs by
+    the image's motion (median flow) overlap the per-frame detection better than velocity
+    extrapolation does, and stay close to it."""
+    from edgepose.runtime.detection import iou_matrix
+
+    yunet = data_file("detectors/yunet/yunet_s_320_320.onnx")
+    frames = _frames(data_file("videos/head-pose-face-detection-male.mp4"), 60)
+    with YuNetDetector(yunet) as det:
+        ref = [(det.detect(f) or [None])[0] for f in frames]
+    mean_iou = {}
+    for flow in (False, True):
+        cfg = RuntimeConfig()
+        cfg.detector.every, cfg.tracker.flow = 5, flow
+        ious = []
+        with FrameProcessor(None, YuNetDetector(yunet), cfg) as proc:
+            assert (proc.flow is not None) == flow
+            for i, f in enumerate(frames):
+                r = proc.process(f, i * FPS_NS)
+                if not r.detected and r.faces and ref[i] is not None:
+                    ious.append(iou_matrix([r.faces[0].box], [ref[i].box])[0, 0])
+        assert len(ious) >= 40
+        mean_iou[flow] = float(np.mean(ious))
+    assert mean_iou[True] > mean_iou[False] and mean_iou[True] > 0.95, mean_iou

@@ -27,6 +27,7 @@ from ..preprocess import crop_box
 from .camera import VehicleFrame, intrinsics_from_hfov, intrinsics_from_values
 from .detection import merge_overlaps
 from .driver import DriverSelector
+from .motion import MedianFlow
 from .settings import RuntimeConfig
 from .smoothing import PoseSmoother
 from .tracking import IoUTracker, Track
@@ -167,6 +168,7 @@ class FrameProcessor:
             self.vehicle = VehicleFrame(np.asarray(c.vehicle.R_vehicle_cam, np.float64))
         elif c.vehicle.road_pose_deg is not None:
             self.vehicle = VehicleFrame.from_euler(c.vehicle.road_pose_deg)
+        self.flow = MedianFlow() if c.tracker.flow and c.detector.every > 1 else None
         self._K_cache: tuple[tuple[int, int], np.ndarray] | None = None
         self.frame_index = 0
         self._last_detect = None
@@ -258,8 +260,15 @@ class FrameProcessor:
         if detected:
             self._last_detect = self.frame_index
             tracks = self.tracker.update(dets)
+            if self.flow is not None:
+                self.flow.update(frame, [])  # the next frame's motion starts here
         else:
-            tracks = self.tracker.predict()
+            moved = None
+            if self.flow is not None:
+                live = self.tracker.tracks
+                moved = {t.track_id: b for t, b in zip(live, self.flow.update(frame, [t.box for t in live]))
+                         if b is not None}
+            tracks = self.tracker.predict(moved)
         driver_id = self.driver.select(tracks, w, h)
         t2 = time.perf_counter()
         timings["detect"] = (t1 - t0) * 1e3 if detected else 0.0

@@ -29,6 +29,9 @@ class TrackerConfig:
     min_hits: int = 2  # detections before a track is reported (suppresses one-off false positives)
     max_age: int = 3  # detector runs without a match before a track is dropped
     predict_motion: bool = True  # move boxes by their velocity on frames without detection
+    # with detector.every > 1: move boxes by the image's motion (median optical flow inside each
+    # box) on frames without detection, the velocity only where the flow fails
+    flow: bool = True
 
 
 @dataclass

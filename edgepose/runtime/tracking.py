@@ -73,11 +73,18 @@ class IoUTracker:
     def confirmed(self) -> list[Track]:
         return [t for t in self.tracks if t.confirmed]
 
-    def predict(self) -> list[Track]:
-        """Advance one frame without a detection; returns the confirmed tracks."""
+    def predict(self, moved: dict[int, np.ndarray] | None = None) -> list[Track]:
+        """Advance one frame without a detection; returns the confirmed tracks.  ``moved``: boxes
+        measured on this frame by image motion (track id -> box, :class:`.motion.MedianFlow`);
+        the other tracks move by their velocity."""
         for t in self.tracks:
             t.frames_since_detection += 1
-            if self.predict_motion:
+            box = None if moved is None else moved.get(t.track_id)
+            if box is not None:
+                a = self.velocity_smoothing
+                t.velocity = a * t.velocity + (1 - a) * (np.asarray(box, np.float64) - t.box)
+                t.box = np.asarray(box, np.float64)
+            elif self.predict_motion:
                 t.advance()
         return self.confirmed
 
