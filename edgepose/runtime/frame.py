@@ -168,7 +168,7 @@ class FrameProcessor:
             self.vehicle = VehicleFrame(np.asarray(c.vehicle.R_vehicle_cam, np.float64))
         elif c.vehicle.road_pose_deg is not None:
             self.vehicle = VehicleFrame.from_euler(c.vehicle.road_pose_deg)
-        self.flow = MedianFlow() if c.tracker.flow and c.detector.every > 1 else None
+        self.flow = MedianFlow() if c.tracker.flow else None
         self._K_cache: tuple[tuple[int, int], np.ndarray] | None = None
         self.frame_index = 0
         self._last_detect = None
@@ -257,17 +257,16 @@ class FrameProcessor:
         t0 = time.perf_counter()
         dets = merge_overlaps(self.detector.detect(frame), DEDUP_IOU) if detected else None
         t1 = time.perf_counter()
+        if self.flow is not None:
+            self.flow.push(frame)
         if detected:
             self._last_detect = self.frame_index
-            tracks = self.tracker.update(dets)
-            if self.flow is not None:
-                self.flow.update(frame, [])  # the next frame's motion starts here
+            tracks = self.tracker.update(dets, self.flow.move if self.flow is not None else None)
         else:
             moved = None
             if self.flow is not None:
                 live = self.tracker.tracks
-                moved = {t.track_id: b for t, b in zip(live, self.flow.update(frame, [t.box for t in live]))
-                         if b is not None}
+                moved = {t.track_id: b for t, b in zip(live, self.flow.move([t.box for t in live])) if b is not None}
             tracks = self.tracker.predict(moved)
         driver_id = self.driver.select(tracks, w, h)
         t2 = time.perf_counter()

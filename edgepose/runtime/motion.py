@@ -23,12 +23,13 @@ class MedianFlow:
         self.fb_max = float(fb_max)
         self.min_points = int(min_points)
         self._prev: np.ndarray | None = None
+        self._cur: np.ndarray | None = None
         self._scale = 1.0
         self._lk = {"winSize": (11, 11), "maxLevel": 2,
                     "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)}
 
     def reset(self) -> None:
-        self._prev = None
+        self._prev = self._cur = None
 
     def _gray(self, frame: np.ndarray) -> np.ndarray:
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY if frame.shape[2] == 4
@@ -39,14 +40,17 @@ class MedianFlow:
             gray = cv2.resize(gray, (round(w * self._scale), round(h * self._scale)), interpolation=cv2.INTER_AREA)
         return gray
 
-    def update(self, frame: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray | None]:
-        """Remember ``frame`` and return each box (from the previous frame) moved to it; None for a
-        box that could not be tracked (too few reliable points, or no previous frame)."""
-        gray = self._gray(frame)
-        prev, self._prev = self._prev, gray
-        if prev is None or prev.shape != gray.shape:
+    def push(self, frame: np.ndarray) -> None:
+        """The next frame (call once per frame, detected or not)."""
+        self._prev, self._cur = self._cur, self._gray(frame)
+
+    def move(self, boxes: list[np.ndarray]) -> list[np.ndarray | None]:
+        """Each box of the previous frame moved to the current one; None for a box that could not
+        be tracked (too few reliable points, no previous frame, or a change of frame size)."""
+        prev, cur = self._prev, self._cur
+        if prev is None or cur is None or prev.shape != cur.shape:
             return [None] * len(boxes)
-        return [self._move(prev, gray, np.asarray(b, np.float64)) for b in boxes]
+        return [self._move(prev, cur, np.asarray(b, np.float64)) for b in boxes]
 
     def _move(self, prev: np.ndarray, gray: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         s = self._scale
