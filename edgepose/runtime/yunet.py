@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..preprocess import to_bgr
-from .detection import Detection, nms
+from .detection import Detection, RunnerDetector, nms
 from .runners import open_runner
 
 __all__ = ["YuNetDetector", "letterbox", "plan_padded"]
@@ -52,7 +52,7 @@ def plan_padded(h: int, w: int, longest: int | None, multiple: int = 32) -> tupl
     return net_w, net_h, scale
 
 
-class YuNetDetector:
+class YuNetDetector(RunnerDetector):
     """``detect(frame) -> list[Detection]`` with 5 landmarks per face."""
 
     name = "yunet"
@@ -132,12 +132,3 @@ class YuNetDetector:
         x, scale = self.prepare(frame)
         out = self.runner.infer({self.runner.input_name: x})
         return self.decode(out, x.shape[3], x.shape[2], scale)
-
-    def close(self) -> None:
-        self.runner.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
