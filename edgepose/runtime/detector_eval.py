@@ -179,6 +179,18 @@ def evaluate(detectors: dict, sweep: list, drives: dict[str, list], noface: list
     return results
 
 
+def interleaved_timing(detectors: dict, frames: list) -> dict[str, dict]:
+    """ms per ``detect`` with the detectors taking turns on each frame, so a change of machine
+    load hits all of them alike (median and p90)."""
+    ms: dict[str, list[float]] = {k: [] for k in detectors}
+    for f in frames:
+        for k, d in detectors.items():
+            t0 = time.perf_counter()
+            d.detect(f)
+            ms[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: {"ms_p50": float(np.median(v)), "ms_p90": float(np.percentile(v, 90))} for k, v in ms.items()}
+
+
 def _open(spec: str):
     """``NAME`` or ``NAME=MODEL`` or ``NAME=MODEL@SIZE`` -> (label, detector)."""
     from .detectors import create_detector
@@ -217,8 +229,15 @@ def main(argv=None) -> int:
     ap.add_argument("--no-face-frames", type=int, default=150)
     ap.add_argument("--identities", type=int, default=2, help="sweep identities (alternately colour / NIR)")
     ap.add_argument("--cache", default=None, help="folder for the rendered sweep (reused by later runs)")
+    ap.add_argument("--timing-only", type=int, default=0, metavar="STEP",
+                    help="only time the detectors, taking turns, on every STEP-th frame of the --drive folders")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    if args.timing_only:
+        frames = [f for d in args.drive for f, _, _ in drive_frames(Path(d))][::args.timing_only]
+        for k, v in interleaved_timing(dict(_open(s) for s in args.detector), frames).items():
+            print(f"| {k} | {v['ms_p50']:.1f} | {v['ms_p90']:.1f} |")
+        return 0
     t0 = time.perf_counter()
     sweep = cached_sweep(args.identities, Path(args.cache) if args.cache else None) if args.identities > 0 else []
     drives = {Path(d).name: list(drive_frames(Path(d))) for d in args.drive}
