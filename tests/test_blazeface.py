@@ -9,8 +9,9 @@ import pytest
 
 from edgepose.runtime.blazeface import BlazeFaceDetector, blazeface_anchors, decode_blazeface
 from edgepose.runtime.detection import iou_matrix
-from edgepose.runtime.fetch import KNOWN_MODELS, cached_path
 from edgepose.runtime.yunet import YuNetDetector
+
+from conftest import cached_registry_model
 
 AFLW = ["image00050.jpg", "image00251.jpg", "image00430.jpg", "image00475.jpg", "image02420.jpg", "image02545.jpg"]
 
@@ -40,13 +41,7 @@ def test_decode_box():
 
 @pytest.fixture(scope="module", params=["blazeface", "blazeface-back"])
 def blazeface(request):
-    path = cached_path(request.param)
-    if not path.is_file():
-        pytest.skip(f"{request.param} is not in the edgepose cache ({path}); run `edgepose models fetch {request.param}`")
-    from edgepose.metadata import file_sha256
-
-    assert file_sha256(path) == KNOWN_MODELS[request.param].sha256
-    with BlazeFaceDetector(path, intra_op_threads=1) as det:
+    with BlazeFaceDetector(cached_registry_model(request.param), intra_op_threads=1) as det:
         yield det
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from edgepose.runtime.centerface import STRIDE, CenterFaceDetector, decode_centerface
 from edgepose.runtime.detection import iou_matrix
-from edgepose.runtime.fetch import KNOWN_MODELS, cached_path
 from edgepose.runtime.yunet import YuNetDetector
+
+from conftest import cached_registry_model
 
 AFLW = ["image00050.jpg", "image00251.jpg", "image00430.jpg", "image00475.jpg", "image02420.jpg", "image02545.jpg"]
 
@@ -44,13 +45,7 @@ def test_decode_places_box_and_landmarks():
 
 @pytest.fixture(scope="module")
 def centerface():
-    path = cached_path("centerface")
-    if not path.is_file():
-        pytest.skip(f"CenterFace is not in the edgepose cache ({path}); run `edgepose models fetch centerface`")
-    from edgepose.metadata import file_sha256
-
-    assert file_sha256(path) == KNOWN_MODELS["centerface"].sha256
-    with CenterFaceDetector(path, intra_op_threads=1) as det:
+    with CenterFaceDetector(cached_registry_model("centerface"), intra_op_threads=1) as det:
         yield det
 
 
