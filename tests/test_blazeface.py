@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgepose.runtime.blazeface import BlazeFaceDetector, blazeface_anchors, decode_blazeface
+from edgepose.runtime.blazeface import BOX_TO_YUNET, BlazeFaceDetector, blazeface_anchors, decode_blazeface
 from edgepose.runtime.detection import iou_matrix
 from edgepose.runtime.yunet import YuNetDetector
 
@@ -34,8 +34,9 @@ def test_decode_box():
     reg[k, :4] = [8.0, -4.0, 32.0, 40.0]  # dx, dy, w, h in input pixels (128)
     dets = decode_blazeface(logits, reg, 128, 0.5, 0.5, 0.3)
     assert len(dets) == 1 and dets[0].score == pytest.approx(1 / (1 + np.exp(-2.0)))
-    cx, cy = 4.5 / 8 * 128 + 8, 3.5 / 8 * 128 - 4
-    np.testing.assert_allclose(dets[0].box, np.array([cx - 16, cy - 20, cx + 16, cy + 20]) / 0.5)
+    dx, dy, sw, sh = BOX_TO_YUNET  # BlazeFace's box in the other detectors' convention
+    cx, cy = 4.5 / 8 * 128 + 8 + dx * 32, 3.5 / 8 * 128 - 4 + dy * 40
+    np.testing.assert_allclose(dets[0].box, np.array([cx - 16 * sw, cy - 20 * sh, cx + 16 * sw, cy + 20 * sh]) / 0.5)
     assert decode_blazeface(np.full(896, -10.0), reg, 128, 1.0, 0.5, 0.3) == []
 
 

@@ -26,6 +26,10 @@ from .yunet import letterbox
 __all__ = ["BlazeFaceDetector", "blazeface_anchors", "decode_blazeface"]
 
 LAYERS = ((16, 2), (8, 6))  # (cells per row, anchors per cell)
+#: BlazeFace's box -> the face-box convention of the other detectors (YuNet), which the pose
+#: models' crops expect: centre shift (x, y) in box widths/heights and size ratios (w, h); medians
+#: over 54 frames (AFLW fixtures + the demo drive) where both detect the face
+BOX_TO_YUNET = (0.005, -0.088, 0.926, 1.253)
 
 
 def blazeface_anchors() -> np.ndarray:
@@ -47,8 +51,9 @@ def decode_blazeface(logits: np.ndarray, regressors: np.ndarray, size: int, scal
     if idx.size == 0:
         return []
     reg = regressors[idx, :4].astype(np.float64) / size
-    centre = anchors[idx] + reg[:, :2]
-    half = reg[:, 2:4] / 2
+    dx, dy, sw, sh = BOX_TO_YUNET
+    centre = anchors[idx] + reg[:, :2] + reg[:, 2:4] * (dx, dy)
+    half = reg[:, 2:4] * (sw, sh) / 2
     boxes = np.concatenate([centre - half, centre + half], -1) * size / scale
     keep = nms(boxes, scores[idx], nms_threshold)
     return [Detection(tuple(float(v) for v in boxes[i]), float(scores[idx][i]), None) for i in keep]
