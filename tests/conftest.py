@@ -52,3 +52,16 @@ def aflw_dir(data_file) -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+def cached_registry_model(name: str) -> Path:
+    """The verified file of model ``name`` from the edgepose cache (``edgepose models fetch NAME``,
+    which scripts/setup.sh runs); the test skips when it is not there."""
+    from edgepose.metadata import file_sha256
+    from edgepose.runtime.fetch import KNOWN_MODELS, cached_path
+
+    path = cached_path(name)
+    if not path.is_file():
+        pytest.skip(f"{name} is not in the edgepose cache ({path}); run `edgepose models fetch {name}`")
+    assert file_sha256(path) == KNOWN_MODELS[name].sha256
+    return path

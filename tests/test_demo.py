@@ -73,6 +73,8 @@ def test_score_against_truth_counts_misses_and_measures_errors(tmp_path):
     assert rep["geodesic_mean_deg"] == pytest.approx(5.0 / 3, abs=1e-6)
     assert rep["phases"]["left_mirror"]["detection_rate"] == pytest.approx(0.5)
     assert rep["phases"]["left_mirror"]["geodesic_mean_deg"] == pytest.approx(0.0, abs=1e-6)
+    assert rep["zones"]["mirrors"]["detection_rate"] == pytest.approx(0.5)
+    assert rep["zones"]["road"]["detection_rate"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("args, words", [

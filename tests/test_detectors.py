@@ -140,3 +140,47 @@ def test_nms_keeps_best_and_separates_faces():
     assert list(keep) == [1, 2]
     assert list(nms(boxes, [0.8, 0.9, 0.7], 0.3, top_k=1)) == [1]
     assert len(nms(np.zeros((0, 4)), [], 0.3)) == 0
+
+
+# -- duplicates of one head are merged whatever the detector ------------------------------------------
+UTK_DUPLICATES = ["10_0_0_20170104013211746.jpg.chip.jpg", "10_0_0_20170110220654150.jpg.chip.jpg",
+                  "12_0_3_20170104225715968.jpg.chip.jpg"]
+
+
+def test_merge_overlaps_removes_overlapping_and_nested_boxes():
+    from edgepose.runtime.detection import Detection, merge_overlaps
+
+    face = Detection((10, 10, 110, 110), 0.6)
+    shifted = Detection((15, 12, 115, 112), 0.5)  # IoU 0.86 with face
+    nested = Detection((40, 60, 80, 100), 0.9)  # inside the face (mouth window): IoU 0.16, but the same head
+    other = Detection((200, 10, 300, 110), 0.4)  # another face
+    out = merge_overlaps([face, shifted, nested, other], 0.3)
+    # the enclosing face box is kept, with the nested window's better score and rank
+    assert [d.box for d in out] == [face.box, other.box] and out[0].score == 0.9
+    assert merge_overlaps([face, other, shifted], None) == [face, shifted, other]  # sort only
+    side_by_side = [Detection((0, 0, 100, 100), 0.9), Detection((60, 0, 160, 100), 0.8)]  # IoU 0.25, not nested
+    assert merge_overlaps(side_by_side, 0.3) == side_by_side
+
+
+@pytest.mark.parametrize("name", UTK_DUPLICATES)
+def test_haar_gives_one_box_per_head(data_file, name):
+    from edgepose.runtime.haar import HaarDetector
+
+    img = _img(data_file, f"faces-utkface/crop_part1/{name}")
+    raw = HaarDetector(nms_threshold=None).detect(img)
+    assert len(raw) == 2  # OpenCV's own grouping leaves a second, nested box on this head
+    merged = create_detector("haar").detect(img)
+    assert len(merged) == 1 and merged[0].width > 0.6 * img.shape[1]  # the whole face, not the nested window
+
+
+def test_frame_processor_merges_duplicates_of_any_detector(data_file):
+    """A detector without NMS (Haar with NMS off) still gives one track per head."""
+    from edgepose.runtime.frame import FrameProcessor, build_config
+    from edgepose.runtime.haar import HaarDetector
+
+    img = _img(data_file, f"faces-utkface/crop_part1/{UTK_DUPLICATES[0]}")
+    cfg = build_config(overrides=["tracker.min_hits=1"])
+    with FrameProcessor(None, HaarDetector(nms_threshold=None), cfg) as proc:
+        for i in range(3):
+            result = proc.process(img, i * 33_000_000)
+            assert len(result.faces) == 1, [f.box for f in result.faces]

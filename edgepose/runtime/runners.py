@@ -128,7 +128,10 @@ class OnnxRunner(_RunnerBase):
     """onnxruntime session behind the runner contract."""
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu", providers: Sequence[str] | None = None,
-                 intra_op_threads: int | None = None, trt_cache_dir: str | os.PathLike | None = None):
+                 intra_op_threads: int | None = None, trt_cache_dir: str | os.PathLike | None = None,
+                 model_bytes: bytes | None = None):
+        """``model_bytes``: a rewritten form of the file at ``path`` to run instead (e.g. a graph
+        whose fixed input was made dynamic in memory); ``path`` still names it in messages."""
         ort = require("onnxruntime", "cpu", "running ONNX models")
         self.path = Path(path)
         if not self.path.exists():
@@ -140,7 +143,7 @@ class OnnxRunner(_RunnerBase):
             so.intra_op_num_threads = int(intra_op_threads)
         try:
             self.session = ort.InferenceSession(
-                str(self.path), sess_options=so, providers=self.providers,
+                model_bytes if model_bytes is not None else str(self.path), sess_options=so, providers=self.providers,
                 provider_options=_provider_options(self.providers, Path(trt_cache_dir) if trt_cache_dir else None))
         except Exception as exc:  # onnxruntime raises its own exception types
             first = first_line(exc, 300)

@@ -12,13 +12,14 @@ __all__ = ["RuntimeConfig", "DetectorConfig", "TrackerConfig", "DriverConfig", "
 
 @dataclass
 class DetectorConfig:
-    name: str = "yunet"  # yunet | ultraface | haar
+    name: str = "yunet"  # yunet | centerface | blazeface | ultraface | haar (uncached: fetch.FALLBACK_ORDER)
     model: str | None = None  # ONNX/engine file; None = from the cache (edgepose models fetch), else Haar
     score_threshold: float | None = None  # None = the detector's default (YuNet 0.6, UltraFace 0.7)
     nms_threshold: float | None = None  # None = 0.3
     input_size: int | None = None  # dynamic YuNet: longest side (default 640); fixed files: their own
     every: int = 1  # run the detector every N frames; the tracker carries boxes in between
-    # also run it on every frame while no face is confirmed, so a face is (re)acquired at once
+    # also run it on every frame while no face is confirmed or a confirmed one was just missed,
+    # so a face is (re)acquired at once
     redetect_when_empty: bool = True
 
 
@@ -28,6 +29,9 @@ class TrackerConfig:
     min_hits: int = 2  # detections before a track is reported (suppresses one-off false positives)
     max_age: int = 3  # detector runs without a match before a track is dropped
     predict_motion: bool = True  # move boxes by their velocity on frames without detection
+    # with detector.every > 1: move boxes by the image's motion (median optical flow inside each
+    # box) on frames without detection, the velocity only where the flow fails
+    flow: bool = True
 
 
 @dataclass

@@ -73,16 +73,25 @@ class IoUTracker:
     def confirmed(self) -> list[Track]:
         return [t for t in self.tracks if t.confirmed]
 
-    def predict(self) -> list[Track]:
-        """Advance one frame without a detection; returns the confirmed tracks."""
+    def predict(self, moved: dict[int, np.ndarray] | None = None) -> list[Track]:
+        """Advance one frame without a detection; returns the confirmed tracks.  ``moved``: boxes
+        measured on this frame by image motion (track id -> box, :class:`.motion.MedianFlow`);
+        the other tracks move by their velocity."""
         for t in self.tracks:
             t.frames_since_detection += 1
-            if self.predict_motion:
+            box = None if moved is None else moved.get(t.track_id)
+            if box is not None:
+                a = self.velocity_smoothing
+                t.velocity = a * t.velocity + (1 - a) * (np.asarray(box, np.float64) - t.box)
+                t.box = np.asarray(box, np.float64)
+            elif self.predict_motion:
                 t.advance()
         return self.confirmed
 
-    def update(self, detections: list[Detection]) -> list[Track]:
-        """Advance one frame with the detector's output; returns the confirmed tracks."""
+    def update(self, detections: list[Detection], mover=None) -> list[Track]:
+        """Advance one frame with the detector's output; returns the confirmed tracks.  ``mover``
+        (boxes -> moved boxes or None each, :meth:`.motion.MedianFlow.move`) carries the tracks
+        the detector missed by the image's motion; without it, or where it fails, by velocity."""
         det_boxes = np.array([d.box for d in detections], np.float64).reshape(-1, 4)
         # compare against where each track is expected now (one frame further)
         expected = [t.box + (t.velocity if self.predict_motion else 0.0) for t in self.tracks]
@@ -96,12 +105,15 @@ class IoUTracker:
                 matched_t.add(ti)
                 matched_d.add(di)
                 self._match(self.tracks[ti], detections[di])
-        for ti, t in enumerate(self.tracks):
-            if ti not in matched_t:
-                t.misses += 1
-                t.frames_since_detection += 1
-                if self.predict_motion:
-                    t.advance()
+        missed = [t for ti, t in enumerate(self.tracks) if ti not in matched_t]
+        moved = mover([t.box for t in missed]) if mover is not None and missed else [None] * len(missed)
+        for t, box in zip(missed, moved):
+            t.misses += 1
+            t.frames_since_detection += 1
+            if box is not None:
+                t.box = np.asarray(box, np.float64)
+            elif self.predict_motion:
+                t.advance()
         self.tracks = [t for t in self.tracks if t.misses <= self.max_age]
         for di, d in enumerate(detections):
             if di not in matched_d:

@@ -24,7 +24,7 @@ from ..errors import ModelError
 from ..preprocess import to_bgr
 from .detection import Detection, NetworkDetector, nms
 
-__all__ = ["YuNetDetector", "letterbox"]
+__all__ = ["YuNetDetector", "letterbox", "plan_padded"]
 
 STRIDES = (8, 16, 32)
 DYNAMIC_DEFAULT_SIZE = 640
@@ -38,6 +38,15 @@ def letterbox(frame_bgr: np.ndarray, out_w: int, out_h: int, scale: float) -> np
     canvas = np.zeros((out_h, out_w, 3), np.uint8)
     canvas[:rh, :rw] = resized
     return canvas
+
+
+def plan_padded(h: int, w: int, longest: int | None, multiple: int = 32) -> tuple[int, int, float]:
+    """(net_w, net_h, scale) for a fully convolutional detector: the frame scaled so its longest
+    side is ``longest`` (0/None = native), padded up to a multiple of ``multiple``."""
+    scale = (longest / max(h, w)) if longest else 1.0
+    net_w = max(multiple, math.ceil(round(w * scale) / multiple) * multiple)
+    net_h = max(multiple, math.ceil(round(h * scale) / multiple) * multiple)
+    return net_w, net_h, scale
 
 
 class YuNetDetector(NetworkDetector):
@@ -69,10 +78,7 @@ class YuNetDetector(NetworkDetector):
         if self.fixed_hw:
             net_h, net_w = self.fixed_hw
             return net_w, net_h, min(net_w / w, net_h / h)
-        scale = (self.input_size / max(h, w)) if self.input_size else 1.0
-        net_w = max(32, math.ceil(round(w * scale) / 32) * 32)
-        net_h = max(32, math.ceil(round(h * scale) / 32) * 32)
-        return net_w, net_h, scale
+        return plan_padded(h, w, self.input_size)
 
     def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
         """Frame (BGR or GRAY) -> (network input (1,3,H,W) float32, scale)."""

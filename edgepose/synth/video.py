@@ -32,7 +32,7 @@ from .identity import HeadIdentity, identity_seeds
 from .renderer import get_renderer
 from .scene import CameraParams, LightParams, SceneParams
 
-__all__ = ["DRIVE_SCRIPT", "pose_track", "render_video"]
+__all__ = ["DRIVE_SCRIPT", "glance_zone", "pose_track", "render_video"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,12 @@ DRIVE_SCRIPT = [  # one pass = 10.0 s; the distraction is a >= 3 s off-road glan
 #: Road-forward pose in camera axes for the default mount (camera low on the steering column,
 #: looking up at the driver): the driver appears to look slightly down.
 NEUTRAL = (-8.0, 0.0, 0.0)
+
+
+def glance_zone(phase: str) -> str:
+    """Glance zone of a drive-script phase: road, mirrors (left, rear-view, right) or distraction
+    (the script's distraction is the glance down to the centre console)."""
+    return "mirrors" if phase.endswith("mirror") else phase
 
 
 def _ease(t):
