@@ -53,7 +53,16 @@ def test_manifest_matches_the_files_and_the_size_budget():
 def test_sidecars_describe_one_student_and_its_int8_profiles():
     metas = {k: load_metadata(defaults.default_pose_model(k)) for k in defaults.PROFILES}
     fp32 = metas["fp32"]
-    assert fp32.model == "mobilenetv3_small_075" and fp32.head == "6d"
+    from edgepose.assets.build_config import REPO, BuildConfig
+    from edgepose.config import load_config
+
+    cfg = load_config(BuildConfig, REPO / "configs" / "default-model" / "build.yaml", [])
+    assert fp32.model == cfg.student.name and fp32.head == "6d"  # the files are what the shipped config builds
+    assert fp32.preprocess.input_size == cfg.student.input_size
+    import json
+
+    for k, m in metas.items():  # the licence caveat (teachers trained on 300W-LP) travels with every file
+        assert "300W-LP (non-commercial research data)" in json.dumps(m.provenance), k
     for k, m in metas.items():
         assert m.preprocess.to_dict() == fp32.preprocess.to_dict(), f"{k}: preprocessing differs from FP32"
         assert m.model == fp32.model

@@ -37,7 +37,12 @@ def faces(data_file):
     return out
 
 
-@pytest.mark.parametrize("profile", list(defaults.PROFILES))
+# Known gap, kept visible: the shipped INT8 files move 0.26 deg (cpu) and 0.54 deg (tensorrt) on average for a
+# 0.01 px shift (FP32: 0.06; docs/models.md "INT8"). strict: once a build meets the bound, this marker must go.
+INT8_GAP = pytest.mark.xfail(strict=True, reason="INT8 sub-pixel stability above 0.2 deg (docs/models.md, INT8)")
+
+
+@pytest.mark.parametrize("profile", [p if p == "fp32" else pytest.param(p, marks=INT8_GAP) for p in defaults.PROFILES])
 def test_a_sub_pixel_box_shift_barely_moves_the_answer(profile, faces):
     pytest.importorskip("onnxruntime")
     from edgepose.metrics import geodesic_errors

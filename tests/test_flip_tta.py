@@ -126,9 +126,14 @@ def test_histogram_calibration_skips_the_float_head(tmp_path):
     from edgepose.metadata import load_metadata
     from edgepose.quantize.ptq import quantize_onnx
 
-    fp32 = default_pose_model()
+    from edgepose.export import export_onnx
+
+    fp32 = tmp_path / "flip.onnx"  # a file that ends in the flip average (the shipped one did until 2026-12-07)
+    torch.manual_seed(0)  # a ReLU trunk: random hard-swish / squeeze-excite layers give constant tensors
+    export_onnx(PoseModel.build("mobilenet_v1_050", input_size=64).eval(), fp32, flip_tta=True, simplify=False)
     assert load_metadata(fp32).model_kwargs.get("flip_tta")
-    crops = np.random.default_rng(0).standard_normal((16, 3, 128, 128)).astype(np.float32)
+    size = load_metadata(fp32).preprocess.input_size
+    crops = np.random.default_rng(0).standard_normal((16, 3, size, size)).astype(np.float32)
     for method in ("percentile", "entropy"):
         quantize_onnx(fp32, tmp_path / f"{method}.onnx", crops, profile="tensorrt", method=method, command="test")
         assert json.loads((tmp_path / f"{method}.onnx.json").read_text())["extra"]["quantization"]["method"] == method

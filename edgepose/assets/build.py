@@ -163,7 +163,7 @@ def main(argv=None) -> int:
             prov = {"command": command,
                     "config": json.loads(json.dumps(_to_dict(cfg))),
                     "teacher": [_describe_teacher(t) for t in cfg.teacher], "real_faces": int(len(real["images"])),
-                    "real_manifest": _relative_paths(json.loads(str(real["manifest"])), root)}
+                    "real_media": media_summary(_relative_paths(json.loads(str(real["manifest"])), root))}
             print(f"installed: {install(paths, prov)}")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -213,6 +213,23 @@ def _describe_teacher(name: str) -> str:
     if key in TEACHER_LICENSES:
         return f"{TEACHER_LICENSES[key]}; {WEIGHTS_CAVEAT}"
     return f"{name} (edgepose checkpoint: its data and license are in its own provenance)"
+
+
+def media_summary(manifest: list[dict]) -> dict:
+    """The real media of a build, short enough for the package: files and faces per top folder, and one
+    sha256 over the sorted (path, sha256) pairs that pins the exact list (``out_dir/real.npz`` has it)."""
+    import hashlib
+
+    folders: dict[str, dict] = {}
+    for m in manifest:
+        top = Path(m["path"]).parts[0] if len(Path(m["path"]).parts) > 1 else m["path"]
+        f = folders.setdefault(top, {"files": 0, "faces": 0, "bytes": 0})
+        f["files"] += 1
+        f["faces"] += int(m.get("faces", 0))
+        f["bytes"] += int(m.get("bytes", 0))
+    pairs = sorted((m["path"], m["sha256"]) for m in manifest)
+    return {"folders": folders, "files": len(manifest),
+            "list_sha256": hashlib.sha256(json.dumps(pairs).encode()).hexdigest()}
 
 
 def _relative_paths(manifest: list[dict], root: Path) -> list[dict]:
