@@ -116,5 +116,7 @@ def test_overrides_index_into_lists():
 def test_bench_suite_peer_path_override(repo_root):
     from edgepose.benchmarks.suite import load_suite
 
-    suite, _ = load_suite("default", ["peers.1.source.path=runs/my-teacher/best.pt"])
+    base, _ = load_suite("default")
+    i = [p.name for p in base.peers].index("teacher")  # the position moves as imported peers are added
+    suite, _ = load_suite("default", [f"peers.{i}.source.path=runs/my-teacher/best.pt"])
     assert [p for p in suite.peers if p.name == "teacher"][0].source.path == "runs/my-teacher/best.pt"

@@ -163,6 +163,10 @@ class ClerfPairs:
         crop_a, R_a, _ = crop_sample(a, ds.spec, angle, flip)
         # roll_last: rotate the roll-free render by image_rotation first, then the shared transform
         crop_p, R_p, _ = crop_sample(p, ds.spec, angle + extra_rot, flip)
+        if ds.spec.channels == 3:  # a grey (NIR-look) render beside a colour one: one form for the pair
+            from ..preprocess import to_bgr
+
+            crop_a, crop_p = to_bgr(crop_a), to_bgr(crop_p)
         if ds.augment is not None:
             crop_a = ds.augment.photometric(crop_a, rng)
             crop_p = ds.augment.photometric(crop_p, rng)
