@@ -15,7 +15,7 @@ def test_onnx_macs_equal_torch_flop_counter(tmp_path):
     from edgepose.models.pose_model import PoseModel
     from edgepose.preprocess import PreprocessSpec
 
-    model = PoseModel.build("mobilenetv3_small_075", head="6d", preprocess=PreprocessSpec(input_size=64)).eval()
+    model = PoseModel.build("mobilenet_v1_050", head="6d", preprocess=PreprocessSpec(input_size=64)).eval()
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(torch.zeros(1, 3, 64, 64))

@@ -14,7 +14,7 @@ def exported(tmp_path_factory):
     from edgepose.preprocess import PreprocessSpec
 
     tmp = tmp_path_factory.mktemp("ws")
-    model = PoseModel.build("mobilenetv3_small_075", head="6d", preprocess=PreprocessSpec(input_size=64)).eval()
+    model = PoseModel.build("mobilenet_v1_050", head="6d", preprocess=PreprocessSpec(input_size=64)).eval()
     path = tmp / "m.onnx"
     export_onnx(model, path, simplify=False)
     return path
