@@ -53,8 +53,9 @@ AGREEMENT_SCALE_DEG = 8.0  # disagreement at which a face counts half in distill
 
 
 def _geodesic_deg(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    cos = ((A * B).sum((-2, -1)) - 1.0) / 2.0
-    return torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0)))
+    from ..geometry_torch import geodesic
+
+    return torch.rad2deg(geodesic(A, B, eps=0.0))  # no gradient here: the exact angle, no clamp margin
 
 
 def _weighted_chordal_mean(Rs: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
