@@ -169,7 +169,7 @@ def test_validate_scores_euler_mae_against_the_datasets_labels(tmp_path):
     from edgepose import geometry
     from edgepose.data import FolderReader, PoseDataset
     from edgepose.preprocess import PreprocessSpec
-    from edgepose.train.trainer import _collate
+    from edgepose.train.engine import collate
 
     cv2.imwrite(str(tmp_path / "face.png"), np.full((40, 40, 3), 127, np.uint8))
     (tmp_path / "val.csv").write_text("image,pitch,yaw,roll\nface.png,10,91,5\n")
@@ -180,8 +180,7 @@ def test_validate_scores_euler_mae_against_the_datasets_labels(tmp_path):
         def forward(self, x):
             return {"R": R_pred.expand(len(x), 3, 3)}
 
-    fake = SimpleNamespace(method=SimpleNamespace(pose_model=lambda module: module), module=Fixed(),
-                           device=torch.device("cpu"), cfg=SimpleNamespace(channels_last=False),
-                           _val_loader=lambda: torch.utils.data.DataLoader(val, batch_size=1, collate_fn=_collate))
-    m = Trainer.validate(fake)
-    assert m["mae"] == pytest.approx(2.0 / 3, abs=1e-4) and m["ge"] == pytest.approx(2.0, abs=1e-3)
+    fake = SimpleNamespace(device=torch.device("cpu"), cfg=SimpleNamespace(channels_last=False),
+                           _val_loader=lambda: torch.utils.data.DataLoader(val, batch_size=1, collate_fn=collate))
+    m = Trainer._validate(fake, Fixed())
+    assert m["val_mae"] == pytest.approx(2.0 / 3, abs=1e-4) and m["val_ge"] == pytest.approx(2.0, abs=1e-3)

@@ -94,6 +94,7 @@ class TrainConfig:
     batch_size: int = 64
     workers: int = 2
     amp: bool = False  # bf16 autocast on CPU, fp16 + GradScaler on CUDA
+    ema: float = 0.0  # weight-average decay (e.g. 0.999; 0 = off): the average is validated and saved
     channels_last: bool = False
     seed: int = 0
     deterministic: bool = True  # deterministic kernels where torch offers them (cudnn)
@@ -130,6 +131,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if not cfg.data.train:
         raise ConfigError("data.train is empty: set the training dataset, e.g. "
                           "data.train.format=aflw2000 data.train.root=/path/to/AFLW2000")
+    if not 0.0 <= cfg.ema < 1.0:
+        raise ConfigError(f"ema must be in [0, 1) (e.g. 0.999; 0 = off), got {cfg.ema}")
     if cfg.log.val_every < 1:
         raise ConfigError(f"log.val_every must be >= 1, got {cfg.log.val_every}")
     metrics = validation_metrics()

@@ -1,14 +1,17 @@
 """The ``Method`` extension point: what a training run builds and how one batch becomes a loss.
 
-The trainer owns everything generic (devices, DDP, AMP, optimiser, schedule, checkpoints, logs,
-validation).  A method owns what differs between recipes:
+The engine (:mod:`edgepose.train.engine`) owns everything generic (devices, DDP, AMP, optimiser,
+schedule, EMA, checkpoints, logs, validation).  A method -- the objective -- owns what differs between
+recipes: teacher methods (supervised, LDL, CLERF, PCL, HMTL), distillation
+(:class:`edgepose.distill.objective.DistillObjective`), the default-model build and QAT are all methods:
 
 * :meth:`Method.build` -- the trainable module (a :class:`PoseModel`, or a wrapper that adds
   projection heads / decoders around one);
 * :meth:`Method.training_step` -- one batch -> ``(loss, logs)``;
 * :meth:`Method.pose_model` -- the deployable :class:`PoseModel` inside the trainable module,
   which is what checkpoints, validation and export see;
-* optional hooks: :meth:`wrap_dataset`, :meth:`param_groups`, :meth:`on_epoch_start`, :meth:`state_dict` /
+* optional hooks: :meth:`wrap_dataset`, :meth:`param_groups`, :meth:`on_epoch_start`, :meth:`train_mode`,
+  :meth:`state_dict` /
   :meth:`load_state_dict` for method state that is not in a module (loss histories, queues).
 
 Teacher methods (CLERF, PCL, HMTL, LDL) register themselves with :func:`register_method`;
@@ -129,6 +132,11 @@ class Method:
 
     def on_epoch_start(self, epoch: int) -> None:
         pass
+
+    def train_mode(self, model: "nn.Module") -> None:
+        """Put the module into its training mode at the start of each epoch (QAT keeps eval mode:
+        its BatchNorms are folded and dropout stays off)."""
+        model.train()
 
     def state_dict(self) -> dict:
         return {}
