@@ -91,7 +91,7 @@ def test_chain_teacher_student_onnx_int8(tmp_path, data_file):
     run = tmp_path / "run"
     assert (run / "best.pt").is_file() and (run / "last.pt").is_file() and (run / "config.yaml").is_file()
     h = res["history"][0]
-    assert np.isfinite(h["loss"]) and {"geodesic", "gt", "feature"} <= set(h)
+    assert np.isfinite(h["train_loss"]) and {"train_geodesic", "train_gt", "train_feature"} <= set(h)
     import json
 
     man = json.loads((run / "manifest.json").read_text())

@@ -129,7 +129,7 @@ def test_cached_distill_end_to_end(tmp_path, data_file):
         "optim.batch_size=8", "loss.gt=1.0", f"out_dir={tmp_path / 'run'}"])
     res = distill(cfg, progress=False)
     h = res["history"][0]
-    assert np.isfinite(h["loss"]) and {"geodesic", "gt", "val_mae"} <= set(h)
+    assert np.isfinite(h["train_loss"]) and {"train_geodesic", "train_gt", "val_mae"} <= set(h)
     man = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert man["faces"] >= 10 and man["detector"]["max_faces"] == 2
     from edgepose.metadata import load_metadata

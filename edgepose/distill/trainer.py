@@ -1,23 +1,24 @@
-"""The distillation loop: config dataclasses, training, checkpoints and the final ONNX export.
+"""Distillation's front end: config dataclasses, data, teacher and student, then the one training engine.
 
 ``distill(cfg) -> dict`` writes into ``cfg.out_dir``: ``config.yaml`` (resolved), ``metrics.jsonl``
-(one line per epoch), ``last.pt`` (every epoch, atomic), ``best.pt`` (lowest validation MAE when
-``data.val`` is set, else the last epoch), ``manifest.json`` (files + sha256 of the unlabelled
-data) and ``student.onnx`` (+ sidecar) when ``export_onnx``.  Ctrl-C saves ``last.pt`` first.
+(one line per epoch), ``last.pt`` (every epoch, atomic, with the full training state for ``resume``),
+``best.pt`` (lowest validation MAE when ``data.val`` is set, else the last epoch), ``manifest.json``
+(files + sha256 of the unlabelled data) and ``student.onnx`` (+ sidecar) when ``export_onnx``.  The loop
+itself -- optimizer, schedule, AMP, DDP under ``torchrun``, EMA, resume, checkpoints, logs -- is
+:mod:`edgepose.train.engine`, driven by :class:`.objective.DistillObjective`.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgepose.config import ConfigError, load_config, save_config
-from edgepose.errors import DataError, UserError
+from edgepose.errors import DataError
+from edgepose.train.config import OptimConfig
 
 from .losses import DistillLossConfig
 
@@ -58,13 +59,17 @@ class DistillDataConfig:
 
 
 @dataclass
-class DistillOptimConfig:
-    epochs: int = 10
-    batch_size: int = 32
+class DistillOptimConfig(OptimConfig):
+    """``edgepose-train``'s optimizer section (name, lr, betas, ...) plus the loop's own settings."""
+
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    grad_clip: float = 5.0
+    epochs: int = 10
+    batch_size: int = 32
     warmup_epochs: float = 0.5
     workers: int = 0
+    ema: float = 0.0  # weight-average decay (e.g. 0.999; 0 = off): the average is validated, saved and exported
 
 
 @dataclass
@@ -77,6 +82,8 @@ class DistillConfig:
     out_dir: str = "runs/distill"
     seed: int = 0
     threads: int = 0  # torch intra-op threads (0 = default)
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (the teacher runs on the same device)
+    amp: bool = False  # bf16 autocast on the CPU, fp16 + GradScaler on CUDA
     export_onnx: bool = True
 
 
@@ -154,26 +161,24 @@ def _val_mae(model, reader) -> float:
     from edgepose.quantize.report import eval_batch
 
     x, R = eval_batch(reader, model.preprocess)
-    model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
-        P = torch.cat([model(torch.from_numpy(x[i:i + 64]))["R"] for i in range(0, len(x), 64)]).numpy()
+        P = torch.cat([model(torch.from_numpy(x[i:i + 64]).to(device))["R"].float().cpu()
+                       for i in range(0, len(x), 64)]).numpy()
     return float(euler_mae(P.astype(np.float64), R)["mae"])
 
 
-def distill(cfg: DistillConfig, progress: bool = True) -> dict[str, Any]:
-    import torch
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
+def distill(cfg: DistillConfig, progress: bool = True, resume: str | Path | None = None) -> dict[str, Any]:
+    """Distil ``cfg.teacher`` into a student; ``resume``: a run folder or its ``last.pt``."""
     from edgepose.metadata import atomic_write_text
+    from edgepose.train.config import SchedConfig
+    from edgepose.train.engine import Engine, EngineConfig
 
     from .data import PairedCropDataset, collate
     from .losses import DistillLoss
+    from .objective import DistillModule, DistillObjective
     from .teacher import load_teacher
 
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
     from edgepose.io_safety import check_outputs, with_sidecars
 
@@ -182,8 +187,22 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict[str, Any]:
                   with_sidecars([(f"out_dir {n}", out / n) for n in ("config.yaml", "manifest.json", "best.pt",
                                                                       "last.pt", "metrics.jsonl", "student.onnx")]),
                   dir_outputs=[("out_dir", out)])
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    cached = cfg.data.teacher_labels == "cached"
+    val_reader = None
+    if cfg.data.val:
+        from edgepose.train.data import build_eval_reader
+
+        val_reader = build_eval_reader(dict(cfg.data.val), where="data.val")
+    o = cfg.optim
+    engine_cfg = EngineConfig(
+        epochs=o.epochs, optim=o, sched=SchedConfig(name="cosine", warmup_epochs=o.warmup_epochs),
+        amp=cfg.amp, ema=o.ema, device=cfg.device, seed=cfg.seed, threads=cfg.threads, output=str(out),
+        best_metric="val_mae" if val_reader is not None else None, progress=progress, desc="distill")
+    objective = DistillObjective(cfg, None, cached)
+    engine = Engine(engine_cfg, objective)
+    if engine.dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
     teacher = load_teacher(cfg.teacher)
     student = _student(cfg, teacher)
     if cfg.data.cache_dir:
@@ -193,13 +212,8 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict[str, Any]:
 
         cache_dir = _cache() / "distill"
     readers, manifest = _readers(cfg, [*teacher.specs, student.preprocess], cache_dir)
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-    val_reader = None
-    cached = cfg.data.teacher_labels == "cached"
-    if cfg.data.val:
-        from edgepose.train.data import build_eval_reader
-
-        val_reader = build_eval_reader(dict(cfg.data.val), where="data.val")
+    if engine.dist.is_main:
+        atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if cached:
         from edgepose.data.augment import Augment
 
@@ -212,56 +226,21 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict[str, Any]:
     else:
         ds = PairedCropDataset(readers, student.preprocess, teacher.specs, cfg.data.jitter_scale,
                                cfg.data.jitter_shift, seed=cfg.seed)
-    loader = DataLoader(ds, batch_size=cfg.optim.batch_size, shuffle=True, num_workers=cfg.optim.workers,
-                        collate_fn=collate_cached if cached else collate, drop_last=len(ds) > cfg.optim.batch_size,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    objective.teacher, objective.datasets = (None if cached else teacher), [ds]
+    loader = engine.loader(ds, o.batch_size, o.workers, train=True, drop_last=len(ds) > o.batch_size,
+                           collate_fn=collate_cached if cached else collate)
     criterion = DistillLoss(cfg.loss, student.num_features, teacher.num_features, dict(student.bins), teacher.bins)
-    params = list(student.parameters()) + list(criterion.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    total = cfg.optim.epochs * len(loader)
-    warm = max(1, int(cfg.optim.warmup_epochs * len(loader)))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     student.provenance.update({"distilled_from": teacher.describe(), "command": " ".join(sys.argv),
                                "data": {"unlabelled": cfg.data.unlabelled, "labelled": cfg.data.labelled}})
-    history, best, best_mae = [], out / "best.pt", math.inf
-    epoch = 0
-    try:
-        for epoch in range(1, cfg.optim.epochs + 1):
-            ds.epoch = epoch
-            student.train()
-            sums: dict[str, float] = {}
-            t0 = time.perf_counter()
-            for batch in tqdm(loader, desc=f"distill {epoch}/{cfg.optim.epochs}", disable=not progress, leave=False):
-                t_out = {"R": batch["R_t"]} if cached else teacher(batch["teacher"])
-                s_out = student(batch["student"])
-                loss, parts = criterion(s_out, t_out, batch["R"], batch["has_gt"])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 5.0)
-                opt.step()
-                sched.step()
-                for k, v in {"loss": float(loss.detach()), **parts}.items():
-                    sums[k] = sums.get(k, 0.0) + v
-            row = {"epoch": epoch, **{k: v / len(loader) for k, v in sums.items()},
-                   "seconds": time.perf_counter() - t0, "lr": sched.get_last_lr()[0]}
-            if val_reader is not None:
-                row["val_mae"] = _val_mae(student, val_reader)
-            history.append(row)
-            with open(out / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(row) + "\n")
-            log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
-            student.save_checkpoint(out / "last.pt", epoch=epoch, config=_cfg_dict(cfg))
-            score = row.get("val_mae", -epoch)  # without validation: the latest epoch
-            if score < best_mae:
-                best_mae = score
-                student.save_checkpoint(best, epoch=epoch, config=_cfg_dict(cfg))
-    except KeyboardInterrupt:
-        student.save_checkpoint(out / "last.pt", epoch=epoch, config=_cfg_dict(cfg), interrupted=True)
-        log.warning("interrupted: saved %s", out / "last.pt")
-        raise
-    result: dict[str, Any] = {"out_dir": str(out), "best": str(best), "history": history}
-    if cfg.export_onnx:
+
+    def validate(model) -> dict[str, float]:
+        return {"val_mae": _val_mae(model, val_reader)}
+
+    engine.fit(DistillModule(student, criterion), loader, validate=validate if val_reader is not None else None,
+               resume=resume, checkpoint_extra={"config": _cfg_dict(cfg)})
+    best = out / "best.pt"
+    result: dict[str, Any] = {"out_dir": str(out), "best": str(best), "history": engine.history}
+    if cfg.export_onnx and engine.dist.is_main:
         from edgepose.export import export_onnx
         from edgepose.models.pose_model import PoseModel
 
