@@ -172,7 +172,7 @@ def test_width_075_backbone_has_torchvision_structure():
 def test_weight_average_tracks_the_trained_weights_and_rejects_bad_decays():
     import torch
 
-    from edgepose.assets.build_train import WeightAverage
+    from edgepose.train.ema import WeightAverage
     from edgepose.models.pose_model import PoseModel
 
     torch.manual_seed(0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgepose.train.config import OptimConfig
+
 REPO = Path(__file__).resolve().parents[2]
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 FILES = {"fp32": "edgepose-default-fp32.onnx", "int8-cpu": "edgepose-default-int8-cpu.onnx",
@@ -58,11 +60,14 @@ class DataSection:
 
 
 @dataclass
-class OptimSection:
-    epochs: int = 12
-    batch_size: int = 64
+class OptimSection(OptimConfig):
+    """``edgepose-train``'s optimizer section (name, lr, betas, grad_clip, ...) plus the loop's own settings."""
+
     lr: float = 3e-3
     weight_decay: float = 5e-4
+    grad_clip: float = 5.0
+    epochs: int = 12
+    batch_size: int = 64
     warmup_steps: int = 100
     workers: int = 1
     # exponential moving average of the weights (0 = off): the averaged weights are validated, saved and
@@ -98,6 +103,7 @@ class BuildConfig:
     seed: int = 0
     threads: int = 1
     device: str = "cpu"        # training only ("cuda", "cuda:1"); labelling, export and INT8 run on the CPU
+    amp: bool = False          # training in bf16 (CPU) / fp16 (CUDA) autocast
     out_dir: str = "runs/default-model"
 
 

@@ -1,16 +1,19 @@
-"""Step 3 of the default-model build: training the student (device, initialisation from the teacher or
-a checkpoint, learning-rate groups, weight average, per-epoch validation)."""
+"""Step 3 of the default-model build: training the student.
+
+What is the build's own: the student's initialisation (from the teacher or a checkpoint), its two
+learning-rate groups, the weighted geodesic objective and the per-epoch validation (synthetic heads with
+exact labels, held-out people against the teachers).  The loop -- optimizer, schedule, EMA, AMP, DDP,
+resume, checkpoints, ``metrics.jsonl`` -- is the one training engine (:mod:`edgepose.train.engine`)."""
 from __future__ import annotations
 
-import json
 import logging
-import math
-import time
 from pathlib import Path
 
 import numpy as np
 
 from edgepose.errors import UserError
+
+from edgepose.train.method import Method
 
 from .build_config import BuildConfig
 from .build_data import ArrayReader, Repeat, readers_as_dataset
@@ -34,25 +37,49 @@ def predict_R(model, data: dict[str, np.ndarray], spec, batch: int = 128) -> np.
     return np.concatenate(out)
 
 
-def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path, teacher=None,
-          real_val: dict | None = None, command: str = "python -m edgepose.assets.build"):
-    import torch
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
+class GeodesicObjective(Method):
+    """The build's objective: per-face weighted geodesic distance from the (ensemble) label."""
 
+    name = "build-geodesic"
+
+    def __init__(self, cfg: BuildConfig, copied: list[str]):
+        super().__init__(cfg, None)
+        self.copied = copied
+
+    def param_groups(self, module) -> list[dict]:
+        return param_groups(module, self.copied, 1.0, self.cfg.student.init_lr_scale, as_scale=True)
+
+    def training_step(self, batch: dict, model):
+        from edgepose.losses import geodesic_loss
+
+        with self.autocast():
+            pred = model(batch["image"])["R"]
+        loss = geodesic_loss(pred.float(), batch["R"], batch["weight"])
+        return loss, {}
+
+
+def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path, teacher=None,
+          real_val: dict | None = None, command: str = "python -m edgepose.assets.build",
+          resume: str | Path | None = None):
     from edgepose.data.augment import Augment
-    from edgepose.losses import geodesic_loss
     from edgepose.metrics import geodesic_errors
     from edgepose.models.pose_model import PoseModel
+    from edgepose.train.config import SchedConfig
+    from edgepose.train.engine import Engine, EngineConfig
 
-    device = training_device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    o = cfg.optim
+    warm = max(1, o.warmup_steps)
+    engine_cfg = EngineConfig(
+        epochs=o.epochs, optim=o, sched=SchedConfig(name="cosine", warmup_iters=warm, warmup_start=1.0 / warm),
+        amp=cfg.amp, ema=o.ema, device=cfg.device, seed=cfg.seed, output=str(out), best_metric=None,
+        write_best=False, desc="epoch")
+    objective = GeodesicObjective(cfg, [])
+    engine = Engine(engine_cfg, objective)
     model = PoseModel.build(cfg.student.name, head="6d", preprocess=spec)
     model.provenance.update({"default_model": True, "teacher": cfg.teacher, "data": list(cfg.data.real),
                              "synthetic": cfg.data.synth_n,
                              "command": command})
-    copied = init_student(model, cfg, teacher) if cfg.student.init else []
-    model.to(device)
+    objective.copied = init_student(model, cfg, teacher) if cfg.student.init else []
     augment = Augment.from_dict(cfg.augment) or Augment()
     weights = None
     if cfg.data.agreement_weighting and "disagreement" in real:
@@ -63,61 +90,33 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path,
                  float(weights.mean()), int((weights < 0.5).sum()), len(weights))
     ds = readers_as_dataset([Repeat(ArrayReader(real, "real", weights), cfg.data.real_repeat),
                              ArrayReader(synth, "synth")], spec, augment)
-    loader = DataLoader(ds, batch_size=cfg.optim.batch_size, shuffle=True, num_workers=cfg.optim.workers,
-                        drop_last=True, persistent_workers=cfg.optim.workers > 0, pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    opt = torch.optim.AdamW(param_groups(model, copied, cfg.optim.lr, cfg.student.init_lr_scale),
-                            lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    total = cfg.optim.epochs * len(loader)
-    warm = max(1, cfg.optim.warmup_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    loader = engine.loader(ds, o.batch_size, o.workers, train=True, drop_last=True)
     from .build_report import write_label_report
 
-    write_label_report(out, {"real": real["R"], "synthetic": synth["R"]})
+    if engine.dist.is_main:
+        write_label_report(out, {"real": real["R"], "synthetic": synth["R"]})
     log.info("training %s @ %d px on %d real (x%d) + %d synthetic crops, %d steps on %s", cfg.student.name,
-             spec.input_size, len(real["images"]), cfg.data.real_repeat, len(synth["images"]), total, device)
-    metrics = out / "metrics.jsonl"
-    ema = WeightAverage(model, cfg.optim.ema) if cfg.optim.ema > 0 else None
-    for epoch in range(1, cfg.optim.epochs + 1):
-        model.train()
-        t0, tot, n = time.perf_counter(), 0.0, 0
-        for b in tqdm(loader, desc=f"epoch {epoch}/{cfg.optim.epochs}", mininterval=30):
-            pred = model(b["image"].to(device, non_blocking=True))["R"]
-            loss = geodesic_loss(pred, b["R"].to(device, non_blocking=True), b["weight"].to(device, non_blocking=True))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            if ema is not None:
-                ema.update(model)
-            tot, n = tot + float(loss.detach()), n + 1
-        shipped = ema.model if ema is not None else model
+             spec.input_size, len(real["images"]), cfg.data.real_repeat, len(synth["images"]),
+             o.epochs * len(loader), engine.device)
+
+    def validate(shipped) -> dict[str, float]:
         ge = geodesic_errors(predict_R(shipped, val, spec), val["R"].astype(np.float64))
-        row = {"epoch": epoch, "loss": tot / max(1, n), "synth_val_geodesic_mean": float(np.mean(ge)),
-               "seconds": time.perf_counter() - t0, "lr": sched.get_last_lr()[0]}
+        row = {"synth_val_geodesic_mean": float(np.mean(ge))}
         if real_val is not None:  # held-out people: distance from the teacher's labels (no pose labels needed)
             gr = geodesic_errors(predict_R(shipped, real_val, spec), real_val["R"].astype(np.float64))
             row.update(real_val_vs_teacher_mean=float(np.mean(gr)), real_val_vs_teacher_median=float(np.median(gr)))
-        with open(metrics, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        log.info("epoch %d: %s", epoch, row)
-        shipped.save_checkpoint(out / "last.pt", epoch=epoch, ema=cfg.optim.ema)
-    return shipped.cpu()
+        return row
+
+    engine.fit(model, loader, validate=validate, resume=resume, provenance={"ema": o.ema})
+    return engine.shipped_model.cpu()
 
 
 def training_device(name: str):
-    import torch
+    """``device=`` checked before the hour of labelling, not after it (the engine uses the same rule)."""
+    from edgepose.train.distributed import DistInfo
+    from edgepose.train.engine import resolve_device
 
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"device={name!r} is not a torch device: use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device={name}: this torch build sees no CUDA GPU (torch {torch.__version__}); "
-                        f"build on the CPU with device=cpu, or install a CUDA build of torch")
-    return device
+    return resolve_device(name, DistInfo())
 
 
 def check_student_init(cfg: BuildConfig) -> str | None:
@@ -144,15 +143,17 @@ def _check_lr_scale(scale: float) -> None:
         raise UserError(f"student.init_lr_scale={scale}: use a factor in (0, 10], e.g. 0.1 (1 = one learning rate)")
 
 
-def param_groups(model, initialised: list[str], lr: float, scale: float) -> list[dict]:
-    """Two AdamW groups: the parameters copied by ``student.init`` (model names) at ``lr * scale``, the rest at ``lr``."""
+def param_groups(model, initialised: list[str], lr: float, scale: float, as_scale: bool = False) -> list[dict]:
+    """Two AdamW groups: the parameters copied by ``student.init`` (model names) at ``lr * scale``, the rest at
+    ``lr``.  ``as_scale``: give the factor as ``lr_scale`` (the engine multiplies its own ``optim.lr``)."""
     _check_lr_scale(scale)
     names = set(initialised)
     pre = [p for n, p in model.named_parameters() if n in names]
     fresh = [p for n, p in model.named_parameters() if n not in names]
-    groups = [{"params": fresh, "lr": lr}] if fresh else []
+    key, fresh_v, pre_v = ("lr_scale", 1.0, scale) if as_scale else ("lr", lr, lr * scale)
+    groups = [{"params": fresh, key: fresh_v}] if fresh else []
     if pre:
-        groups.append({"params": pre, "lr": lr * scale})
+        groups.append({"params": pre, key: pre_v})
     return groups
 
 
@@ -187,32 +188,3 @@ def init_student(model, cfg: BuildConfig, teacher) -> list[str]:
         origin = {"checkpoint": str(path), "backbone": source.name}
     model.provenance["initialised_from"] = {**origin, "tensors": len(copied), "lr_scale": cfg.student.init_lr_scale}
     return copied
-
-
-class WeightAverage:
-    """Exponential moving average of a model's parameters and buffers (a copy that is never trained).
-
-    The decay ramps up as ``min(decay, (1 + step) / (10 + step))`` so the average does not remember the
-    random initialisation; integer buffers (BatchNorm's batch counter) are copied, not averaged."""
-
-    def __init__(self, model, decay: float):
-        import copy
-
-        if not 0.0 < decay < 1.0:
-            raise UserError(f"optim.ema={decay}: use a decay in (0, 1), e.g. 0.999, or 0 to switch the average off")
-        self.model, self.decay, self.steps = copy.deepcopy(model).eval(), float(decay), 0
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    def update(self, model) -> None:
-        import torch
-
-        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        self.steps += 1
-        with torch.no_grad():
-            avg, cur = self.model.state_dict(), model.state_dict()
-            for k, v in avg.items():
-                if v.dtype.is_floating_point:
-                    v.mul_(d).add_(cur[k].detach(), alpha=1.0 - d)
-                else:
-                    v.copy_(cur[k])

@@ -42,8 +42,6 @@ from .config import OptimConfig, SchedConfig
 from .distributed import DistInfo, all_reduce_mean, barrier, cleanup_distributed, init_distributed
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from .method import Method
 
 log = logging.getLogger(__name__)
