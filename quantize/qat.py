@@ -21,7 +21,6 @@ re-calibrated by MinMax on the same crops.
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import torch
@@ -29,8 +28,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgepose.errors import UserError
+from edgepose.train.method import Method
 
-__all__ = ["FakeQuantConv", "prepare_qat", "convert_back", "qat_finetune"]
+__all__ = ["FakeQuantConv", "prepare_qat", "convert_back", "qat_finetune", "QATObjective"]
 
 log = logging.getLogger(__name__)
 
@@ -129,18 +129,58 @@ def convert_back(swaps: list[tuple]) -> None:
         setattr(parent, cname, conv)
 
 
+class _CropStream(torch.utils.data.Dataset):
+    """``steps * batch_size`` views: item i is crop ``randint(N)``, mirrored with probability 1/2, drawn
+    from ``(seed, i)`` -- the same views for any number of workers or processes."""
+
+    def __init__(self, crops: torch.Tensor, n: int, seed: int):
+        self.crops, self.n, self.seed = crops, n, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng((self.seed, i))
+        x = self.crops[int(rng.integers(len(self.crops)))]
+        return {"image": x.flip(-1) if rng.random() < 0.5 else x}
+
+
+class QATObjective(Method):
+    """Match the frozen FP32 copy's rotations (geodesic) under fake quantization, in eval mode."""
+
+    name = "qat"
+
+    def __init__(self, teacher: nn.Module):
+        super().__init__(None, None)
+        self.teacher = teacher
+        self.losses: list[float] = []
+
+    def train_mode(self, model: nn.Module) -> None:
+        model.eval()  # BN is folded; eval also keeps dropout off
+
+    def training_step(self, batch: dict, model: nn.Module):
+        from edgepose.losses import geodesic_loss
+
+        x = batch["image"]
+        with torch.no_grad():
+            R_t = self.teacher(x)["R"]
+        loss = geodesic_loss(model(x)["R"], R_t)
+        self.losses.append(float(loss.detach()))
+        return loss, {}
+
+
 def qat_finetune(model, crops: np.ndarray, steps: int = 200, batch_size: int = 16, lr: float = 1e-5,
                  calib_batches: int = 8, seed: int = 0, progress: bool = True) -> dict:
     """Fine-tune ``model`` (a PoseModel) in place under INT8 fake quantization; returns a summary.
 
     ``crops``: (N, C, S, S) preprocessed unlabelled inputs.  The frozen FP32 copy of the model is
-    the teacher (geodesic loss between rotations); random horizontal flips double the views.
+    the teacher (geodesic loss between rotations); random horizontal flips double the views.  The
+    steps run through the training engine (Adam, cosine schedule, one epoch of ``steps`` batches).
     """
     import copy
 
-    from tqdm import tqdm
-
-    from edgepose.losses import geodesic_loss
+    from edgepose.train.config import OptimConfig, SchedConfig
+    from edgepose.train.engine import Engine, EngineConfig
 
     if steps < 1 or batch_size < 1:
         raise UserError(f"QAT needs steps >= 1 and batch_size >= 1 (got {steps}, {batch_size})")
@@ -148,37 +188,23 @@ def qat_finetune(model, crops: np.ndarray, steps: int = 200, batch_size: int = 1
     if x_all.ndim != 4 or len(x_all) == 0:
         raise UserError(f"QAT crops must be a non-empty (N, C, S, S) array, got shape {tuple(x_all.shape)}")
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
-    model.eval()  # BN is folded; eval also keeps dropout off
+    model.eval()
     swaps = prepare_qat(model)
     fqs = [s[-1] for s in swaps]
-    g = torch.Generator().manual_seed(seed)
-
-    def batch():
-        idx = torch.randint(len(x_all), (min(batch_size, len(x_all)),), generator=g)
-        x = x_all[idx]
-        flip = torch.rand(len(x), generator=g) < 0.5
-        return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-
     with torch.no_grad():  # MinMax activation ranges, as the PTQ calibration does
         for i in range(0, len(x_all), batch_size)[:calib_batches]:
             model(x_all[i:i + batch_size])
     for fq in fqs:
         fq.calibrating = False
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-    losses = []
-    for _ in tqdm(range(steps), desc="QAT", disable=not progress):
-        x = batch()
-        with torch.no_grad():
-            R_t = teacher(x)["R"]
-        loss = geodesic_loss(model(x)["R"], R_t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
+    bs = min(batch_size, len(x_all))
+    objective = QATObjective(teacher)
+    engine = Engine(EngineConfig(epochs=1, optim=OptimConfig(name="adam", lr=lr, weight_decay=0.0),
+                                 sched=SchedConfig(name="cosine"), device="cpu", seed=seed, progress=progress,
+                                 desc="QAT"), objective)
+    loader = engine.loader(_CropStream(x_all, steps * bs, seed), bs, train=False, drop_last=False)
+    engine.fit(model, loader)
     convert_back(swaps)
+    losses = objective.losses
     k = max(1, len(losses) // 10)
     return {"steps": steps, "batch_size": batch_size, "lr": lr, "layers": len(fqs),
             "loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:]))}
