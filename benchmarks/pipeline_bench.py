@@ -2,7 +2,7 @@
 
 Per configuration (peer x backend x precision): build the FrameProcessor once, run
 ``warmup_frames`` through the pipeline, reset the tracker, then run the whole file through
-:func:`edgepose.pipelines.runner.run_pipeline` (GStreamer decode -> detect / track / pose /
+:func:`edgepose.pipelines.build_run`, the builder ``edgepose run`` uses (GStreamer decode -> detect / track / pose /
 smooth -> overlay -> H.264 encode into an MP4, + JSON Lines).  Per-stage and frame-to-output
 statistics are computed from the per-frame JSONL records, so they cover every frame.
 """
@@ -66,24 +66,22 @@ def pipeline_block(records: list[dict], summary, expected_frames: int | None) ->
 
 
 def _run_one(row: Row, model: Path, suite: Suite, video: Path, sampler: TegrastatsSampler | None) -> Row:
-    from edgepose.pipelines.runner import run_pipeline
-    from edgepose.runtime import FrameProcessor
+    from edgepose.pipelines import Outputs, RunOptions, build_run
 
     p = suite.pipeline
-    with FrameProcessor.from_options(model=model, detector=p.detector,
-                                     detector_model=str(expand_path(p.detector_model)) if p.detector_model else None,
-                                     detector_size=p.detector_size, detect_every=p.every,
-                                     device=runtime_device(row.backend, suite.device),
-                                     threads=suite.threads) as proc:
+    options = RunOptions(source=str(video), model=model, detector=p.detector,
+                         detector_model=str(expand_path(p.detector_model)) if p.detector_model else None,
+                         detector_size=p.detector_size, every=p.every, device=runtime_device(row.backend, suite.device),
+                         threads=suite.threads, max_frames=p.max_frames, progress=False,
+                         header={"model": str(model), "bench": row.label()})
+    with build_run(options) as run:
         if p.warmup_frames:
-            run_pipeline(str(video), proc, max_frames=p.warmup_frames, progress=False)
-        proc.reset()
+            run.execute(Outputs(), max_frames=p.warmup_frames)
+        run.reset()
         with tempfile.TemporaryDirectory(prefix="edgepose-bench-run-") as tmp:
             jsonl = Path(tmp) / "run.jsonl"
             t0 = time.monotonic()
-            summary = run_pipeline(str(video), proc, output=Path(tmp) / "run.mp4" if p.encode else None,
-                                   jsonl=jsonl, max_frames=p.max_frames, progress=False,
-                                   header={"model": str(model), "bench": row.label()})
+            summary = run.execute(Outputs(video=Path(tmp) / "run.mp4" if p.encode else None, jsonl=jsonl))
             t1 = time.monotonic()
             records = frame_records(jsonl)
     expected = None if p.max_frames else container_frame_count(video)

@@ -6,7 +6,8 @@
 The processor (models, ONNX Runtime sessions) is built once and warmed up; each repeat then runs
 the whole pipeline over the file (decode -> detect/track/pose/smooth -> overlay -> H.264 encode ->
 MP4 + JSONL) from a fresh tracker state.  Reported: FPS per repeat (frames / wall time) and the
-per-stage table of the median repeat.  ``--arch NAME`` exports a randomly initialised registry
+per-stage table of the median repeat.  The run is built by :func:`edgepose.pipelines.build_run`,
+like ``edgepose run``'s.  ``--arch NAME`` exports a randomly initialised registry
 model instead of ``--model`` (latency does not depend on the weights; accuracy is meaningless).
 """
 from __future__ import annotations
@@ -52,22 +53,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
 
-    from ..runtime import FrameProcessor
-    from .runner import run_pipeline
+    from .builder import build_run
+    from .loop import Outputs
+    from .options import RunOptions
 
     with tempfile.TemporaryDirectory(prefix="edgepose-bench-") as tmp:
         tmp = Path(tmp)
         model = Path(args.model) if args.model else _export_arch(args.arch, args.input_size, tmp)
-        with FrameProcessor.from_options(model=model, detector=args.detector, detector_model=args.detector_model,
-                                         detector_size=args.detector_size, detect_every=args.every,
-                                         threads=args.threads) as proc:
-            run_pipeline(args.source, proc, max_frames=10, progress=False)  # warm-up: sessions, caches
+        options = RunOptions(source=args.source, model=model, detector=args.detector,
+                             detector_model=args.detector_model, detector_size=args.detector_size,
+                             every=args.every, threads=args.threads, progress=False)
+        with build_run(options) as run:
+            run.execute(max_frames=10)  # warm-up: sessions, caches
             runs = []
             for i in range(args.repeat):
-                proc.reset()
-                s = run_pipeline(args.source, proc, progress=False, jsonl=tmp / f"r{i}.jsonl",
-                                 output=None if args.no_output else tmp / f"r{i}.mp4",
-                                 async_encode=args.async_encode)
+                run.reset()
+                s = run.execute(Outputs(jsonl=tmp / f"r{i}.jsonl", video=None if args.no_output else tmp / f"r{i}.mp4",
+                                        async_encode=args.async_encode))
                 runs.append(s)
                 print(f"repeat {i + 1}/{args.repeat}: {s.frames} frames, {s.fps:.1f} FPS", file=sys.stderr)
     fps = [r.fps for r in runs]

@@ -201,14 +201,10 @@ def run(args) -> int:
         raise UserError(f"cannot create the output folder {out} ({exc.strerror}); pass --output DIR") from None
     progress = not args.quiet
     preset = _preset_path(args.dms)
-    from ..pipelines.sources import check_device_source, check_file_source, parse_source
-
     if args.source is not None:  # a bad path or device fails before anything loads
-        src = parse_source(args.source)
-        if src.is_file:
-            check_file_source(src)
-        elif src.kind == "v4l2":
-            check_device_source(src)
+        from ..pipelines.builder import open_source
+
+        open_source(args.source)
     if args.model:
         model = Path(args.model)
         if not model.is_file():
@@ -234,36 +230,26 @@ def run(args) -> int:
     if mount is not None and not mount.is_file():
         raise DataError(f"camera mount file not found: {mount}")
 
-    from ..pipelines.runner import run_pipeline
-    from ..runtime.frame import FrameProcessor
+    from ..pipelines import DmsOptions, Outputs, RunOptions, build_run
 
-    spec = parse_source(source)
     print(f"[demo] pose model: {model.name}; detector: {det_note}", flush=True)
     events = out / "dms-events.jsonl"
-    observers = []
+    dms = None
     if preset is not None:
-        from ..dms import create_frame_observer
-
         # the synthetic camera's mount is exact: no neutral-pose learning from the model's own output
         dms_set = list(args.dms_set) + (["calibration.mode=off"] if truth is not None and not args.dms_set else [])
-        observers.append(create_frame_observer(preset, events_out=events, mount=mount, overrides=dms_set))
+        dms = DmsOptions(preset=preset, overrides=dms_set, events=events, mount=mount)
         print(f"[demo] DMS preset {preset.name}" + (f", mount {mount}" if mount else ""), flush=True)
-    processor = FrameProcessor.from_options(model=model, detector=det_name, detector_model=det_model,
-                                            threads=args.threads, overrides=overrides)
     video, jsonl, stats = out / "annotated.mp4", out / "run.jsonl", out / "stats.json"
-    header = {"model": str(model), "detector": det_name, "demo": True, "source": source}
-    t0 = time.perf_counter()
-    from .run import _StopFlag  # Ctrl-C / SIGTERM finish the mp4 + JSONL instead of losing them
-
-    try:
-        with _StopFlag() as stop:
-            summary = run_pipeline(spec, processor, output=video, jsonl=jsonl, max_frames=args.max_frames,
-                                   observers=observers, header=header, progress=progress, stats_path=stats,
-                                   should_stop=stop)
-    finally:
-        for obs in observers:
-            obs.close()
-        processor.close()
+    # Ctrl-C / SIGTERM finish the mp4 + JSONL instead of losing them (handle_signals)
+    options = RunOptions(source=source, model=model, detector=det_name, detector_model=det_model,
+                         threads=args.threads, overrides=overrides, dms=dms,
+                         outputs=Outputs(video=video, jsonl=jsonl, stats=stats), max_frames=args.max_frames,
+                         header={"model": str(model), "detector": det_name, "demo": True, "source": source},
+                         progress=progress, handle_signals=True)
+    with build_run(options) as built:
+        t0 = time.perf_counter()
+        summary = built.execute()
     print(f"[demo] pipeline: {summary.frames} frames in {time.perf_counter() - t0:.1f} s "
           f"({summary.fps:.1f} FPS end to end), a face in {summary.frames_with_faces} frames", flush=True)
 

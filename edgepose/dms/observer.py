@@ -208,7 +208,7 @@ class DmsObserver:
 
     def close(self) -> None:
         """Flush: close open episodes, final status, MQTT offline, close the file.  Idempotent:
-        ``run_pipeline`` and ``edgepose run`` may both call it."""
+        the frame loop and ``Run.close()`` (edgepose.pipelines) both call it."""
         self._stop.set()
         if self._watchdog is not None:
             self._watchdog.join(timeout=2.0)
