@@ -477,8 +477,9 @@ class Engine:
         log.info("epoch %d/%d: %s", epoch + 1, self.cfg.epochs, summary)
 
     def _write_logs(self, row: dict[str, Any]) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        # rewritten whole from the history (which last.pt also holds) and atomically: after a kill and a
+        # resume the log has exactly the epochs the checkpoint has, never a half line or a lost row
+        atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
         if self.cfg.metrics_csv:
             keys: list[str] = []
             for r in self.history:
