@@ -6,6 +6,8 @@ model grid), :mod:`.pipeline_bench` (``edgepose run`` end to end), :mod:`.accura
 deltas vs the FP32 reference), :mod:`.stats` (percentiles, timing loop), :mod:`.memory` (peak
 memory), :mod:`.tegrastats` (Jetson power sampling), :mod:`.board` (nvpmodel / jetson_clocks),
 :mod:`.platform_info` (fingerprint), :mod:`.schema` / :mod:`.report` / :mod:`.plots` (outputs),
-:mod:`.compare` (regression gate), :mod:`.runner` (a whole suite).  ``synth_throughput`` is the
-synthetic renderer's own benchmark.
+:mod:`.compare` (regression gate), :mod:`.runner` (a whole suite).  The measurements run as
+``edgepose-bench NAME`` (``edgepose/cli/main.py:BENCH_COMMANDS``): :mod:`.soak` (memory),
+:mod:`.teachers` (imported teachers), :mod:`.synth_throughput` (the synthetic renderer),
+:mod:`.gpu_preprocess` (the CUDA crop kernel).
 """

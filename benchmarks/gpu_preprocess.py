@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Latency of the GPU face-crop kernel (crop + resize + normalise + layout) against the CPU path.
 
-    python -m edgepose.benchmarks.gpu_preprocess --frame 1920x1080 --faces 1 4 8 16 --sizes 112 128 160
+    edgepose-bench gpu-preprocess --frame 1920x1080 --faces 1 4 8 16 --sizes 112 128 160
 
 For each (input size, face count) on one synthetic-content frame (a real photo when ``--image``
 is given, resized to ``--frame``):
@@ -19,12 +18,12 @@ Needs pycuda and a CUDA device (desktop GPU or Jetson).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
-import sys
 
 import numpy as np
+
+from edgepose.errors import UserError
 
 
 def _frame(size: tuple[int, int], image: str | None, channels: int) -> np.ndarray:
@@ -34,7 +33,7 @@ def _frame(size: tuple[int, int], image: str | None, channels: int) -> np.ndarra
     if image:
         img = cv2.imread(image, cv2.IMREAD_COLOR)
         if img is None:
-            raise SystemExit(f"error: cannot read --image {image}")
+            raise UserError(f"cannot read --image {image}")
         img = cv2.resize(img, (w, h))
     else:  # smooth content with edges: gradients plus a few discs, so bilinear taps matter
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -56,20 +55,10 @@ def _boxes(n: int, size: tuple[int, int], rng: np.random.Generator) -> list[tupl
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--frame", default="1920x1080", help="frame WxH (default 1920x1080)")
-    ap.add_argument("--image", help="a photo to use as the frame content (resized to --frame)")
-    ap.add_argument("--gray", action="store_true", help="GRAY8 frames (IR cameras) instead of BGR")
-    ap.add_argument("--faces", type=int, nargs="+", default=[1, 4, 8, 16])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[112, 128, 160])
-    ap.add_argument("--color-order", default="RGB", choices=["RGB", "BGR", "GRAY"])
-    ap.add_argument("--iters", type=int, default=200)
-    ap.add_argument("--cpu-iters", type=int, default=50)
-    ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--json", help="write the results here")
-    args = ap.parse_args(argv)
-
+def run_gpu_preprocess(frame_size: str = "1920x1080", image: str | None = None, gray: bool = False,
+                       faces: list[int] = (1, 4, 8, 16), sizes: list[int] = (112, 128, 160), color_order: str = "RGB",
+                       iters: int = 200, cpu_iters: int = 50, warmup: int = 20, json_out: str | None = None) -> int:
+    """Measure every (input size, face count), print the table; 1 when a kernel output mismatches."""
     from edgepose.benchmarks.stats import latency_stats, time_callable
     from edgepose.errors import require
     from edgepose.jetson.gpu_preprocess import GpuPreprocessor, reference_crop_resize_normalize
@@ -78,27 +67,27 @@ def main(argv: list[str] | None = None) -> int:
     cuda = require("pycuda.driver", "pycuda", "the GPU preprocessing benchmark")
     cuda.init()
     if cuda.Device.count() == 0:
-        raise SystemExit("error: no CUDA device found; this benchmark needs a GPU (desktop or Jetson)")
+        raise UserError("no CUDA device found; this benchmark needs a GPU (desktop or Jetson)")
     dev = cuda.Device(0)
     ctx = dev.retain_primary_context()
     ctx.push()
     try:
-        w, h = (int(v) for v in args.frame.lower().split("x"))
+        w, h = (int(v) for v in frame_size.lower().split("x"))
     except ValueError:
-        raise SystemExit(f"error: --frame must be WxH such as 1920x1080, got {args.frame!r}")
+        raise UserError(f"--frame must be WxH such as 1920x1080, got {frame_size!r}") from None
     rows, ok = [], True
     try:
-        frame = _frame((w, h), args.image, 1 if args.gray else 3)
+        frame = _frame((w, h), image, 1 if gray else 3)
         stream = cuda.Stream()
         start, stop = cuda.Event(), cuda.Event()
         rng = np.random.default_rng(1)
-        for size in args.sizes:
-            channels = 1 if args.color_order == "GRAY" else 3
-            spec = PreprocessSpec(input_size=size, color_order=args.color_order, channels=channels,
+        for size in sizes:
+            channels = 1 if color_order == "GRAY" else 3
+            spec = PreprocessSpec(input_size=size, color_order=color_order, channels=channels,
                                   mean=(0.5,) if channels == 1 else PreprocessSpec().mean,
                                   std=(0.25,) if channels == 1 else PreprocessSpec().std)
             pre = GpuPreprocessor(spec)
-            for n in args.faces:
+            for n in faces:
                 boxes = _boxes(n, (w, h), rng)
                 out = cuda.mem_alloc(n * channels * size * size * 4)
                 got = np.empty((n, channels, size, size), np.float32)
@@ -111,21 +100,21 @@ def main(argv: list[str] | None = None) -> int:
 
                 def timed(fn, iters):
                     ms = []
-                    for i in range(args.warmup + iters):
+                    for i in range(warmup + iters):
                         start.record(stream)
                         fn()
                         stop.record(stream)
                         stop.synchronize()
-                        if i >= args.warmup:
+                        if i >= warmup:
                             ms.append(stop.time_since(start))
                     return latency_stats(ms)
 
-                full = timed(lambda: pre.run(frame, boxes, int(out), stream), args.iters)
+                full = timed(lambda: pre.run(frame, boxes, int(out), stream), iters)
                 p, shape, _ = pre.upload(frame, boxes, stream)
                 stream.synchronize()
-                kern = timed(lambda: pre.launch(p, shape, n, int(out), stream), args.iters)
+                kern = timed(lambda: pre.launch(p, shape, n, int(out), stream), iters)
                 cpu = latency_stats(time_callable(lambda: preprocess_batch(frame, boxes, spec), warmup=5,
-                                                  iters=args.cpu_iters))
+                                                  iters=cpu_iters))
                 rows.append({"size": size, "faces": n, "status": status, "max_abs_diff_vs_reference": diff,
                              "upload_kernel": full, "kernel": kern, "cpu": cpu})
                 out.free()
@@ -140,10 +129,10 @@ def main(argv: list[str] | None = None) -> int:
            "cuda_driver": f"{cuda.get_driver_version() // 1000}.{cuda.get_driver_version() % 1000 // 10}",  # 12040 -> 12.4
            "pycuda": __import__("pycuda").VERSION_TEXT, "cpu": platform.processor() or platform.machine(),
            "opencv": cv2.__version__, "opencv_threads": cv2.getNumThreads(), "python": platform.python_version(),
-           "frame": f"{w}x{h}", "gray_frame": bool(args.gray), "color_order": args.color_order,
-           "iters": args.iters, "cpu_iters": args.cpu_iters}
+           "frame": f"{w}x{h}", "gray_frame": bool(gray), "color_order": color_order,
+           "iters": iters, "cpu_iters": cpu_iters}
     print(f"GPU preprocessing: {env['gpu']} (sm_{env['compute_capability'].replace('.', '')}), "
-          f"frame {env['frame']}{' GRAY8' if args.gray else ' BGR'}, -> {args.color_order} NCHW float32")
+          f"frame {env['frame']}{' GRAY8' if gray else ' BGR'}, -> {color_order} NCHW float32")
     print()
     print("| input | faces | upload+kernel p50 / p99 ms | kernel p50 / p99 ms | CPU (OpenCV) p50 ms | CPU / GPU | check |")
     print("|---|---|---|---|---|---|---|")
@@ -152,17 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['size']} | {r['faces']} | {f['p50']:.3f} / {f['p99']:.3f} | {k['p50']:.4f} / "
               f"{k['p99']:.4f} | {c['p50']:.3f} | {c['p50'] / f['p50']:.1f}x | {r['status']} "
               f"({r['max_abs_diff_vs_reference']:.1e}) |")
-    if args.json:
-        with open(args.json, "w") as fh:
+    if json_out:
+        with open(json_out, "w") as fh:
             json.dump({"schema": "edgepose.gpu_preprocess/1", "environment": env, "rows": rows}, fh, indent=2)
     return 0 if ok else 1
 
-
-if __name__ == "__main__":
-    from edgepose.errors import UserError
-
-    try:
-        sys.exit(main())
-    except UserError as exc:  # no pycuda / no GPU: one line that says what to install
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)

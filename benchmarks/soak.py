@@ -8,14 +8,13 @@ frame count reached (the last record of its JSONL) every ``--every-s`` seconds, 
 RSS(frame) over the samples after ``--warmup`` frames.  The slope in KB per frame is the figure;
 issue 16 targets < 0.01 KB/frame (about 1 MB per 100,000 frames, i.e. per hour at 30 fps).
 
-    python -m edgepose.benchmarks.soak --frames 100000 --out soak.json
+    edgepose-bench soak --frames 100000 --out soak.json
 
 Extra arguments after ``--`` go to ``edgepose run`` (the defaults keep it fast: ``--every 10``).
 Ctrl-C stops the run early and still fits the slope over the samples taken (``"interrupted": true``).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -28,7 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["main", "rss_slope"]
+from ..errors import UserError
+
+__all__ = ["soak", "rss_slope"]
 
 DEFAULT_CLIP = "videos/head-pose-face-detection-male.mp4"  # 480x270, 12 fps, 62 frames, one face
 
@@ -86,34 +87,25 @@ def make_long_clip(clip: Path, frames: int, out: Path) -> int:
     return loops
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
-    p = argparse.ArgumentParser(prog="python -m edgepose.benchmarks.soak", description=__doc__.split("\n\n")[0])
-    p.add_argument("--frames", type=int, default=100_000, help="frames to run (default 100000)")
-    p.add_argument("--clip", default=None, help=f"clip to loop (default: $EDGEPOSE_TEST_DATA/{DEFAULT_CLIP})")
-    p.add_argument("--warmup", type=int, default=10_000, help="frames before the slope is fitted (default 10000)")
-    p.add_argument("--every-s", type=float, default=2.0, help="sampling period in seconds (default 2)")
-    p.add_argument("--out", default=None, help="write the samples and the slope as JSON here")
-    p.add_argument("--workdir", default=None, help="where the long clip and the JSONL go (default: a temp dir)")
-    args = p.parse_args(argv)
-    if args.frames <= args.warmup:
-        p.error("--frames must exceed --warmup")
-    clip = Path(args.clip) if args.clip else Path(os.environ.get("EDGEPOSE_TEST_DATA", "../shared/data")) / DEFAULT_CLIP
-    if not clip.is_file():
-        p.error(f"clip not found: {clip}; give --clip PATH or set EDGEPOSE_TEST_DATA")
+def soak(frames: int = 100_000, clip: str | None = None, warmup: int = 10_000, every_s: float = 2.0,
+         out: str | None = None, workdir: str | None = None, run_args: list[str] | None = None) -> int:
+    """Run ``edgepose run`` over ``frames`` frames of a looped clip, sample its RSS, fit the slope.
+
+    ``run_args`` replace the default ``edgepose run`` options; returns the exit status."""
+    if frames <= warmup:
+        raise UserError("--frames must exceed --warmup")
+    clip_path = Path(clip) if clip else Path(os.environ.get("EDGEPOSE_TEST_DATA", "../shared/data")) / DEFAULT_CLIP
+    if not clip_path.is_file():
+        raise UserError(f"clip not found: {clip_path}; give --clip PATH or set EDGEPOSE_TEST_DATA")
     for tool in ("ffmpeg", "ffprobe"):
         if shutil.which(tool) is None:
-            p.error(f"{tool} not found on PATH (apt-get install ffmpeg)")
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="edgepose-soak-"))
+            raise UserError(f"{tool} not found on PATH (apt-get install ffmpeg)")
+    work = Path(workdir or tempfile.mkdtemp(prefix="edgepose-soak-"))
     work.mkdir(parents=True, exist_ok=True)
     long_clip, jsonl = work / "soak.mp4", work / "soak.jsonl"
-    loops = make_long_clip(clip, args.frames, long_clip)
-    run_args = ["--every", "10", "--dms", "euro-ncap-2023", "--dms-events", "none"] if not extra else extra
-    cmd = [sys.executable, "-m", "edgepose.cli.main", "run", str(long_clip), "--max-frames", str(args.frames),
+    loops = make_long_clip(clip_path, frames, long_clip)
+    run_args = run_args or ["--every", "10", "--dms", "euro-ncap-2023", "--dms-events", "none"]
+    cmd = [sys.executable, "-m", "edgepose.cli.main", "run", str(long_clip), "--max-frames", str(frames),
            "--jsonl", str(jsonl), "-q", *run_args]
     print("running:", " ".join(cmd), file=sys.stderr)
     t0 = time.monotonic()
@@ -124,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     try:
         while proc.poll() is None:
-            time.sleep(args.every_s)
+            time.sleep(every_s)
             rss, frame = _rss_kb(proc.pid), _last_frame(jsonl)
             if rss is not None and frame is not None:
                 samples.append((frame, rss))
@@ -140,23 +132,20 @@ def main(argv: list[str] | None = None) -> int:
     if proc.returncode != 0 and not interrupted:
         print(err[-2000:], file=sys.stderr)
         return proc.returncode
-    slope, used = rss_slope(samples, args.warmup)
-    post = [r for f, r in samples if f >= args.warmup]
-    result = {"frames": samples[-1][0] + 1 if samples else 0, "requested_frames": args.frames,
+    slope, used = rss_slope(samples, warmup)
+    post = [r for f, r in samples if f >= warmup]
+    result = {"frames": samples[-1][0] + 1 if samples else 0, "requested_frames": frames,
               "interrupted": interrupted,
-              "clip": clip.name, "loops": loops, "warmup_frames": args.warmup, "samples": used,
+              "clip": clip_path.name, "loops": loops, "warmup_frames": warmup, "samples": used,
               "rss_slope_kb_per_frame": round(slope, 5),
               "rss_mb_at_warmup": round(post[0] / 1024, 1) if post else None,
               "rss_mb_at_end": round(post[-1] / 1024, 1) if post else None,
               "wall_s": round(wall, 1), "command": " ".join(cmd), "run_stderr_tail": err[-1500:],
               "series": samples}
-    print(f"{result['frames']} frames in {wall:.0f} s; RSS slope after {args.warmup} frames: "
+    print(f"{result['frames']} frames in {wall:.0f} s; RSS slope after {warmup} frames: "
           f"{slope:.5f} KB/frame over {used} samples (RSS {result['rss_mb_at_warmup']} -> "
           f"{result['rss_mb_at_end']} MB)")
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    if out:
+        Path(out).write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

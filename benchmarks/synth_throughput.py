@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Throughput of the synthetic head engine (images per second), standalone.
 
-    .venv/bin/python benchmarks/synth_throughput.py --size 128 --workers 1 2 --seconds 10
+    edgepose-bench synth-throughput --size 128 --workers 1 2 --seconds 10
 
 For each worker count, every worker process (spawned) renders ``SynthHeadDataset`` samples
 (random identity from a pool, random pose, random scene incl. background, NIR and sensor noise:
@@ -14,7 +13,6 @@ Prints a Markdown table; ``--json`` writes the numbers too.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -66,19 +64,11 @@ def run(size: int, ssaa: int, workers: int, seconds: float, pool: int, lp_thread
             "mesh_build_ms": round(sum(r["mesh_ms"] for r in res) / len(res), 1), "gl": res[0]["gl"]}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size", type=int, nargs="+", default=[128])
-    ap.add_argument("--ssaa", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--seconds", type=float, default=10.0, help="timed window per configuration")
-    ap.add_argument("--pool", type=int, default=20, help="identities per worker (meshes stay cached)")
-    ap.add_argument("--lp-threads", type=int, default=None,
-                    help="LP_NUM_THREADS for llvmpipe in the workers (default: Mesa's choice = all cores)")
-    ap.add_argument("--json", help="also write the results here")
-    a = ap.parse_args()
+def run_table(sizes: list[int] = (128,), ssaa: list[int] = (1, 2), workers: list[int] = (1, 2),
+              seconds: float = 10.0, pool: int = 20, lp_threads: int | None = None, json_out: str | None = None) -> list:
+    """:func:`run` for every (size, ssaa, workers); prints the Markdown table and returns its rows."""
     load0 = os.getloadavg()[0]
-    rows = [run(s, q, w, a.seconds, a.pool, a.lp_threads) for s in a.size for q in a.ssaa for w in a.workers]
+    rows = [run(s, q, w, seconds, pool, lp_threads) for s in sizes for q in ssaa for w in workers]
     print(f"GL renderer: {rows[0]['gl']}; CPU cores: {os.cpu_count()}; {platform.platform()}; "
           f"1-min load average before / after: {load0:.2f} / {os.getloadavg()[0]:.2f}")
     print("| size | ssaa | workers | images/s (wall) | CPU ms / image | images | seconds | mesh build ms/identity |")
@@ -86,11 +76,7 @@ def main() -> int:
     for r in rows:
         print(f"| {r['size']} | {r['ssaa']} | {r['workers']} | {r['images_per_s']} | {r['cpu_ms_per_image']} | "
               f"{r['images']} | {r['seconds']} | {r['mesh_build_ms']} |")
-    if a.json:
-        with open(a.json, "w") as fh:
+    if json_out:
+        with open(json_out, "w") as fh:
             json.dump({"cpus": os.cpu_count(), "rows": rows}, fh, indent=2)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return rows

@@ -1,6 +1,6 @@
 """The imported teachers side by side on the AFLW2000 fixtures (docs/importers.md).
 
-    python -m edgepose.benchmarks.teachers --data-root ../shared/data --out /tmp/teachers.json
+    edgepose-bench teachers --data-root ../shared/data --out /tmp/teachers.json
 
 For every teacher spec (default: ``whenet``, ``3ddfa-v2`` and ``fsanet``, each from the edgepose
 cache or else from ``--data-root``'s ``teachers/`` folder): import it, export it to ONNX (opset 17),
@@ -13,12 +13,10 @@ median and minimum).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -60,18 +58,11 @@ def _latency_ms(backends: dict, inputs: dict, iters: int, warmup: int = 10) -> d
     return {k: {"median": statistics.median(v), "min": min(v)} for k, v in times.items()}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgepose.benchmarks.teachers", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-root", help="shared data folder (default: $EDGEPOSE_TEST_DATA or ../shared/data)")
-    ap.add_argument("--teachers", nargs="+", default=["whenet", "3ddfa-v2", "fsanet"], help="teacher specs")
-    ap.add_argument("--detector-model", default="detectors/yunet/yunet_s_640_640.onnx")
-    ap.add_argument("--scales", nargs="*", type=float, default=[1.0, 1.2, 1.4, 1.6],
-                    help="detector-box crop scales to compare for 3ddfa-v2 / fsanet ([] to skip)")
-    ap.add_argument("--iters", type=int, default=200)
-    ap.add_argument("--out", help="write the JSON report here")
-    args = ap.parse_args(argv)
-
+def teacher_report(data_root: str | None = None, teachers: tuple[str, ...] = ("whenet", "3ddfa-v2", "fsanet"),
+                   detector_model: str = "detectors/yunet/yunet_s_640_640.onnx",
+                   scales: tuple[float, ...] = (1.0, 1.2, 1.4, 1.6), iters: int = 200, command: str = "") -> dict:
+    """Score and time every teacher spec on the AFLW2000 fixtures (see the module doc); a teacher
+    that cannot be loaded is reported as skipped."""
     import torch
 
     from edgepose.assets.evaluate import aflw_faces
@@ -82,17 +73,12 @@ def main(argv=None) -> int:
     from edgepose.runtime import load_backend
 
     torch.set_num_threads(1)
-    root = Path(args.data_root or os.environ.get("EDGEPOSE_TEST_DATA") or REPO.parent / "shared" / "data")
-    try:
-        items, G = aflw_faces(root, root / args.detector_model)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    report = {"command": "python -m edgepose.benchmarks.teachers " + " ".join(sys.argv[1:]), "faces": len(items),
-              "teachers": {}, "crop_scales": {}}
+    root = Path(data_root or os.environ.get("EDGEPOSE_TEST_DATA") or REPO.parent / "shared" / "data")
+    items, G = aflw_faces(root, root / detector_model)
+    report = {"command": command, "faces": len(items), "teachers": {}, "crop_scales": {}}
     backends, one_face = {}, {}
     with tempfile.TemporaryDirectory(prefix="edgepose-teachers-") as tmp, contextlib.ExitStack() as stack:
-        for name in args.teachers:
+        for name in teachers:
             try:
                 model = load_teacher(_member_spec(name, root)).members[0]
             except UserError as exc:
@@ -106,21 +92,17 @@ def main(argv=None) -> int:
             R = backends[name].infer(x)["R"].astype(np.float64)
             report["teachers"][name] = {**_score(R, G), "model": model.name,
                                         "input": f"{spec.input_size} px {spec.color_order}", "crop_scale": spec.crop.scale}
-            if name.split(":")[0] in DATA_WEIGHTS and args.scales:
+            if name.split(":")[0] in DATA_WEIGHTS and scales:
                 rows = {}
-                for scale in args.scales:
+                for scale in scales:
                     s2 = PreprocessSpec.from_dict({**spec.to_dict(), "crop": {**spec.crop.to_dict(), "scale": scale}})
                     xs = torch.from_numpy(np.stack([preprocess(im, box, s2) for im, box in items]))
                     with torch.no_grad():
                         rows[str(scale)] = _score(model(xs)["R"].double().numpy(), G)
                 report["crop_scales"][name] = rows
-        for name, ms in _latency_ms(backends, one_face, args.iters).items():
+        for name, ms in _latency_ms(backends, one_face, iters).items():
             report["teachers"][name]["ms_per_face"] = ms
-    text = json.dumps(report, indent=2) + "\n"
-    if args.out:
-        Path(args.out).write_text(text)
-    print(markdown(report))
-    return 0
+    return report
 
 
 def markdown(report: dict) -> str:
@@ -139,6 +121,3 @@ def markdown(report: dict) -> str:
             f"{s}: MAE {r['mae']:.2f}, geodesic {r['geodesic']:.2f} (max {r['geodesic_max']:.1f})" for s, r in rows.items())]
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@
     default_pose_model("int8-tensorrt")    # INT8 Q/DQ (S8S8) for `edgepose engine build` on Jetson
 
 Provenance, licenses and measured accuracy: docs/models.md.  Rebuild:
-``python -m edgepose.assets.build --config configs/default-model/build.yaml --install``.
+``edgepose models build --config configs/default-model/build.yaml --install``.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def default_pose_model(profile: str = DEFAULT_PROFILE) -> Path:
     path = MODELS_DIR / PROFILES[key]
     if not path.is_file() or not Path(str(path) + ".json").is_file():
         raise ModelError(f"the default model {path.name} (or its .json sidecar) is missing from {MODELS_DIR}; "
-                         f"reinstall edgepose, or rebuild it with `python -m edgepose.assets.build --install` "
+                         f"reinstall edgepose, or rebuild it with `edgepose models build --install` "
                          f"(docs/models.md), or pass --model PATH")
     return path
 

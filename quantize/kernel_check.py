@@ -82,6 +82,6 @@ def warn_drift(drift: dict | None, name: str, profile: str) -> bool:
     else:
         use = "On TensorRT prefer an FP16 engine from the FP32 file" if lossy else "On ORT CPU use the FP32 file"
     log.warning("%s: %s (mean over %d calibration crops). %s; more calibration faces, --method percentile "
-                "or keeping sensitive layers in float (quantize/sweep.py) may help",
+                "or keeping sensitive layers in float (`edgepose-bench quantize-sweep`) may help",
                 name, "; ".join(problems), drift["crops"], use)
     return True

@@ -174,7 +174,7 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
         unknown = sorted(set(exclude) - names)
         if unknown:
             raise UserError(f"exclude: node(s) {unknown[:5]} are not in the pre-processed graph of {fp32} "
-                            f"(list them with quantize/sweep.py --list-groups)")
+                            f"(list them with `edgepose-bench quantize-sweep MODEL --calib X --list-groups`)")
         head = head_node_names(graph)
         excluded = head + [n for n in exclude if n not in head]
         raw = Path(tmp) / "int8.onnx"

@@ -1,6 +1,6 @@
 """INT8 variant sweep: calibration methods / sizes, per-layer-group sensitivity, sensitive groups in float.
 
-    python -m edgepose.quantize.sweep runs/f3-distill/student.onnx --calib ../shared/data/videos \\
+    edgepose-bench quantize-sweep runs/f3-distill/student.onnx --calib ../shared/data/videos \\
         --calib ../shared/data/faces-aws --calib ../shared/data/in-cabin \\
         --detector-model ../shared/data/detectors/yunet/yunet_s_dynamic.onnx \\
         --eval aflw2000:../shared/data/aflw2000-sample --synth-test 300 --out runs/f3-sweep
@@ -22,10 +22,8 @@ Writes ``sweep.json`` and ``sweep.md`` (atomic) into ``--out``.  Minutes on 2 co
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -122,75 +120,61 @@ def _markdown(rows: list[dict], sets: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model", help="FP32 ONNX from `edgepose export` / `edgepose distill`")
-    p.add_argument("--calib", action="append", required=True, help="calibration images / videos / folders")
-    p.add_argument("--detector-model")
-    p.add_argument("--video-step", type=int, default=3)
-    p.add_argument("--max-crops", type=int, default=512)
-    p.add_argument("--eval", dest="eval_set", help="labelled set FORMAT:PATH, e.g. aflw2000:../shared/data/aflw2000-sample")
-    p.add_argument("--synth-test", type=int, default=300, help="synthetic test heads (0 = none)")
-    p.add_argument("--synth-range", default="wide", help="pose range of the synthetic test set")
-    p.add_argument("--profile", default="tensorrt")
-    p.add_argument("--stages", default="methods,sensitivity,exclude")
-    p.add_argument("--method", default="minmax", help="method of the sensitivity / exclude stages")
-    p.add_argument("--depth", type=int, default=4, help="module-path depth of a layer group")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--list-groups", action="store_true", help="print the layer groups and exit")
-    p.add_argument("--out", default="runs/quantize-sweep")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+def run_sweep(model: str | Path, calib_sources: list[str], settings, eval_set: str | None = None, synth_test: int = 300,
+              synth_range: str = "wide", profile: str = "tensorrt", stages: str = "methods,sensitivity,exclude",
+              method: str = "minmax", depth: int = 4, threads: int = 1, list_groups: bool = False,
+              max_crops: int = 512, out: str | Path = "runs/quantize-sweep", command: str = "") -> int:
+    """Run the stages (see the module doc) and write ``sweep.json`` / ``sweep.md`` into ``out``.
 
+    ``settings``: the calibration face detector (``DetectorSettings`` of ``distill.faces``, built by the
+    caller: quantize does not import distill); ``command`` is recorded in the report and every variant."""
     import onnx
 
-    from edgepose.distill.faces import DetectorSettings
     from edgepose.metadata import atomic_write_text, load_metadata
 
     from .calibration import build_calibration_set
     from .ptq import pre_process, quantize_onnx
 
-    model, out = Path(a.model), Path(a.out)
+    model, out = Path(model), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pre = out / "pre.onnx"
     pre_process(model, pre)
-    groups = layer_groups(onnx.load(str(pre)).graph, a.depth)
-    if a.list_groups:
+    groups = layer_groups(onnx.load(str(pre)).graph, depth)
+    if list_groups:
         for g, names in groups.items():
             print(f"{g}: {len(names)} nodes ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})")
         return 0
     meta = load_metadata(model)
     spec = meta.preprocess
     sets: dict[str, tuple] = {}
-    if a.eval_set:
+    if eval_set:
         from edgepose.data.options import build_eval_reader, parse_data_arg
 
         from .report import eval_batch
 
-        sets["aflw"] = eval_batch(build_eval_reader(parse_data_arg(a.eval_set), where="--eval"), spec)
-    if a.synth_test:
-        x, R, desc = synthetic_test_set(a.synth_test, spec, a.synth_range, cache=out / "synth-test.npz")
+        sets["aflw"] = eval_batch(build_eval_reader(parse_data_arg(eval_set), where="--eval"), spec)
+    if synth_test:
+        x, R, desc = synthetic_test_set(synth_test, spec, synth_range, cache=out / "synth-test.npz")
         sets["synth"] = (x, R)
-    settings = DetectorSettings(model_path=a.detector_model, video_step=a.video_step)
-    calib = build_calibration_set(a.calib, spec, settings, max_crops=a.max_crops)
+    calib = build_calibration_set(calib_sources, spec, settings, max_crops=max_crops)
     log.info("calibration: %d crops; eval sets: %s", len(calib.crops), {k: len(v[0]) for k, v in sets.items()})
 
-    fp32 = score(model, sets, None, a.threads)
+    fp32 = score(model, sets, None, threads)
     rows: list[dict] = [{"variant": "fp32", "profile": "-", "method": "-", "crops": "-", "scores": fp32}]
-    stages = [s.strip() for s in a.stages.split(",") if s.strip()]
+    stages = [s.strip() for s in stages.split(",") if s.strip()]
 
-    def run(variant: str, method: str = a.method, crops: np.ndarray = calib.crops, float_groups=(), only=None,
+    def run(variant: str, method: str = method, crops: np.ndarray = calib.crops, float_groups=(), only=None,
             percentile: float = 99.999) -> dict:
         t0 = time.perf_counter()
         path = out / f"{variant}.onnx"
         exclude = [n for g in float_groups for n in groups[g]]
         # ORT's calibrators stack per-batch outputs: every batch must have the same size
         bs = max(d for d in range(1, 17) if len(crops) % d == 0)
-        res = quantize_onnx(model, path, crops, a.profile, method=method, percentile=percentile, exclude=exclude,
-                            only=only, batch_size=bs, command=" ".join(sys.argv))
-        row = {"variant": variant, "profile": a.profile, "method": method if method != "percentile" else
+        res = quantize_onnx(model, path, crops, profile, method=method, percentile=percentile, exclude=exclude,
+                            only=only, batch_size=bs, command=command)
+        row = {"variant": variant, "profile": profile, "method": method if method != "percentile" else
                f"percentile {percentile}", "crops": int(len(crops)), "float_groups": list(float_groups),
-               "num_qdq": res.num_q + res.num_dq, "scores": score(path, sets, fp32, a.threads),
+               "num_qdq": res.num_q + res.num_dq, "scores": score(path, sets, fp32, threads),
                "seconds": time.perf_counter() - t0}
         rows.append(row)
         path.unlink(missing_ok=True)
@@ -205,7 +189,7 @@ def main(argv=None) -> int:
                  for r in rows]
         atomic_write_text(out / "sweep.json", json.dumps({"model": str(model), "groups": list(groups), "rows": clean,
                                                           "sets": {k: len(v[0]) for k, v in sets.items()},
-                                                          "command": " ".join(sys.argv)}, indent=2) + "\n")
+                                                          "command": command}, indent=2) + "\n")
         atomic_write_text(out / "sweep.md", _markdown(rows, list(sets)))
 
     key = "synth" if "synth" in sets else next(iter(sets))
@@ -230,6 +214,3 @@ def main(argv=None) -> int:
     print(_markdown(rows, list(sets)))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@
 #           (needs the WHENet teacher in the edgepose cache: edgepose import whenet --from-pypi)
 #   kernel  pytest -m gpu (pycuda crop kernel == its NumPy reference, == edgepose.preprocess;
 #           TensorRT tests skip without tensorrt) and the kernel timing
-#           (edgepose.benchmarks.gpu_preprocess)                    -> OUTDIR/gpu-tests.log,
+#           (edgepose-bench gpu-preprocess)                       -> OUTDIR/gpu-tests.log,
 #                                                                      OUTDIR/gpu-preprocess.{md,json}
 #
 # Needs: the edgepose package installed (pip install -e ".[dev]"), torch with CUDA, and for
@@ -58,14 +58,14 @@ for step in "${steps[@]}"; do
       tail -25 "$out/train-cuda.log" ;;
     table)
       rows=(); [ -n "${TABLE_ROWS:-}" ] && rows=(--rows $TABLE_ROWS)
-      timeout "${TABLE_TIMEOUT:-1800}" "$py" -P -m edgepose.methods.table "${rows[@]}" \
+      timeout "${TABLE_TIMEOUT:-1800}" "$py" -P -m edgepose.cli.main bench methods "${rows[@]}" \
         --configs "$PWD/configs/teachers" --runs "$(mktemp -d)" --table "$out/teachers-table.md" \
         --set device=cuda > "$out/teachers-table.log" 2>&1 || status=1
       tail -5 "$out/teachers-table.log"; cat "$out/teachers-table.md" 2>/dev/null ;;
     build)
       cores=$(nproc)
       # shellcheck disable=SC2086  # BUILD_OVERRIDES holds several key=value words
-      /usr/bin/env time -f "wall %e s" "$py" -P -m edgepose.assets.build --config configs/default-model/build.yaml \
+      /usr/bin/env time -f "wall %e s" "$py" -P -m edgepose.cli.main models build --config configs/default-model/build.yaml \
         --data-root "$data" device=cuda threads="$cores" data.synth_workers="$cores" \
         optim.workers=$(( cores > 2 ? cores - 2 : 1 )) out_dir="$out/build" ${BUILD_OVERRIDES:-} \
         > "$out/build.log" 2>&1 || status=1
@@ -75,7 +75,7 @@ for step in "${steps[@]}"; do
         > "$out/gpu-tests.log" 2>&1 || status=1
       tail -15 "$out/gpu-tests.log"
       img=$data/aflw2000-sample/image00050.jpg
-      run_py -m edgepose.benchmarks.gpu_preprocess --json "$out/gpu-preprocess.json" \
+      run_py -m edgepose.cli.main bench gpu-preprocess --json "$out/gpu-preprocess.json" \
         $( [ -f "$img" ] && echo --image "$img" ) > "$out/gpu-preprocess.md" 2>&1 || status=1
       cat "$out/gpu-preprocess.md" ;;
     *) echo "unknown step $step (train, table, build, kernel)" >&2; status=2 ;;

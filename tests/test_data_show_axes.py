@@ -1,11 +1,23 @@
-"""python -m edgepose.data.show_axes: draws a label's axes; clear errors for bad input."""
+"""tools/show_axes.py: draws a label's axes; clear errors for bad input."""
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edgepose.data.show_axes import draw_axes, main
+from edgepose.data.show_axes import draw_axes
 from edgepose import geometry as g
+
+
+def _tool_main():
+    """``main`` of tools/show_axes.py (a script outside the package, loaded from its file)."""
+    path = Path(__file__).resolve().parents[1] / "tools" / "show_axes.py"
+    spec = importlib.util.spec_from_file_location("show_axes_tool", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
 
 
 def test_draw_axes_nose_direction():
@@ -17,6 +29,7 @@ def test_draw_axes_nose_direction():
 
 
 def test_show_axes_cli(tmp_path, aflw_dir, capsys):
+    main = _tool_main()
     out = tmp_path / "axes.png"
     rc = main([str(aflw_dir / "image02420.jpg"), "--mat", str(aflw_dir / "image02420.mat"), "-o", str(out)])
     assert rc == 0 and cv2.imread(str(out)).shape == (450, 450, 3)

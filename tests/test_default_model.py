@@ -26,7 +26,7 @@ def test_unknown_profile_and_missing_file_are_clear_errors(tmp_path, monkeypatch
     with pytest.raises(ModelError, match="int8-cpu"):
         defaults.default_pose_model("int4")
     monkeypatch.setattr(defaults, "MODELS_DIR", tmp_path)
-    with pytest.raises(ModelError, match="edgepose.assets.build"):
+    with pytest.raises(ModelError, match="edgepose models build"):
         defaults.default_pose_model("fp32")
 
 

@@ -147,12 +147,12 @@ def test_missing_onnxslim_is_named_before_any_work(monkeypatch):
 
 
 def test_build_with_a_teacher_initialised_student_end_to_end(data_file, tmp_path):
-    """One small build through main(): an EfficientNet-B0 teacher (an edgepose checkpoint; WHENet is not
+    """One small build through `edgepose models build`: an EfficientNet-B0 teacher (an edgepose checkpoint; WHENet is not
     available offline) labels real faces and initialises an s4 student, which trains, exports and
     quantizes with percentile calibration; the sidecars record all of it."""
     import shutil
 
-    from edgepose.assets.build import main
+    from edgepose.cli.main import main
     from edgepose.metadata import load_metadata
     from edgepose.models.pose_model import PoseModel
     from edgepose.preprocess import PreprocessSpec
@@ -168,7 +168,7 @@ def test_build_with_a_teacher_initialised_student_end_to_end(data_file, tmp_path
     teacher = PoseModel.build("efficientnet_b0", head="6d", preprocess=PreprocessSpec(input_size=96))
     teacher.save_checkpoint(tmp_path / "teacher.pt")
     out = tmp_path / "out"
-    rc = main(["--data-root", str(tmp_path), f"teacher={tmp_path / 'teacher.pt'}", f"out_dir={out}",
+    rc = main(["models", "build", "--data-root", str(tmp_path), f"teacher={tmp_path / 'teacher.pt'}", f"out_dir={out}",
                "student.name=efficientnet_b0_s4", "student.input_size=64", "student.init=teacher",
                "student.init_lr_scale=0.1", f"data.real=[{photos}]", f"data.real_val=[{held_out}]",
                f"data.detector_model={data_file('detectors/yunet/yunet_s_640_640.onnx')}",
@@ -220,10 +220,10 @@ def test_held_out_media_must_not_repeat_a_training_file(data_file, tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 def test_a_missing_gpu_stops_the_build_before_any_labelling(tmp_path, capsys):
-    from edgepose.assets.build import main
+    from edgepose.cli.main import main
 
     out = tmp_path / "out"
-    assert main(["--data-root", str(tmp_path), "device=cuda", f"out_dir={out}"]) == 2
+    assert main(["models", "build", "--data-root", str(tmp_path), "device=cuda", f"out_dir={out}"]) == 2
     assert "no CUDA GPU" in capsys.readouterr().err
     assert not (out / "real.npz").exists()
 
@@ -253,11 +253,11 @@ def test_a_student_can_start_from_an_earlier_build(tmp_path):
 
 
 def test_a_bad_student_init_stops_the_build_before_any_labelling(tmp_path, capsys):
-    from edgepose.assets.build import main
+    from edgepose.cli.main import main
 
     out = tmp_path / "out"
-    assert main(["--data-root", str(tmp_path), "student.init=imagenet", f"out_dir={out}"]) == 2
+    assert main(["models", "build", "--data-root", str(tmp_path), "student.init=imagenet", f"out_dir={out}"]) == 2
     assert "student.init='imagenet'" in capsys.readouterr().err
-    assert main(["--data-root", str(tmp_path), "student.init_lr_scale=0", f"out_dir={out}"]) == 2
+    assert main(["models", "build", "--data-root", str(tmp_path), "student.init_lr_scale=0", f"out_dir={out}"]) == 2
     assert "init_lr_scale" in capsys.readouterr().err
     assert not (out / "real.npz").exists()

@@ -98,7 +98,7 @@ def test_matches_keras_efficientnet_b0(tmp_path, repo_root):
     from edgepose.importers.keras_reference import compare_with_keras
 
     ref = tmp_path / "ref.npz"
-    subprocess.run([py, str(repo_root / "edgepose" / "importers" / "keras_reference.py"), str(ref)], check=True,
+    subprocess.run([py, str(repo_root / "tools" / "keras_reference.py"), str(ref)], check=True,
                    capture_output=True, timeout=600)
     assert compare_with_keras(str(ref)) < 1e-5
     assert compare_with_keras(str(ref), tf_padding=False) > 1e-5

@@ -285,13 +285,14 @@ def test_command_line_without_main(fp32):
 
 
 def test_bench_compression_data_folder(tmp_path):
-    from edgepose.quantize.bench_compression import DATA_ENV, data_dir
+    from edgepose.cli.bench_compression import DATA_ENV, data_dir
+    from edgepose.errors import UserError
 
-    with pytest.raises(SystemExit, match=f"--data .* or set {DATA_ENV}"):
+    with pytest.raises(UserError, match=f"--data .* or set {DATA_ENV}"):
         data_dir(None, env={})
     assert data_dir(None, env={DATA_ENV: str(tmp_path)}) == tmp_path
     assert data_dir(str(tmp_path), env={DATA_ENV: "/elsewhere"}) == tmp_path  # the flag wins
-    with pytest.raises(SystemExit, match=f"{DATA_ENV} .*missing is not a folder"):
+    with pytest.raises(UserError, match=f"{DATA_ENV} .*missing is not a folder"):
         data_dir(None, env={DATA_ENV: str(tmp_path / "missing")})
 
 

@@ -1,7 +1,7 @@
 """Rebuild the default student shipped in ``edgepose/assets/models`` (docs/models.md).
 
-    python -m edgepose.assets.build --config configs/default-model/build.yaml            # -> runs/default-model
-    python -m edgepose.assets.build --config configs/default-model/build.yaml --install  # + copy into the package
+    edgepose models build --config configs/default-model/build.yaml            # -> runs/default-model
+    edgepose models build --config configs/default-model/build.yaml --install  # + copy into the package
 
 One command, data anyone can obtain, no ImageNet weights (the student trains from scratch, or with
 ``student.init=teacher`` from the teacher's trunk; ``device=cuda`` trains on a GPU):
@@ -20,13 +20,10 @@ One command, data anyone can obtain, no ImageNet weights (the student trains fro
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import shlex
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +41,7 @@ WEIGHT_STORAGE = ("float32", "float16")
 # -- 4. export, INT8, install --------------------------------------------------------------------------
 def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int,
                reduce_range: str = "off", method: str = "minmax", percentile: float = 99.999,
-               command: str = "python -m edgepose.assets.build", flip_tta: bool = False,
+               command: str = "edgepose models build", flip_tta: bool = False,
                weight_storage: str = "float32") -> dict[str, Path]:
     from edgepose.export import export_onnx
     from edgepose.preprocess import preprocess
@@ -102,73 +99,62 @@ def install(paths: dict[str, Path], provenance: dict, dest: Path = MODELS_DIR) -
     return dest / "manifest.json"
 
 
-def main(argv=None) -> int:
+def build(config: str | Path, overrides: list[str] | None = None, *, data_root: str | Path | None = None,
+          install_package: bool = False, export_only: bool = False,
+          command: str = "edgepose models build") -> dict[str, Path]:
+    """Label, train (unless ``export_only``: ``out_dir/last.pt``), export and quantize the default model;
+    ``install_package`` copies the files into ``edgepose/assets/models``.  ``command`` is recorded in every
+    artifact's provenance.  Returns the written files by profile (``export_all``)."""
     from edgepose.config import load_config, save_config
 
-    ap = argparse.ArgumentParser(prog="python -m edgepose.assets.build", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(REPO / "configs" / "default-model" / "build.yaml"))
-    ap.add_argument("--data-root", help="shared data folder (default: $EDGEPOSE_TEST_DATA or ../shared/data)")
-    ap.add_argument("--install", action="store_true", help="copy the results into edgepose/assets/models")
-    ap.add_argument("--export-only", action="store_true", help="skip training: export/quantize out_dir/last.pt")
-    ap.add_argument("overrides", nargs="*", metavar="key=value")
-    args = ap.parse_args(argv)
-    # the command recorded in every artifact's provenance: this call's own arguments (sys.argv is wrong when
-    # main() is called from code)
-    command = " ".join([ap.prog, *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))])
-    logging.basicConfig(level=os.environ.get("EDGEPOSE_LOG", "INFO"), format="%(asctime)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(BuildConfig, args.config, args.overrides)
-        root = Path(args.data_root or os.environ.get("EDGEPOSE_TEST_DATA") or REPO.parent / "shared" / "data")
-        if cfg.threads:
-            import cv2
-            import torch
+    cfg = load_config(BuildConfig, config, list(overrides or []))
+    root = Path(data_root or os.environ.get("EDGEPOSE_TEST_DATA") or REPO.parent / "shared" / "data")
+    if cfg.threads:
+        import cv2
+        import torch
 
-            torch.set_num_threads(cfg.threads)
-            cv2.setNumThreads(cfg.threads)
-        from edgepose.distill.teacher import load_teacher
-        from edgepose.export.onnx_export import require_onnxslim
-        from edgepose.models.pose_model import PoseModel
+        torch.set_num_threads(cfg.threads)
+        cv2.setNumThreads(cfg.threads)
+    from edgepose.distill.teacher import load_teacher
+    from edgepose.export.onnx_export import require_onnxslim
+    from edgepose.models.pose_model import PoseModel
 
-        require_onnxslim()  # the export step needs it: fail now, not after the training
-        if cfg.fp32_weight_storage not in WEIGHT_STORAGE:
-            raise UserError(f"fp32_weight_storage={cfg.fp32_weight_storage!r}: use {' or '.join(WEIGHT_STORAGE)}")
-        if not args.export_only:  # named before the labelling, not after it
-            training_device(cfg.device)
-            check_student_init(cfg)
+    require_onnxslim()  # the export step needs it: fail now, not after the training
+    if cfg.fp32_weight_storage not in WEIGHT_STORAGE:
+        raise UserError(f"fp32_weight_storage={cfg.fp32_weight_storage!r}: use {' or '.join(WEIGHT_STORAGE)}")
+    if not export_only:  # named before the labelling, not after it
+        training_device(cfg.device)
+        check_student_init(cfg)
 
-        out = Path(cfg.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        teacher = load_teacher(teacher_specs(cfg.teacher, root))
-        spec = student_spec(cfg, teacher.specs[0])
-        train_media, val_media = select_media(cfg, root)
-        check_held_out(root, train_media, val_media)
-        real = real_faces(cfg, root, teacher, spec, out, media=train_media)
-        real_val = (real_faces(cfg, root, teacher, spec, out, media=val_media, cache_name="real-val.npz")
-                    if val_media else None)
-        if args.export_only:
-            model = PoseModel.from_checkpoint(out / "last.pt")
-        else:
-            d = cfg.data
-            synth = synth_set(d.synth_n, cfg.seed, "train", d.synth_pose_range, d.synth_identities, d.synth_size,
-                              d.synth_full_fraction, out / "synth.npz", d.synth_workers)
-            val = synth_set(d.synth_val_n, cfg.seed + 1, "val", d.synth_pose_range, 50, d.synth_size, 0.0,
-                            out / "synth-val.npz", d.synth_workers)
-            model = train(cfg, spec, real, synth, val, out, teacher, real_val, command)
-        model.provenance["terms"] = data_terms(cfg)  # travels into every sidecar
-        paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range, cfg.quant_method,
-                           cfg.quant_percentile, command, cfg.flip_tta, cfg.fp32_weight_storage)
-        if args.install:
-            prov = {"command": command,
-                    "config": json.loads(json.dumps(_to_dict(cfg))),
-                    "teacher": [_describe_teacher(t) for t in cfg.teacher], "real_faces": int(len(real["images"])),
-                    "real_media": media_summary(_relative_paths(json.loads(str(real["manifest"])), root))}
-            print(f"installed: {install(paths, prov)}")
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    teacher = load_teacher(teacher_specs(cfg.teacher, root))
+    spec = student_spec(cfg, teacher.specs[0])
+    train_media, val_media = select_media(cfg, root)
+    check_held_out(root, train_media, val_media)
+    real = real_faces(cfg, root, teacher, spec, out, media=train_media)
+    real_val = (real_faces(cfg, root, teacher, spec, out, media=val_media, cache_name="real-val.npz")
+                if val_media else None)
+    if export_only:
+        model = PoseModel.from_checkpoint(out / "last.pt")
+    else:
+        d = cfg.data
+        synth = synth_set(d.synth_n, cfg.seed, "train", d.synth_pose_range, d.synth_identities, d.synth_size,
+                          d.synth_full_fraction, out / "synth.npz", d.synth_workers)
+        val = synth_set(d.synth_val_n, cfg.seed + 1, "val", d.synth_pose_range, 50, d.synth_size, 0.0,
+                        out / "synth-val.npz", d.synth_workers)
+        model = train(cfg, spec, real, synth, val, out, teacher, real_val, command)
+    model.provenance["terms"] = data_terms(cfg)  # travels into every sidecar
+    paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range, cfg.quant_method,
+                       cfg.quant_percentile, command, cfg.flip_tta, cfg.fp32_weight_storage)
+    if install_package:
+        prov = {"command": command,
+                "config": json.loads(json.dumps(_to_dict(cfg))),
+                "teacher": [_describe_teacher(t) for t in cfg.teacher], "real_faces": int(len(real["images"])),
+                "real_media": media_summary(_relative_paths(json.loads(str(real["manifest"])), root))}
+        print(f"installed: {install(paths, prov)}")
+    return paths
 
 
 def teacher_specs(specs: list[str], root: Path) -> list[str]:
@@ -250,6 +236,3 @@ def _to_dict(cfg):
 
     return to_dict(cfg)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """One table for the default model and every free peer, measured side by side in one run (docs/models.md).
 
-    python -m edgepose.assets.evaluate --data-root ../shared/data \\
+    edgepose models evaluate --data-root ../shared/data \\
         --teacher 3ddfa-v2:teachers/3ddfa_v2/mb05_120x120.pth --teacher whenet --teacher fsanet:teachers/fsanet-onnx \\
         --real-val runs/default-model/real-val.npz --compare old=OLD_FP32.onnx --out docs/results/default-model.json
 
@@ -26,10 +26,8 @@ Metrics: Euler MAE (pitch, yaw, roll) and geodesic error (deg), from :mod:`edgep
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -268,67 +266,50 @@ def parse_compare(items: list[str]) -> dict[str, Path]:
     return out
 
 
-def main(argv=None) -> int:
-    from edgepose.defaults import PROFILES, default_pose_model
-    from edgepose.metadata import atomic_write_text
+def evaluate_models(data_root: str | Path | None = None,
+                    detector_model: str = "detectors/yunet/yunet_s_640_640.onnx", models_dir: str | None = None,
+                    compare: list[str] = (), teachers: list[str] | None = None, real_val: str | None = None,
+                    clips: list[str] = ("videos/single_face.mp4", "videos/WolfgangLanger_Pexels.mp4"),
+                    synth_n: int = 300, no_timing: bool = False, seed: int = 7, out: str | None = None,
+                    command: str = "edgepose models evaluate") -> dict:
+    """The report (see the module doc; ``markdown(report)`` is its table), written to ``out`` when given.
 
-    ap = argparse.ArgumentParser(prog="python -m edgepose.assets.evaluate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-root", help="shared data folder (default: $EDGEPOSE_TEST_DATA or ../shared/data)")
-    ap.add_argument("--detector-model", default="detectors/yunet/yunet_s_640_640.onnx",
-                    help="YuNet file (relative to --data-root or absolute); = `edgepose models fetch yunet`")
-    ap.add_argument("--models-dir", default=None, help="evaluate the three files of this folder instead of the shipped ones")
-    ap.add_argument("--compare", action="append", default=[], metavar="NAME=FILE",
-                    help="another ONNX pose model as a row (e.g. the previous default file); repeatable")
-    ap.add_argument("--teacher", action="append", default=None,
-                    help="teacher spec (whenet, 3ddfa-v2[:path], fsanet[:path], a .pt); repeatable; paths relative to "
-                         "--data-root work; two or more add the ensemble row. Default: whenet; --teacher '' for none")
-    ap.add_argument("--real-val", default=None, help="a build's real-val.npz: agreement with the ensemble on held-out people")
-    ap.add_argument("--clips", nargs="*", default=["videos/single_face.mp4", "videos/WolfgangLanger_Pexels.mp4"],
-                    help="talking-head videos for the stability column (relative to --data-root); none to skip")
-    ap.add_argument("--synth-n", type=int, default=300, help="images per synthetic test set (default 300)")
-    ap.add_argument("--no-timing", action="store_true", help="skip the ms/face, MACs and size columns")
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--out", default=None, help="write the JSON report here")
-    args = ap.parse_args(argv)
+    ``teachers``: None = whenet; an empty spec is skipped (``--teacher ''`` for none)."""
+    from edgepose.defaults import PROFILES, default_pose_model
     import torch
 
-    torch.set_num_threads(1)
-    root = Path(args.data_root or os.environ.get("EDGEPOSE_TEST_DATA") or REPO.parent / "shared" / "data")
-    command = " ".join(["python -m edgepose.assets.evaluate", *(shlex.quote(a) for a in
-                                                                 (sys.argv[1:] if argv is None else argv))])
-    try:
-        if args.models_dir:
-            models = {k: Path(args.models_dir) / v for k, v in PROFILES.items()}
-        else:
-            models = {k: default_pose_model(k) for k in PROFILES}
-        models.update(parse_compare(args.compare))
-        rows: list = [OnnxRow(k, p) for k, p in models.items()]
-        specs = [t for t in (["whenet"] if args.teacher is None else args.teacher) if t]
-        teacher = None
-        if specs:
-            from edgepose.assets.build import teacher_specs
-            from edgepose.distill.teacher import load_teacher
+    from edgepose.metadata import atomic_write_text
 
-            teacher = load_teacher(teacher_specs(specs, root))
-            rows += [TeacherRow(s, m, i) for i, (s, m) in enumerate(zip(specs, teacher.members))]
-        det = Path(args.detector_model)
-        det = det if det.is_absolute() else root / det
-        sets = {}
-        if (root / "aflw2000-sample").is_dir():
-            sets["aflw2000-sample (YuNet boxes)"] = aflw_faces(root, det if det.is_file() else None)
-        else:
-            print(f"note: {root / 'aflw2000-sample'} not found; AFLW2000 rows skipped", file=sys.stderr)
-        for pr in ("wide", "full"):
-            sets[f"synthetic test {pr}"] = synth_faces(args.synth_n, pr, args.seed)
-        clip_paths = [c if Path(c).is_absolute() else root / c for c in args.clips]
-        clip_paths = [Path(c) for c in clip_paths if Path(c).is_file()]
-        clips = clip_faces(clip_paths, det if det.is_file() else None) if clip_paths else []
-        if args.real_val and not Path(args.real_val).is_file():
-            raise UserError(f"--real-val {args.real_val}: not found; give a build's out_dir/real-val.npz")
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    torch.set_num_threads(1)
+    root = Path(data_root or os.environ.get("EDGEPOSE_TEST_DATA") or REPO.parent / "shared" / "data")
+    if models_dir:
+        models = {k: Path(models_dir) / v for k, v in PROFILES.items()}
+    else:
+        models = {k: default_pose_model(k) for k in PROFILES}
+    models.update(parse_compare(compare))
+    rows: list = [OnnxRow(k, p) for k, p in models.items()]
+    specs = [t for t in (["whenet"] if teachers is None else teachers) if t]
+    teacher = None
+    if specs:
+        from edgepose.assets.build import teacher_specs
+        from edgepose.distill.teacher import load_teacher
+
+        teacher = load_teacher(teacher_specs(specs, root))
+        rows += [TeacherRow(s, m, i) for i, (s, m) in enumerate(zip(specs, teacher.members))]
+    det = Path(detector_model)
+    det = det if det.is_absolute() else root / det
+    sets = {}
+    if (root / "aflw2000-sample").is_dir():
+        sets["aflw2000-sample (YuNet boxes)"] = aflw_faces(root, det if det.is_file() else None)
+    else:
+        print(f"note: {root / 'aflw2000-sample'} not found; AFLW2000 rows skipped", file=sys.stderr)
+    for pr in ("wide", "full"):
+        sets[f"synthetic test {pr}"] = synth_faces(synth_n, pr, seed)
+    clip_paths = [c if Path(c).is_absolute() else root / c for c in clips]
+    clip_paths = [Path(c) for c in clip_paths if Path(c).is_file()]
+    clip_items = clip_faces(clip_paths, det if det.is_file() else None) if clip_paths else []
+    if real_val and not Path(real_val).is_file():
+        raise UserError(f"--real-val {real_val}: not found; give a build's out_dir/real-val.npz")
     t0 = time.perf_counter()
     report: dict = {"command": command, "sets": {}}
     for sname, (items, G) in sets.items():
@@ -336,11 +317,11 @@ def main(argv=None) -> int:
         if teacher is not None and len(teacher.members) > 1:
             res[ENSEMBLE] = score(ensemble_predict(teacher, items), G)
         report["sets"][sname] = res
-    if args.real_val:
-        report["real_val"] = real_val_agreement(rows, teacher, Path(args.real_val))
-    if clips:
-        report["stability"] = {"clips": [str(c) for c in clip_paths], **jitter(rows, clips)}
-    if not args.no_timing:
+    if real_val:
+        report["real_val"] = real_val_agreement(rows, teacher, Path(real_val))
+    if clip_items:
+        report["stability"] = {"clips": [str(c) for c in clip_paths], **jitter(rows, clip_items)}
+    if not no_timing:
         from edgepose.export.cost import gemm_peak_gflops
 
         peak = gemm_peak_gflops()
@@ -348,10 +329,11 @@ def main(argv=None) -> int:
             report["cost"] = cost_table(rows, Path(tmp), peak)
         report["gemm_peak_gflops_1thread"] = peak
     report["seconds"] = time.perf_counter() - t0
-    if args.out:
-        atomic_write_text(Path(args.out), json.dumps(report, indent=2) + "\n")
-    print(markdown(report))
-    return 0
+    if out:
+        atomic_write_text(Path(out), json.dumps(report, indent=2) + "\n")
+    return report
+
+
 
 
 def _f(v, fmt="{:.2f}") -> str:
@@ -393,6 +375,3 @@ def markdown(report: dict) -> str:
                          f"{r['geodesic']:.2f} / {r['geodesic_median']:.2f} |")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

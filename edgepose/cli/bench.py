@@ -26,6 +26,11 @@ log = logging.getLogger("edgepose.bench")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .main import BENCH_COMMANDS, command_help
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = "other measurements (`edgepose-bench NAME --help` for their options):\n" + "\n".join(
+        f"  {name:<17} {command_help(module)}" for name, module in BENCH_COMMANDS.items())
     p.add_argument("--suite", "-s", default="default", help="packaged suite name or a suite YAML file (default: default)")
     p.add_argument("--out", "-o", default="bench-out", help="folder for the reports (default: bench-out)")
     p.add_argument("--work-dir", default=None, help="folder for derived artifacts (default: OUT/artifacts)")

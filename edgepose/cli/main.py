@@ -37,6 +37,22 @@ COMMANDS: dict[str, str] = {
     "demo": "edgepose.cli.demo",
 }
 
+#: ``edgepose-bench NAME`` / ``edgepose bench NAME``: measurements other than the suite, each one run
+#: that writes a figure of docs/results.  Same contract as COMMANDS (HELP, add_arguments, run).
+#: ``edgepose-bench`` itself takes no positional argument, so a first word in this table is unambiguous.
+BENCH_COMMANDS: dict[str, str] = {
+    "soak": "edgepose.cli.bench_soak",
+    "profile": "edgepose.cli.bench_profile",
+    "detectors": "edgepose.cli.bench_detectors",
+    "teachers": "edgepose.cli.bench_teachers",
+    "methods": "edgepose.cli.bench_methods",
+    "compression": "edgepose.cli.bench_compression",
+    "quantize-sweep": "edgepose.cli.bench_quantize_sweep",
+    "compare-teacher": "edgepose.cli.bench_compare_teacher",
+    "synth-throughput": "edgepose.cli.bench_synth_throughput",
+    "gpu-preprocess": "edgepose.cli.bench_gpu_preprocess",
+}
+
 
 def command_help(module_name: str) -> str:
     """A command module's ``HELP`` string, read from its source without importing it."""
@@ -93,7 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
+    if name == "bench":
+        return _bench(rest, "edgepose bench")
     return guarded(run_command, COMMANDS[name], rest, f"edgepose {name}")
+
+
+def _bench(argv: list[str], prog: str) -> int:
+    """The suite (``edgepose-bench [options]``) or one of :data:`BENCH_COMMANDS` (``edgepose-bench NAME ...``)."""
+    if argv and argv[0] in BENCH_COMMANDS:
+        return guarded(run_command, BENCH_COMMANDS[argv[0]], argv[1:], f"{prog} {argv[0]}")
+    return guarded(run_command, COMMANDS["bench"], argv, prog)
 
 
 def train_main() -> int:
@@ -103,7 +128,7 @@ def train_main() -> int:
 
 def bench_main() -> int:
     _setup_logging()
-    return guarded(run_command, COMMANDS["bench"], sys.argv[1:], "edgepose-bench")
+    return _bench(sys.argv[1:], "edgepose-bench")
 
 
 if __name__ == "__main__":  # pragma: no cover

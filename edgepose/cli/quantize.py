@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int_at_least(1), default=2, help="ORT intra-op threads for the latency report")
     p.add_argument("--no-report", action="store_true", help="only quantize; skip latency and accuracy")
     p.add_argument("--exclude", action="append", default=[], metavar="NODE",
-                   help="extra node kept in float (repeatable; names from `python -m edgepose.quantize.sweep "
+                   help="extra node kept in float (repeatable; names from `edgepose-bench quantize-sweep "
                         "MODEL --calib X --list-groups`)")
     p.add_argument("--qat", metavar="CHECKPOINT",
                    help="also run quantization-aware fine-tuning of this checkpoint (the one MODEL was exported "

@@ -5,7 +5,8 @@ import argparse
 
 HELP = "render synthetic heads with exact pose labels"
 DESCRIPTION = (HELP + ". `export` writes images + labels.csv for the folder reader, `video` a driver-like mp4 "
-               "with per-frame ground truth, `preview` a labelled contact sheet. See docs/synth.md.")
+               "with per-frame ground truth, `preview` a labelled contact sheet, `profile` re-renders real faces "
+               "at new poses and `profile-eval` measures that. See docs/synth.md.")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -26,7 +27,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", required=True, metavar="{export,video,preview,boxcheck,profile}")
+    sub = parser.add_subparsers(dest="action", required=True,
+                                metavar="{export,video,preview,boxcheck,profile,profile-eval}")
     e = sub.add_parser("export", help="render N images + labels.csv (folder format read by edgepose.data)")
     e.add_argument("--n", type=int, required=True, help="number of images")
     e.add_argument("--out", required=True, help="output folder (images/, labels.csv, synth.json)")
@@ -56,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--pose-range", default="frontal")
 
     _profile_arguments(sub)
+
+    from . import synth_profile_eval  # its own module (one per command); argument definitions only
+
+    e = sub.add_parser("profile-eval", help=synth_profile_eval.HELP, description=synth_profile_eval.DESCRIPTION)
+    synth_profile_eval.add_arguments(e)
 
 
 def _profile_arguments(sub) -> None:
@@ -152,4 +159,8 @@ def run(args) -> int:
         return 0
     if args.action == "profile":
         return _profile(args)
+    if args.action == "profile-eval":
+        from . import synth_profile_eval
+
+        return synth_profile_eval.run(args)
     raise UserError(f"unknown action {args.action!r}")  # pragma: no cover - argparse guards it

@@ -1,15 +1,12 @@
 """Draw the head axes of a pose label on an image, to check the sign conventions by eye.
 
-    python -m edgepose.data.show_axes image00050.jpg --mat image00050.mat -o out.png
-    python -m edgepose.data.show_axes face.jpg --pyr 10 30 0 --box 100 80 220 200 -o out.png
+    python tools/show_axes.py image00050.jpg --mat image00050.mat -o out.png
+    python tools/show_axes.py face.jpg --pyr 10 30 0 --box 100 80 220 200 -o out.png
 
 Red = head x (the subject's left), green = head y (up), blue = nose direction, all projected
 orthographically with :func:`edgepose.geometry.project_points` from the box centre.
 """
 from __future__ import annotations
-
-import argparse
-import sys
 
 import cv2
 import numpy as np
@@ -34,48 +31,29 @@ def draw_axes(image: np.ndarray, R: np.ndarray, center, length: float, thickness
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgepose.data.show_axes", description=__doc__.split("\n\n")[0])
-    ap.add_argument("image")
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--mat", help="300W-LP / AFLW2000 .mat annotation (Pose_Para + pt2d)")
-    src.add_argument("--pyr", nargs=3, type=float, metavar=("PITCH", "YAW", "ROLL"), help="angles in degrees")
-    ap.add_argument("--box", nargs=4, type=float, metavar=("X1", "Y1", "X2", "Y2"),
-                    help="face box (default: the landmark box from --mat, else the image centre)")
-    ap.add_argument("-o", "--output", required=True, help="output image (.png / .jpg)")
-    args = ap.parse_args(argv)
+def write_axes_image(image_path: str, output: str, mat: str | None = None, pyr=None, box=None) -> None:
+    """Draw the label of ``mat`` (a 300W-LP / AFLW2000 .mat) or the angles ``pyr`` (degrees) on the image
+    at ``image_path`` and write it to ``output`` (.png / .jpg).  ``box``: the face box (default: the
+    landmark box from ``mat``, else the image centre)."""
+    from ..metadata import atomic_write_bytes
+    from .mat import load_mat_label
 
-    from ..errors import guarded
-
-    def run() -> int:
-        from ..metadata import atomic_write_bytes
-        from .mat import load_mat_label
-
-        img = read_image(args.image)
-        box = args.box
-        if args.mat:
-            lab = load_mat_label(args.mat)
-            R, pyr = lab["R"], lab["pyr_deg"]
-            if box is None and lab["landmarks"] is not None:
-                box = landmark_box(lab["landmarks"])
-        else:
-            pyr = np.array(args.pyr)
-            R = geometry.euler_to_matrix(pyr)
-        h, w = img.shape[:2]
-        box = box or (w * 0.25, h * 0.25, w * 0.75, h * 0.75)
-        center = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-        out = draw_axes(img, R, center, 0.6 * max(box[2] - box[0], box[3] - box[1]),
-                        label=f"pitch {pyr[0]:+.1f}  yaw {pyr[1]:+.1f}  roll {pyr[2]:+.1f}")
-        ext = "." + args.output.rsplit(".", 1)[-1].lower() if "." in args.output else ""
-        ok, buf = cv2.imencode(ext if ext in (".png", ".jpg", ".jpeg") else ".png", out)
-        if not ok:
-            raise DataError(f"cannot encode {args.output}; use a .png or .jpg name")
-        atomic_write_bytes(args.output, buf.tobytes())
-        print(f"wrote {args.output}")
-        return 0
-
-    return guarded(run)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    img = read_image(image_path)
+    if mat:
+        lab = load_mat_label(mat)
+        R, pyr = lab["R"], lab["pyr_deg"]
+        if box is None and lab["landmarks"] is not None:
+            box = landmark_box(lab["landmarks"])
+    else:
+        pyr = np.array(pyr)
+        R = geometry.euler_to_matrix(pyr)
+    h, w = img.shape[:2]
+    box = box or (w * 0.25, h * 0.25, w * 0.75, h * 0.75)
+    center = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    out = draw_axes(img, R, center, 0.6 * max(box[2] - box[0], box[3] - box[1]),
+                    label=f"pitch {pyr[0]:+.1f}  yaw {pyr[1]:+.1f}  roll {pyr[2]:+.1f}")
+    ext = "." + output.rsplit(".", 1)[-1].lower() if "." in output else ""
+    ok, buf = cv2.imencode(ext if ext in (".png", ".jpg", ".jpeg") else ".png", out)
+    if not ok:
+        raise DataError(f"cannot encode {output}; use a .png or .jpg name")
+    atomic_write_bytes(output, buf.tobytes())

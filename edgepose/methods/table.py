@@ -1,8 +1,8 @@
 """The teacher results table (docs/results/teachers.md): train each row's config, evaluate, write.
 
-    python -m edgepose.methods.table                       # every row, sequentially
-    python -m edgepose.methods.table --rows baseline ldl   # some rows
-    python -m edgepose.methods.table --eval-only           # re-evaluate the existing runs
+    edgepose-bench methods                       # every row, sequentially
+    edgepose-bench methods --rows baseline ldl   # some rows
+    edgepose-bench methods --eval-only           # re-evaluate the existing runs
 
 Each row = ``configs/teachers/<row>.yaml`` trained with ``edgepose-train`` (same budget for every
 row: see the configs), then evaluated with :func:`edgepose.evaluation.evaluate_reader` on
@@ -12,22 +12,16 @@ row: see the configs), then evaluated with :func:`edgepose.evaluation.evaluate_r
 * ``aflw2000``: the real AFLW2000 fixtures ($EDGEPOSE_TEST_DATA/aflw2000-sample), when present.
 
 Results go to ``runs/teachers/<row>/table.json`` (atomically) and the markdown table is
-re-written after every row, so an interrupted sweep keeps the rows it finished.
+re-written after every row, so an interrupted sweep keeps the rows it finished.  This module scores
+and tabulates; the training of a row and the sweep live in ``edgepose/cli/bench_methods.py``
+(methods sit below the training engine).
 """
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import os
-import time
 from pathlib import Path
 
 import numpy as np
-
-from ..metadata import atomic_write_text
-
-log = logging.getLogger(__name__)
 
 ROWS = ["baseline", "ldl", "clerf", "pcl", "hmtl", "hmtl-ldl", "clerf-ldl", "clerf-rolllast", "clerf-mlp"]
 ROT_ANGLES = (30.0, 90.0, 180.0)
@@ -35,15 +29,6 @@ ROT_ANGLES = (30.0, 90.0, 180.0)
 
 def data_root() -> Path:
     return Path(os.environ.get("EDGEPOSE_TEST_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
-
-
-def train_row(row: str, config_dir: Path, runs: Path, overrides: list[str]) -> dict:
-    from ..train import Trainer, load_train_config
-
-    cfg = load_train_config(config_dir / f"{row}.yaml", [f"output={runs / row}"] + overrides)
-    t0 = time.perf_counter()
-    Trainer(cfg).fit()
-    return {"train_s": time.perf_counter() - t0}
 
 
 def _pooled(results: dict, names: list[str]) -> dict:
@@ -91,37 +76,3 @@ def markdown(results: dict[str, dict]) -> str:
                      f"{f(ro['maev'])} | {f(fl['ge'])} | {f(fl['mae'])} | {f(fl['maev'])} | "
                      f"{f(a['mae']) if a else 'n/a'} | {r.get('train_s', float('nan')) / 60:.1f} |")
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edgepose.methods.table", description=__doc__.split("\n")[0])
-    ap.add_argument("--rows", nargs="*", default=ROWS, choices=ROWS)
-    ap.add_argument("--configs", default="configs/teachers")
-    ap.add_argument("--runs", default="runs/teachers")
-    ap.add_argument("--test-n", type=int, default=200)
-    ap.add_argument("--eval-only", action="store_true")
-    ap.add_argument("--table", default="runs/teachers/table.md", help="markdown table written after every row")
-    ap.add_argument("--set", nargs="*", default=[], help="key=value overrides for every row (smoke runs)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("EDGEPOSE_LOG", "INFO"))
-    runs = Path(args.runs)
-    results: dict[str, dict] = {}
-    for row in ROWS:  # rows finished earlier stay in the table
-        p = runs / row / "table.json"
-        if p.is_file():
-            results[row] = json.loads(p.read_text())
-    for row in args.rows:
-        info = {} if args.eval_only else train_row(row, Path(args.configs), runs, args.set)
-        if args.eval_only and row in results:
-            info = {"train_s": results[row].get("train_s")}
-        res = {**info, **evaluate_row(runs / row, args.test_n)}
-        atomic_write_text(runs / row / "table.json", json.dumps(res, indent=2))
-        results[row] = res
-        atomic_write_text(Path(args.table), markdown(results))
-        log.info("row %s done:\n%s", row, markdown({row: res}))
-    print(markdown(results))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

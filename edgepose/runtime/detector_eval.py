@@ -1,6 +1,6 @@
 """Face detectors measured against exact ground truth (docs/results/detectors.md).
 
-    python -m edgepose.runtime.detector_eval --drive DIR [--drive DIR2] --no-face VIDEO \\
+    edgepose-bench detectors --drive DIR [--drive DIR2] --no-face VIDEO \\
         --detector centerface=~/.cache/edgepose/models/centerface.onnx --detector haar \\
         --detector yunet=../shared/data/detectors/yunet/yunet_s_640_640.onnx --json out.json
 
@@ -20,7 +20,6 @@ one ONNX Runtime thread; ms/frame is the mean wall time of ``detect`` over all f
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -219,36 +218,24 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--detector", action="append", required=True,
-                    help="NAME[=MODEL[@INPUT_SIZE]], e.g. centerface=centerface.onnx@320; repeat; a label "
-                         "like yunet:n320=FILE keeps runs of one family apart")
-    ap.add_argument("--drive", action="append", default=[], help="synthetic drive folder (driver.mp4 + poses)")
-    ap.add_argument("--no-face", default=None, help="a video without faces")
-    ap.add_argument("--no-face-frames", type=int, default=150)
-    ap.add_argument("--identities", type=int, default=2, help="sweep identities (alternately colour / NIR)")
-    ap.add_argument("--cache", default=None, help="folder for the rendered sweep (reused by later runs)")
-    ap.add_argument("--timing-only", type=int, default=0, metavar="STEP",
-                    help="only time the detectors, taking turns, on every STEP-th frame of the --drive folders")
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args(argv)
-    if args.timing_only:
-        frames = [f for d in args.drive for f, _, _ in drive_frames(Path(d))][::args.timing_only]
-        for k, v in interleaved_timing(dict(_open(s) for s in args.detector), frames).items():
-            print(f"| {k} | {v['ms_p50']:.1f} | {v['ms_p90']:.1f} |")
-        return 0
+def open_detectors(specs: list[str]) -> dict:
+    """``NAME[=MODEL[@SIZE]]`` specs -> {label: detector}."""
+    return dict(_open(s) for s in specs)
+
+
+def drive_timing(specs: list[str], drives: list[str], step: int) -> dict[str, dict]:
+    """:func:`interleaved_timing` of the detectors on every ``step``-th frame of the drive folders."""
+    frames = [f for d in drives for f, _, _ in drive_frames(Path(d))][::step]
+    return interleaved_timing(open_detectors(specs), frames)
+
+
+def run_eval(specs: list[str], drives: list[str], no_face: str | None = None, no_face_frames: int = 150,
+             identities: int = 2, cache: str | None = None, json_out: str | None = None) -> dict:
+    """Render / read the three frame sets and score every detector on them (see the module doc)."""
     t0 = time.perf_counter()
-    sweep = cached_sweep(args.identities, Path(args.cache) if args.cache else None) if args.identities > 0 else []
-    drives = {Path(d).name: list(drive_frames(Path(d))) for d in args.drive}
-    noface = list(video_frames(Path(args.no_face), args.no_face_frames, step=2)) if args.no_face else []
-    print(f"[eval] {len(sweep)} sweep, {sum(map(len, drives.values()))} drive, {len(noface)} no-face frames "
+    sweep = cached_sweep(identities, Path(cache) if cache else None) if identities > 0 else []
+    drive_sets = {Path(d).name: list(drive_frames(Path(d))) for d in drives}
+    noface = list(video_frames(Path(no_face), no_face_frames, step=2)) if no_face else []
+    print(f"[eval] {len(sweep)} sweep, {sum(map(len, drive_sets.values()))} drive, {len(noface)} no-face frames "
           f"({time.perf_counter() - t0:.0f} s to render/read)", flush=True)
-    detectors = dict(_open(s) for s in args.detector)
-    results = evaluate(detectors, sweep, drives, noface, Path(args.json) if args.json else None)
-    print(markdown(results))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return evaluate(open_detectors(specs), sweep, drive_sets, noface, Path(json_out) if json_out else None)

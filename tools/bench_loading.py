@@ -1,7 +1,9 @@
-"""Measure PoseDataset throughput with and without the crop cache (single process).
+"""Measure PoseDataset throughput with and without the crop cache (single process; developer tool).
 
-    .venv/bin/python -m edgepose.data.bench_loading --format aflw2000 --root ../shared/data/aflw2000-sample \
+    .venv/bin/python tools/bench_loading.py --format aflw2000 --root ../shared/data/aflw2000-sample \
         --repeat 20 --cache /tmp/edgepose_bench_cache
+
+Needs edgepose installed (``pip install -e .``); not part of the package.
 """
 from __future__ import annotations
 
@@ -11,13 +13,13 @@ import time
 
 
 def main(argv=None) -> int:
-    from ..preprocess import PreprocessSpec
-    from .augment import Augment
-    from .cache import CropCache
-    from .dataset import PoseDataset
-    from .registry import build_reader
+    from edgepose.data.augment import Augment
+    from edgepose.data.cache import CropCache
+    from edgepose.data.dataset import PoseDataset
+    from edgepose.data.registry import build_reader
+    from edgepose.preprocess import PreprocessSpec
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="tools/bench_loading.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--format", default="aflw2000")
     ap.add_argument("--root", required=True, help="dataset folder (the label file for --format folder, "
                     "the .npz for biwi_npz, the video for video)")

@@ -1,26 +1,32 @@
-"""The full compression measurement: WHENet teacher -> distilled student -> FP32 ONNX -> INT8 (tensorrt, cpu).
+"""``edgepose-bench compression``: WHENet teacher -> distilled student -> FP32 ONNX -> INT8 (tensorrt, cpu).
 
-    python -m edgepose.quantize.bench_compression --data ../shared/data --out runs/compression
-    python -m edgepose.quantize.bench_compression --fp32 runs/f3-distill/student.onnx \
+    edgepose-bench compression --data ../shared/data --out runs/compression
+    edgepose-bench compression --fp32 runs/f3-distill/student.onnx \\
         --qat runs/f3-distill/best.pt --out runs/f3-bench        # skip distillation, add QAT
 
 Uses the shared test data: unlabelled faces from ``videos/``, ``faces-aws/`` and ``in-cabin/``
 (detector crops) for distillation (``configs/distill-whenet-cached.yaml``: cached WHENet labels,
 exact geometric augmentation, synthetic train-split heads) and calibration, ``aflw2000-sample/``
-for accuracy.  Writes the quantize report
-(JSON + Markdown) and prints whether the acceptance bounds hold: tensorrt INT8 within 0.5 deg mean
-MAE of FP32, cpu INT8 at least 2x faster than FP32 on ORT CPU.  Minutes on 2 cores; not a test.
+for accuracy.  Runs ``edgepose quantize`` (its report, JSON + Markdown) and prints whether the
+acceptance bounds hold: tensorrt INT8 within 0.5 deg mean MAE of FP32, cpu INT8 at least 2x faster
+than FP32 on ORT CPU.  Minutes on 2 cores; not a test.
+
+It drives two commands (distillation, then ``edgepose quantize``), so it lives in the CLI layer.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import sys
 from pathlib import Path
 
+from ..errors import UserError
+
+HELP = "distil -> export -> INT8 (tensorrt, cpu) on the shared data, checked against the acceptance bounds"
+DESCRIPTION = __doc__
+
 DATA_ENV = "EDGEPOSE_TEST_DATA"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def data_dir(given: str | None, env: dict | None = None) -> Path:
@@ -31,17 +37,17 @@ def data_dir(given: str | None, env: dict | None = None) -> Path:
     env = os.environ if env is None else env
     text = given or env.get(DATA_ENV)
     if not text:
-        raise SystemExit(f"error: no test data folder: pass --data /path/to/shared/data or set {DATA_ENV}")
+        raise UserError(f"no test data folder: pass --data /path/to/shared/data or set {DATA_ENV}")
     path = Path(text).expanduser()
     if not path.is_dir():
         source = "--data" if given else DATA_ENV
-        raise SystemExit(f"error: {source} {path} is not a folder; point it at the shared test data "
-                         f"(with videos/, faces-aws/, in-cabin/, aflw2000-sample/, detectors/)")
+        raise UserError(f"{source} {path} is not a folder; point it at the shared test data "
+                        f"(with videos/, faces-aws/, in-cabin/, aflw2000-sample/, detectors/)")
     return path
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--data", default=None,
                    help=f"the shared test data folder (default: ${DATA_ENV}; required without it)")
     p.add_argument("--out", default="runs/compression")
@@ -56,8 +62,9 @@ def main(argv=None) -> int:
     p.add_argument("--qat-steps", type=int, default=200)
     p.add_argument("--method", default="minmax")
     p.add_argument("--exclude", action="append", default=[], help="node kept in float (repeatable)")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def run(a: argparse.Namespace) -> int:
     data, out = data_dir(a.data), Path(a.out)
     det = str(data / "detectors/yunet/yunet_s_dynamic.onnx")
     unlabelled = [str(data / "videos"), str(data / "faces-aws"), str(data / "in-cabin")]
@@ -65,9 +72,9 @@ def main(argv=None) -> int:
     if a.fp32:
         fp32 = Path(a.fp32)
     else:
-        from edgepose.distill.trainer import distill, load_distill_config
+        from ..distill.trainer import distill, load_distill_config
 
-        config = Path(__file__).resolve().parents[1] / "configs" / "distill-whenet-cached.yaml"
+        config = REPO / "configs" / "distill-whenet-cached.yaml"
         cfg = load_distill_config(config if config.is_file() else None, [
             f"teacher=[{a.teacher}]", f"student.name={a.student}", f"student.input_size={a.size}",
             f"data.unlabelled=[{', '.join(unlabelled)}]", f"data.detector_model={det}",
@@ -75,7 +82,7 @@ def main(argv=None) -> int:
         res = distill(cfg, progress=False)
         fp32 = Path(res["onnx"])
 
-    from edgepose.cli.main import main as cli
+    from .main import main as cli
 
     extra = [x for n in a.exclude for x in ("--exclude", n)]
     if a.qat:
@@ -94,7 +101,3 @@ def main(argv=None) -> int:
     if "int8-tensorrt-qat" in m:
         print(f"tensorrt QAT |dMAE| = {abs(m['int8-tensorrt-qat']['delta_vs_fp32']['mae']):.3f} deg")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

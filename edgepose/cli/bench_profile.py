@@ -1,0 +1,42 @@
+"""``edgepose-bench profile``: per-stage latency of the runtime on a video file (no GStreamer; OpenCV decoding).
+
+    edgepose-bench profile VIDEO --model pose.onnx [--detector yunet --detector-model F]
+        [--every N] [--frames N] [--warmup N] [--threads N] [--set key=value ...] [--json out.json]
+
+Prints median / p90 / mean milliseconds for detect, track, pose, smooth and their sum over the
+processed frames (after ``--warmup`` frames), and the detector / pose model latencies alone.
+Figures depend on the machine and on its load: always publish them with the command line.
+"""
+from __future__ import annotations
+
+import argparse
+
+HELP = "per-stage latency of the runtime (detect, track, pose, smooth) on a video file"
+DESCRIPTION = __doc__
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("video")
+    p.add_argument("--model", default=None, help="pose model (omit for detection only)")
+    p.add_argument("--detector", default="yunet")
+    p.add_argument("--detector-model", default=None)
+    p.add_argument("--detector-size", type=int, default=None)
+    p.add_argument("--every", type=int, default=1)
+    p.add_argument("--frames", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--json", default=None, help="also write the statistics here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..runtime.profile import format_profile, profile_video
+    from .main import invoked_command
+
+    report = profile_video(args.video, model=args.model, detector=args.detector, detector_model=args.detector_model,
+                           detector_size=args.detector_size, every=args.every, frames=args.frames,
+                           warmup=args.warmup, threads=args.threads, overrides=args.overrides, json_out=args.json,
+                           command=invoked_command(args) or "edgepose-bench profile")
+    print(format_profile(report))
+    return 0
