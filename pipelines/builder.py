@@ -1,6 +1,6 @@
 """One run, built from options: source -> detector + pose model -> FrameProcessor -> observers
 (DMS, custom) -> sinks.  The one place that wires a run; ``edgepose run``, ``edgepose demo``,
-``python -m edgepose.pipelines.bench`` and the pipeline rows of ``edgepose bench`` all come here.
+``edgepose-bench pipeline`` and the pipeline rows of ``edgepose bench`` all come here.
 
     from edgepose.pipelines import Outputs, RunOptions, build_run
 

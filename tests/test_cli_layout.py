@@ -18,9 +18,8 @@ from edgepose.cli.main import BENCH_COMMANDS, command_help, main
 REPO = Path(__file__).resolve().parents[1]
 #: the top-level folders installed as (sub)packages of edgepose (setup.py ROOTS)
 PACKAGE_ROOTS = ("edgepose", "quantize", "pipelines", "benchmarks", "jetson")
-#: the CLI's own entry (`python -m edgepose.cli.main`, as torchrun runs it) and the two pipeline
-#: benchmarks another change folds into one run wiring (issue 15 item 3, the run part)
-ALLOWED = {"edgepose/cli/main.py", "pipelines/bench.py", "benchmarks/pipeline_bench.py"}
+#: the CLI's own entry (`python -m edgepose.cli.main`, as torchrun runs it)
+ALLOWED = {"edgepose/cli/main.py"}
 MAIN_GUARD = re.compile(r"""^\s*if\s+__name__\s*==\s*['"]__main__['"]\s*:""", re.MULTILINE)
 
 

@@ -439,10 +439,10 @@ def test_run_dms_flag_errors_and_cleanup(tmp_path, models, yunet, capsys):
 
 
 def test_bench_script_smoke(tmp_path, models, yunet):
-    from edgepose.pipelines.bench import main as bench
+    from edgepose.cli.main import main as cli
 
     out = tmp_path / "bench.json"
-    assert bench(["test://ball?width=320&height=240&num=12", "--model", str(models["pose"]), "--detector-model",
+    assert cli(["bench", "pipeline", "test://ball?width=320&height=240&num=12", "--model", str(models["pose"]), "--detector-model",
                   str(yunet), "--repeat", "2", "--threads", "1", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert len(res["fps"]) == 2 and all(f > 0 for f in res["fps"])

@@ -51,6 +51,7 @@ BENCH_COMMANDS: dict[str, str] = {
     "compare-teacher": "edgepose.cli.bench_compare_teacher",
     "synth-throughput": "edgepose.cli.bench_synth_throughput",
     "gpu-preprocess": "edgepose.cli.bench_gpu_preprocess",
+    "pipeline": "edgepose.cli.bench_pipeline",
 }
 
 
