@@ -144,7 +144,7 @@ def main(argv=None) -> int:
 
     import onnx
 
-    from edgepose.distill.faces import DetectorSettings
+    from edgepose.data.faces import DetectorSettings
     from edgepose.metadata import atomic_write_text, load_metadata
 
     from .calibration import build_calibration_set
