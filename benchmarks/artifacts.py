@@ -266,7 +266,7 @@ class ArtifactBuilder:
             det = self.suite.pipeline
             settings = None
             if det.detector_model:
-                from edgepose.distill.faces import DetectorSettings
+                from edgepose.data.faces import DetectorSettings
 
                 settings = DetectorSettings(name=det.detector, model_path=str(expand_path(det.detector_model)))
             self._crops[key] = build_calibration_set([str(s) for s in sources], spec, settings=settings,

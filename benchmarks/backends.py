@@ -17,32 +17,45 @@ skipped (what is missing and how to install it).  Everything opens through
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["FORMAT_OF", "VALID_PRECISIONS", "list_backends", "availability", "open_backend", "sync_fn", "runtime_device"]
+from edgepose.errors import UserError
+from edgepose.registry import Registry
 
-#: artifact format each backend consumes
-FORMAT_OF = {"torch": "torch", "ort-cpu": "onnx", "ort-cuda": "onnx", "ort-trt": "onnx", "tensorrt": "tensorrt"}
+__all__ = ["BACKENDS", "BackendSpec", "FORMAT_OF", "VALID_PRECISIONS", "list_backends", "availability", "open_backend", "sync_fn", "runtime_device"]
 
-#: precisions that make sense per backend (fp16 on a CPU and S8S8-on-CUDA are not deployment options)
-VALID_PRECISIONS = {
-    "torch": ("fp32", "fp16"),
-    "ort-cpu": ("fp32", "int8-cpu", "int8-tensorrt"),
-    "ort-cuda": ("fp32", "fp16"),
-    "ort-trt": ("fp32", "fp16", "int8-tensorrt"),
-    "tensorrt": ("fp32", "fp16", "int8-tensorrt"),
-}
+@dataclass(frozen=True)
+class BackendSpec:
+    """What a benchmark backend consumes and can run."""
 
+    format: str  # artifact format: torch | onnx | tensorrt
+    precisions: tuple[str, ...]  # the deployment options on it (no fp16 on a CPU, no S8S8 on CUDA)
+    provider: str | None = None  # ONNX Runtime execution provider of an ``ort-*`` backend
+
+
+#: backend name -> BackendSpec
+BACKENDS: Registry[BackendSpec] = Registry("backend", error=UserError)
+BACKENDS.add("torch", BackendSpec("torch", ("fp32", "fp16")))
+BACKENDS.add("ort-cpu", BackendSpec("onnx", ("fp32", "int8-cpu", "int8-tensorrt"), "CPUExecutionProvider"))
+BACKENDS.add("ort-cuda", BackendSpec("onnx", ("fp32", "fp16"), "CUDAExecutionProvider"))
+BACKENDS.add("ort-trt", BackendSpec("onnx", ("fp32", "fp16", "int8-tensorrt"), "TensorrtExecutionProvider"))
+BACKENDS.add("tensorrt", BackendSpec("tensorrt", ("fp32", "fp16", "int8-tensorrt")))
+
+#: artifact format each backend consumes (a view of BACKENDS)
+FORMAT_OF: dict[str, str] = {name: BACKENDS.get(name).format for name in BACKENDS.names()}
+
+#: precisions that make sense per backend (a view of BACKENDS)
+VALID_PRECISIONS: dict[str, tuple[str, ...]] = {name: BACKENDS.get(name).precisions for name in BACKENDS.names()}
 
 
 def list_backends() -> list[str]:
     """Backend names a suite may use (the registry's keys; same ``list_*()`` style as models,
     methods, importers, detectors and dataset formats)."""
-    return sorted(FORMAT_OF)
+    return BACKENDS.names()
 
 
-_ORT_PROVIDER = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider",
-                 "ort-trt": "TensorrtExecutionProvider"}
+_ORT_PROVIDER = {name: BACKENDS.get(name).provider for name in BACKENDS.names() if BACKENDS.get(name).provider}
 
 
 @lru_cache(maxsize=None)
@@ -66,7 +79,7 @@ def _torch_cuda() -> bool:
 def availability(backend: str, precision: str = "fp32", device: str = "cpu") -> str | None:
     """None if ``backend`` can run ``precision`` here, else the skip reason."""
     if backend not in FORMAT_OF:
-        return f"unknown backend {backend!r}; choose one of {list_backends()}"
+        return BACKENDS.unknown(backend)
     if precision not in VALID_PRECISIONS[backend]:
         return f"{precision} is not a {backend} deployment option"
     if backend == "torch":

@@ -177,16 +177,20 @@ def _from_onnx(path: Path) -> ArtifactMetadata | None:
     return None
 
 
-def _from_checkpoint(path: Path) -> ArtifactMetadata | None:
-    from .safe_load import load_torch_file
+def _from_checkpoint(path: Path, ckpt: Any = None) -> ArtifactMetadata | None:
+    if ckpt is None:
+        from .safe_load import load_torch_file
 
-    ckpt = load_torch_file(path)
+        ckpt = load_torch_file(path)
     d = ckpt.get("edgepose_metadata") if isinstance(ckpt, dict) else None
     return ArtifactMetadata.from_dict(d) if d else None
 
 
-def load_metadata(artifact: str | os.PathLike) -> ArtifactMetadata:
-    """Metadata for any artifact: sidecar first, then what the file carries itself."""
+def load_metadata(artifact: str | os.PathLike, checkpoint: Any = None) -> ArtifactMetadata:
+    """Metadata for any artifact: sidecar first, then what the file carries itself.
+
+    ``checkpoint``: the already loaded contents of a ``.pt`` artifact (``safe_load.load_torch_file``),
+    so a caller that also needs its weights reads the file once."""
     artifact = Path(artifact)
     if not artifact.exists():
         raise FileNotFoundError(f"model file not found: {artifact}")
@@ -202,7 +206,7 @@ def load_metadata(artifact: str | os.PathLike) -> ArtifactMetadata:
     if suffix == ".onnx":
         meta = _from_onnx(artifact)
     elif suffix in CHECKPOINT_SUFFIXES:
-        meta = _from_checkpoint(artifact)
+        meta = _from_checkpoint(artifact, checkpoint)
     if meta is None:
         raise MetadataError(
             f"{artifact} carries no edgepose metadata and has no sidecar {side.name}; "

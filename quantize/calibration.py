@@ -1,6 +1,6 @@
 """Calibration data for INT8 PTQ: deployment-style face crops from images or videos.
 
-Faces are found by the deployment detector (:func:`edgepose.distill.faces.detect_faces`) and
+Faces are found by the deployment detector (:func:`edgepose.data.faces.detect_faces`) and
 cropped by the *artifact's own* preprocessing (``meta.preprocess``: crop policy, size, colour
 order, normalisation), so calibration ranges come from exactly what the engine will see in the
 car (docs/quantization.md, "Calibration": 256-512 in-domain crops, IR/night included).  The crops are cached as
@@ -40,7 +40,7 @@ def _spec_key(spec: PreprocessSpec) -> str:
 def build_calibration_set(sources, spec: PreprocessSpec, settings=None, max_crops: int = 512,
                           cache_dir: str | Path | None = None, seed: int = 0, progress: bool = True) -> CalibrationSet:
     """Detect faces in ``sources`` and crop up to ``max_crops`` of them with ``spec`` (cached)."""
-    from edgepose.distill.faces import DetectedFaceReader, DetectorSettings, detect_faces
+    from edgepose.data.faces import DetectedFaceReader, DetectorSettings, detect_faces
 
     if max_crops < 1:
         raise DataError(f"max_crops must be >= 1 (got {max_crops})")

@@ -126,7 +126,7 @@ def run_sweep(model: str | Path, calib_sources: list[str], settings, eval_set: s
               max_crops: int = 512, out: str | Path = "runs/quantize-sweep", command: str = "") -> int:
     """Run the stages (see the module doc) and write ``sweep.json`` / ``sweep.md`` into ``out``.
 
-    ``settings``: the calibration face detector (``DetectorSettings`` of ``distill.faces``, built by the
+    ``settings``: the calibration face detector (``DetectorSettings`` of ``data.faces``, built by the
     caller: quantize does not import distill); ``command`` is recorded in the report and every variant."""
     import onnx
 

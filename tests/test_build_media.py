@@ -82,7 +82,7 @@ def test_label_histogram_counts_every_label_once():
 def test_faces_that_fill_the_frame_are_found_on_a_padded_frame(data_file):
     import cv2
 
-    from edgepose.distill.faces import DetectorSettings, _detect
+    from edgepose.data.faces import DetectorSettings, _detect
     from edgepose.runtime import create_detector
 
     model = data_file("detectors/yunet/yunet_s_640_640.onnx")

@@ -106,7 +106,7 @@ def test_chain_teacher_student_onnx_int8(tmp_path, data_file):
     from edgepose.quantize.calibration import build_calibration_set
     from edgepose.quantize.lint import lint_qdq
     from edgepose.quantize.ptq import quantize_onnx
-    from edgepose.distill.faces import DetectorSettings
+    from edgepose.data.faces import DetectorSettings
 
     calib = build_calibration_set([faces], meta.preprocess, DetectorSettings(model_path=str(det)), max_crops=12,
                                   cache_dir=tmp_path / "cache", progress=False)

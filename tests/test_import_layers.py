@@ -35,6 +35,7 @@ def test_tree_keeps_every_contract(tmp_path):
     ("edgepose/errors.py", "from edgepose import metadata\n", "geometry, preprocess and errors import nothing"),
     ("edgepose/runtime/_probe.py", "from edgepose.distill import trainer\n", "the deployment side"),
     ("edgepose/benchmarks/plots.py", "from edgepose.benchmarks.report import markdown\n", "no import circles"),
+    ("edgepose/models/_registry.py", "from edgepose.models.backbones import resnet\n", "the model registry imports no backbone"),
 ])
 def test_a_new_violation_breaks_its_contract(tmp_path, path, source, contract):
     li = _lint_module()

@@ -171,3 +171,24 @@ def test_real_posemodel_checkpoint_through_torch_runner(tmp_path):
         ref = model(torch.from_numpy(batch))["R"].numpy()
     assert out["valid"].all()
     np.testing.assert_allclose(out["R"], ref, atol=1e-5)
+
+
+def test_a_checkpoint_is_read_once(tmp_path, monkeypatch):
+    """load_backend takes the metadata and the weights of a .pt from one read (a checkpoint can be
+    hundreds of MB; it used to be read for its metadata, then again for its weights).  The real
+    torch.load runs; the wrapper only counts the reads."""
+    models = pytest.importorskip("edgepose.models")
+    import torch
+
+    ckpt = models.create_model("mobilenetv3_small", head="6d", input_size=64).save_checkpoint(tmp_path / "m.pt")
+    reads = []
+    real_load = torch.load
+
+    def counting_load(*args, **kw):
+        reads.append(args[0] if args else kw.get("f"))
+        return real_load(*args, **kw)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    with load_backend(ckpt) as be:
+        assert isinstance(be.runner, TorchRunner) and be.meta.model == "mobilenetv3_small"
+    assert reads == [str(ckpt)]

@@ -315,7 +315,7 @@ def test_build_labels_real_faces_with_the_three_teacher_ensemble(data_file, tmp_
     # the ensemble label is within a few degrees of each member on the same face (flip TTA aside)
     import cv2
 
-    from edgepose.distill.faces import DetectorSettings, detect_faces
+    from edgepose.data.faces import DetectorSettings, detect_faces
 
     st = DetectorSettings(name="yunet", model_path=cfg.data.detector_model, min_face=cfg.data.min_face,
                           max_faces=cfg.data.max_faces)

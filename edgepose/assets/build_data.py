@@ -29,7 +29,7 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path, media: li
     from tqdm import tqdm
 
     from edgepose.data.augment import transform_points
-    from edgepose.distill.faces import DetectedFaceReader, DetectorSettings, detect_faces
+    from edgepose.data.faces import DetectedFaceReader, DetectorSettings, detect_faces
     from edgepose.distill.teacher import flip_tta_labels
     from edgepose.preprocess import CropPolicy, PreprocessSpec, crop_image, normalize, to_bgr
 
@@ -147,7 +147,7 @@ def select_media(cfg: BuildConfig, root: Path) -> tuple[list[str], list[str]]:
     """``data.real`` and ``data.real_val`` as file lists: ``data.min_age`` drops images of children (UTKFace
     names carry the age), ``data.real_val_split`` moves whole source groups of ``data.real`` to the held-out
     list. Returns (training files, held-out files) as strings, sorted."""
-    from edgepose.distill.faces import list_media
+    from edgepose.data.faces import list_media
 
     d = cfg.data
     if not 0.0 <= d.real_val_split < 1.0:
@@ -172,7 +172,7 @@ def select_media(cfg: BuildConfig, root: Path) -> tuple[list[str], list[str]]:
 
 
 def media_digests(sources: list[Path]) -> list[str]:
-    from edgepose.distill.faces import list_media
+    from edgepose.data.faces import list_media
 
     return [_digest(str(f), *_stamp(f)) for f in list_media(sources)]
 

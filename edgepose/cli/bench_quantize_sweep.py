@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    from ..distill.faces import DetectorSettings
+    from ..data.faces import DetectorSettings
     from ..quantize.sweep import run_sweep
     from .main import invoked_command
 

@@ -139,7 +139,7 @@ def _check_paths(args, model: Path, out_dir: Path, profiles) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgepose.distill.faces import DetectorSettings
+    from edgepose.data.faces import DetectorSettings
     from edgepose.metadata import load_metadata
     from edgepose.quantize.calibration import build_calibration_set
     from edgepose.quantize.profiles import parse_profiles

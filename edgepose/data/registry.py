@@ -14,6 +14,7 @@ from typing import Callable
 
 from ..errors import DataError
 from ..preprocess import PreprocessSpec
+from ..registry import Registry
 from .biwi import BIWINpzReader, BIWIReader
 from .folder import FolderReader
 from .mat import AFLW2000Reader, W300LPReader
@@ -24,44 +25,36 @@ __all__ = ["FORMATS", "build_reader", "build_dataset", "register_format", "get_f
 
 #: format name -> reader factory, or ``"module:attr"`` for a reader that lives above the data layer
 #: (imported when a config first names it; no import for its side effect).
-FORMATS: dict[str, Callable[..., Reader] | str] = {
-    "aflw2000": AFLW2000Reader,
-    "300wlp": W300LPReader,
-    "biwi": BIWIReader,
-    "biwi_npz": BIWINpzReader,
-    "folder": FolderReader,
-    "video": VideoReader,
-    "synth": "edgepose.synth.reader:MemoSynthReader",
-    "profiled": "edgepose.synth.profile.cache:ProfiledReader",  # `edgepose synth profile` caches
-}
+FORMATS: Registry[Callable[..., Reader]] = Registry("dataset format", error=DataError)
+FORMATS.add("aflw2000", AFLW2000Reader)
+FORMATS.add("300wlp", W300LPReader)
+FORMATS.add("biwi", BIWIReader)
+FORMATS.add("biwi_npz", BIWINpzReader)
+FORMATS.add("folder", FolderReader)
+FORMATS.add("video", VideoReader)
+FORMATS.add("synth", "edgepose.synth.reader:MemoSynthReader")
+FORMATS.add("profiled", "edgepose.synth.profile.cache:ProfiledReader")  # `edgepose synth profile` caches
 _COMMON = ("format", "cache", "cache_margin", "augment")
 
 
 def register_format(name: str, factory: Callable[..., Reader] | str) -> None:
-    """Add a reader factory (kwargs come from the config dict), or ``"module:attr"`` to import lazily."""
-    FORMATS[name] = factory
+    """Add a reader factory (kwargs come from the config dict), or ``"module:attr"`` to import lazily.
+    A name may be registered again (a project overriding a built-in reader)."""
+    FORMATS.add(name, factory, replace=True)
 
 
 def list_formats() -> list[str]:
-    return sorted(FORMATS)
+    return FORMATS.names()
 
 
 def get_format(name: str) -> Callable[..., Reader]:
     """The reader factory of a format (imports a lazily named one)."""
-    if name not in FORMATS:
-        raise DataError(f"unknown dataset format {name!r}; choose one of {list_formats()}")
-    factory = FORMATS[name]
-    if isinstance(factory, str):
-        import importlib
-
-        module, attr = factory.split(":")
-        factory = FORMATS[name] = getattr(importlib.import_module(module), attr)
-    return factory
+    return FORMATS.get(name)
 
 
 def build_reader(cfg: dict) -> Reader:
     if not isinstance(cfg, dict) or "format" not in cfg:
-        raise DataError(f"a dataset config needs a 'format' key (one of {sorted(FORMATS)}), got {cfg!r}")
+        raise DataError(f"a dataset config needs a 'format' key (one of {list_formats()}), got {cfg!r}")
     fmt = cfg["format"]
     factory = get_format(fmt)
     kw = {k: v for k, v in cfg.items() if k not in _COMMON}

@@ -2,7 +2,7 @@
 each through its own :class:`~edgepose.preprocess.PreprocessSpec`.
 
 Unlabelled images / videos are run through the deployment detector
-(:func:`edgepose.distill.faces.detect_faces`) and cached as margin crops with
+(:func:`edgepose.data.faces.detect_faces`) and cached as margin crops with
 :class:`edgepose.data.CropCache`; labelled sets (``{format: aflw2000, root: ...}``) add their
 ground truth for the optional GT loss.  Box jitter (scale / shift) imitates detector noise.
 """
@@ -68,8 +68,7 @@ def collate(items: list[dict]) -> dict:
 def unlabelled_reader(sources, settings, spec: PreprocessSpec, cache_dir: Path, progress: bool = True):
     """Detector faces of ``sources`` -> a CropCache (margin crops) Reader + the manifest."""
     from edgepose.data.cache import CropCache
-
-    from .faces import DetectedFaceReader, detect_faces
+    from edgepose.data.faces import DetectedFaceReader, detect_faces
 
     boxes, manifest = detect_faces(sources, settings, cache_dir=cache_dir, progress=progress)
     reader = DetectedFaceReader(boxes, settings)

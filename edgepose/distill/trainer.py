@@ -133,7 +133,7 @@ def _readers(cfg: DistillConfig, specs, cache_dir: Path) -> tuple[list, dict]:
     from edgepose.train.data import build_eval_reader
 
     from .data import cache_spec, unlabelled_reader
-    from .faces import DetectorSettings
+    from edgepose.data.faces import DetectorSettings
 
     readers, manifest = [], {}
     if cfg.data.unlabelled:

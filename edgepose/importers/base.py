@@ -20,10 +20,16 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..errors import ModelError
+from ..registry import Registry
 
-__all__ = ["Importer", "register_importer", "get_importer", "list_importers"]
+__all__ = ["Importer", "register_importer", "get_importer", "list_importers", "IMPORTERS"]
 
-_IMPORTERS: dict[str, type["Importer"]] = {}
+#: the adapters in this package; importing one registers it (each imports its heavy modules lazily)
+_ADAPTERS = ("whenet", "sixdrepnet", "hopenet", "tddfa", "fsanet")
+
+#: teacher name -> Importer subclass
+IMPORTERS: Registry[type["Importer"]] = Registry(
+    "teacher", error=ModelError, modules=[f"{__package__}.{mod}" for mod in _ADAPTERS])
 
 
 class Importer:
@@ -90,35 +96,16 @@ class Importer:
 
 
 def register_importer(cls: type[Importer]) -> type[Importer]:
+    """Class decorator: make an Importer available as ``edgepose import <cls.name>``."""
     if not cls.name:
         raise ValueError("importer classes need a name")
-    if cls.name in _IMPORTERS and _IMPORTERS[cls.name] is not cls:
-        raise ValueError(f"importer {cls.name!r} registered twice")
-    _IMPORTERS[cls.name] = cls
+    IMPORTERS.add(cls.name, cls)
     return cls
 
 
-_ADAPTERS = ("whenet", "sixdrepnet", "hopenet", "tddfa", "fsanet")
-
-
-def _ensure_loaded() -> None:
-    import importlib
-
-    for mod in _ADAPTERS:  # registration side effects; adapters import heavy modules lazily
-        try:
-            importlib.import_module(f"{__package__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{mod}":
-                raise
-
-
 def list_importers() -> list[str]:
-    _ensure_loaded()
-    return sorted(_IMPORTERS)
+    return IMPORTERS.names()
 
 
 def get_importer(name: str) -> Importer:
-    _ensure_loaded()
-    if name not in _IMPORTERS:
-        raise ModelError(f"unknown teacher {name!r}; available: {', '.join(sorted(_IMPORTERS))}")
-    return _IMPORTERS[name]()
+    return IMPORTERS.get(name)()

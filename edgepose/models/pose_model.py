@@ -28,7 +28,7 @@ from ..safe_load import load_torch_file, to_plain
 from .heads import HEADS, build_head, resolve_bins, resolve_hidden
 from .registry import backbone_default_cfg, create_backbone
 
-__all__ = ["PoseModel", "RotationOutput", "read_checkpoint"]
+__all__ = ["PoseModel", "RotationOutput", "read_checkpoint", "check_checkpoint"]
 
 
 _RESERVED = ("model", "edgepose_metadata")
@@ -170,9 +170,14 @@ class PoseModel(nn.Module):
         return model
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "PoseModel":
-        """Rebuild a model from an edgepose checkpoint (architecture from its metadata); eval mode."""
-        ckpt = read_checkpoint(path, map_location)
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                        checkpoint: dict | None = None) -> "PoseModel":
+        """Rebuild a model from an edgepose checkpoint (architecture from its metadata); eval mode.
+
+        ``checkpoint``: the file's already loaded contents (``safe_load.load_torch_file(path)``),
+        so a caller that also read its metadata does not load the file twice; ``path`` then only
+        names it in messages."""
+        ckpt = read_checkpoint(path, map_location) if checkpoint is None else check_checkpoint(checkpoint, path)
         try:
             meta = ArtifactMetadata.from_dict(ckpt["edgepose_metadata"])
         except (MetadataError, TypeError) as exc:
@@ -214,7 +219,11 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise ModelError(f"checkpoint not found: {path}")
     # Never full unpickling: it runs code named by the file (docs/security.md).
-    ckpt = load_torch_file(path, map_location=map_location)
+    return check_checkpoint(load_torch_file(path, map_location=map_location), path)
+
+
+def check_checkpoint(ckpt: Any, path: str | os.PathLike) -> dict:
+    """``ckpt`` (a loaded file) if it is an edgepose checkpoint, else a one-line ModelError."""
     if not isinstance(ckpt, dict) or "edgepose_metadata" not in ckpt or "model" not in ckpt:
         raise ModelError(f"{path} is not an edgepose checkpoint (no 'model' + 'edgepose_metadata'); "
                          f"save models with PoseModel.save_checkpoint, or import foreign weights "

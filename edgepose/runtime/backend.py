@@ -18,7 +18,8 @@ from .. import geometry
 from ..errors import ModelError
 from ..metadata import ArtifactMetadata, MetadataError, load_metadata
 from ..preprocess import preprocess_batch
-from .runners import TorchRunner, open_runner
+from ..safe_load import load_torch_file
+from .runners import TORCH_SUFFIXES, TorchRunner, open_runner
 
 __all__ = ["PoseBackend", "load_backend", "decode_pose_outputs"]
 
@@ -151,11 +152,16 @@ def load_backend(path: str | os.PathLike, device: str = "cpu", providers: Sequen
     path = Path(path)
     if not path.exists():
         raise ModelError(f"pose model not found: {path}")
+    # A checkpoint is read once: its metadata and its weights come from the same loaded dict.
+    ckpt = load_torch_file(path) if path.suffix.lower() in TORCH_SUFFIXES else None
     try:
-        meta = load_metadata(path)
+        meta = load_metadata(path, checkpoint=ckpt)
     except MetadataError as exc:
         raise ModelError(str(exc)) from None
-    runner = open_runner(path, device=device, providers=providers, intra_op_threads=intra_op_threads)
+    if ckpt is not None:
+        runner = TorchRunner.from_checkpoint(path, device=device, checkpoint=ckpt)
+    else:
+        runner = open_runner(path, device=device, providers=providers, intra_op_threads=intra_op_threads)
     if isinstance(runner, TorchRunner):
         runner.input_name = meta.input_name
     try:

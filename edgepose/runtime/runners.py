@@ -200,14 +200,15 @@ class TorchRunner(_RunnerBase):
         self.output_names = ["rotation"]
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> "TorchRunner":
-        """Rebuild a PoseModel from an edgepose checkpoint (its metadata names the architecture)."""
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu", checkpoint: dict | None = None) -> "TorchRunner":
+        """Rebuild a PoseModel from an edgepose checkpoint (its metadata names the architecture);
+        ``checkpoint``: the file's already loaded contents, so it is not read again."""
         try:
             from ..models.pose_model import PoseModel
         except ImportError as exc:
             raise DependencyError(f"loading {path} needs edgepose.models.pose_model ({exc})") from None
         try:
-            model = PoseModel.from_checkpoint(path)
+            model = PoseModel.from_checkpoint(path, checkpoint=checkpoint)
         except Exception as exc:
             raise ModelError(f"cannot rebuild a PoseModel from {path}: {exc}; is it an edgepose checkpoint?") from None
         if hasattr(model, "reparameterize"):

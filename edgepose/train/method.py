@@ -29,6 +29,7 @@ import importlib
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import ConfigError, from_dict
+from ..registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -39,45 +40,36 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Method", "SupervisedMethod", "register_method", "get_method", "list_methods"]
 
-_METHODS: dict[str, type["Method"]] = {}
+#: method name -> Method subclass; a miss imports ``edgepose.methods.<name>`` (its decorator registers it)
+METHODS: Registry[type["Method"]] = Registry(
+    "training method", error=ConfigError, hint="(or give module:Class)",
+    module_of=lambda name: f"edgepose.methods.{name}")
 
 
 def register_method(name: str):
     """Class decorator: make a Method available as ``method.name: <name>`` in configs."""
 
     def deco(cls):
-        if name in _METHODS and _METHODS[name] is not cls:
-            raise ValueError(f"training method {name!r} registered twice")
+        METHODS.add(name, cls)
         cls.name = name
-        _METHODS[name] = cls
         return cls
 
     return deco
 
 
 def list_methods() -> list[str]:
-    return sorted(_METHODS)
+    return METHODS.names()
 
 
 def get_method(name: str) -> type["Method"]:
     """Registered name, ``edgepose.methods.<name>`` (imported on demand) or ``module:Class``."""
-    if name in _METHODS:
-        return _METHODS[name]
-    if ":" in name:
+    if ":" in name and name not in METHODS:
         mod_name, cls_name = name.split(":", 1)
         try:
             return getattr(importlib.import_module(mod_name), cls_name)
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"method.name {name!r}: cannot load {cls_name} from {mod_name} ({exc})") from None
-    try:
-        importlib.import_module(f"edgepose.methods.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name not in (f"edgepose.methods.{name}", "edgepose.methods"):
-            raise
-    if name in _METHODS:
-        return _METHODS[name]
-    raise ConfigError(f"unknown training method {name!r}; available: {', '.join(list_methods())} "
-                      f"(or give module:Class)")
+    return METHODS.get(name)
 
 
 class Method:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import register_backbone
+from .._registry import register_backbone
 from .base import IMAGENET_CFG, Backbone
 
 __all__ = ["EfficientNet", "MBConv", "B0_STAGES", "StageArgs", "efficientnet_b0", "efficientnet_b0_s4",

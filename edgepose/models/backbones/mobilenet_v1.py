@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..registry import register_backbone
+from .._registry import register_backbone
 from .base import Backbone, init_weights
 
 __all__ = ["MobileNetV1", "DepthWiseBlock", "mobilenet_v1", "mobilenet_v1_050", "MOBILENET_V1_BLOCKS"]

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..registry import register_backbone
+from .._registry import register_backbone
 from .base import IMAGENET_CFG, Backbone, init_weights
 
 __all__ = ["MobileNetV3", "mobilenetv3_small", "mobilenetv3_small_075", "mobilenetv3_large", "scale_setting"]

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..registry import register_backbone
+from .._registry import register_backbone
 from .base import Backbone
 
 __all__ = ["OnnxGraph", "FSANet", "SUPPORTED_OPS", "FSANET_CFG"]

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..registry import register_backbone
+from .._registry import register_backbone
 from .base import IMAGENET_CFG, Backbone, init_weights
 
 __all__ = ["RepVGG", "RepVGGBlock", "repvgg_a0", "repvgg_b0", "repvgg_b1g2"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..registry import register_backbone
+from .._registry import register_backbone
 from .base import IMAGENET_CFG, Backbone, init_weights
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet50"]

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepose.data.sample import Reader, Sample, read_image
-from edgepose.errors import DataError
-from edgepose.metadata import atomic_write_text, file_sha256
+from ..errors import DataError
+from ..metadata import atomic_write_text, file_sha256
+from .sample import Reader, Sample, read_image
 
 __all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "list_media", "FaceBox", "detect_faces", "DetectedFaceReader",
            "DetectorSettings"]
@@ -85,7 +85,7 @@ def _frames(path: Path, st: DetectorSettings):
     if path.suffix.lower() in IMAGE_SUFFIXES:
         yield 0, read_image(path, gray="bgr")
         return
-    from edgepose.data.video import iter_video_frames
+    from .video import iter_video_frames
 
     yield from iter_video_frames(path, step=st.video_step, max_frames=st.max_frames_per_video)
 
@@ -184,7 +184,7 @@ class DetectedFaceReader(Reader):
         p = Path(b.file)
         if p.suffix.lower() in IMAGE_SUFFIXES:
             return read_image(p, gray="bgr")
-        from edgepose.data.video import VideoReader
+        from .video import VideoReader
 
         vr = self._videos.get(b.file)
         if vr is None:
