@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgepose.errors import UserError
-from edgepose.train.method import Method
+from edgepose.methods.method import Method
 
 __all__ = ["FakeQuantConv", "prepare_qat", "convert_back", "qat_finetune", "QATObjective"]
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from edgepose.train.config import OptimConfig, SchedConfig
 from edgepose.train.engine import Engine, EngineConfig
-from edgepose.train.method import Method
+from edgepose.methods.method import Method
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -309,7 +309,7 @@ def test_pcl_probe_fold_is_exact():
 ])
 def test_bad_method_options_are_user_errors(tmp_path, method, options, head, loss, match):
     from edgepose.errors import UserError
-    from edgepose.train.method import get_method
+    from edgepose.methods.method import get_method
 
     if method != "ldl" and "pretrain_epochs" not in options:
         options = {**options, "pretrain_epochs": 1}

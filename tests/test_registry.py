@@ -93,7 +93,7 @@ def test_the_six_registries_share_the_error_style():
     from edgepose.importers import get_importer
     from edgepose.models.registry import create_backbone
     from edgepose.runtime import create_detector
-    from edgepose.train.method import get_method
+    from edgepose.methods.method import get_method
 
     for call, error, kind in [(lambda: create_backbone("nope"), ModelError, "model"),
                               (lambda: get_importer("nope"), ModelError, "teacher"),

@@ -7,7 +7,7 @@ import pytest
 from edgepose.config import ConfigError
 from edgepose.errors import DataError
 from edgepose.train import config as tc
-from edgepose.train.method import Method, SupervisedMethod, get_method, list_methods, register_method
+from edgepose.methods.method import Method, SupervisedMethod, get_method, list_methods, register_method
 from edgepose.train.schedules import lr_factor
 
 CONFIGS = ["baseline-6d.yaml", "hopenet-bins.yaml", "ldl.yaml", "overfit-aflw2000.yaml"]
@@ -74,11 +74,11 @@ def test_method_registry():
         pass
 
     assert get_method("unit-test-method") is Custom
-    assert get_method("edgepose.train.method:SupervisedMethod") is SupervisedMethod
+    assert get_method("edgepose.methods.method:SupervisedMethod") is SupervisedMethod
     with pytest.raises(ConfigError, match="unknown training method"):
         get_method("no-such-method")
     with pytest.raises(ConfigError, match="cannot load"):
-        get_method("edgepose.train.method:Missing")
+        get_method("edgepose.methods.method:Missing")
 
 
 def test_supervised_method_rejects_options():
@@ -87,7 +87,7 @@ def test_supervised_method_rejects_options():
 
 
 def test_parse_data_arg():
-    from edgepose.train.data import parse_data_arg
+    from edgepose.data.options import parse_data_arg
 
     assert parse_data_arg("aflw2000:/x/y") == {"format": "aflw2000", "root": "/x/y"}
     assert parse_data_arg("aflw2000:/x,crop=landmarks,filter99=false") == {

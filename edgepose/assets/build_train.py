@@ -13,7 +13,7 @@ import numpy as np
 
 from edgepose.errors import UserError
 
-from edgepose.train.method import Method
+from edgepose.methods.method import Method
 
 from .build_config import BuildConfig
 from .build_data import ArrayReader, Repeat, readers_as_dataset

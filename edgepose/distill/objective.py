@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgepose.train.method import Method
+from edgepose.methods.method import Method
 
 __all__ = ["DistillModule", "DistillObjective"]
 

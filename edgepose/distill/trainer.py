@@ -130,7 +130,7 @@ def _student(cfg: DistillConfig, teacher):
 
 
 def _readers(cfg: DistillConfig, specs, cache_dir: Path) -> tuple[list, dict]:
-    from edgepose.train.data import build_eval_reader
+    from edgepose.data.options import build_eval_reader
 
     from .data import cache_spec, unlabelled_reader
     from edgepose.data.faces import DetectorSettings
@@ -190,7 +190,7 @@ def distill(cfg: DistillConfig, progress: bool = True, resume: str | Path | None
     cached = cfg.data.teacher_labels == "cached"
     val_reader = None
     if cfg.data.val:
-        from edgepose.train.data import build_eval_reader
+        from edgepose.data.options import build_eval_reader
 
         val_reader = build_eval_reader(dict(cfg.data.val), where="data.val")
     o = cfg.optim

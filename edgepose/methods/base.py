@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, from_dict
-from ..train.method import Method, build_criterion
-from ..train.models import build_pose_model
+from .method import Method, build_criterion
+from .model_setup import build_pose_model
 
 __all__ = ["TeacherModule", "TeacherMethod", "parse_options", "mlp"]
 

@@ -4,7 +4,7 @@ The supervised method under the name the teacher table uses.
 """
 from __future__ import annotations
 
-from ..train.method import SupervisedMethod, register_method
+from .method import SupervisedMethod, register_method
 
 __all__ = ["BaselineMethod"]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch.nn import functional as F
 
-from ..train.method import register_method
+from .method import register_method
 from .base import TeacherMethod, TeacherModule, mlp
 from .data import ClerfPairs, GeometricAugment
 from .losses import circle_loss, clerf_masks

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from ..train.method import register_method
+from .method import register_method
 from .base import TeacherMethod, TeacherModule, mlp
 from .ssl import jigsaw_batch, jigsaw_permutations, rotation_batch
 

@@ -9,7 +9,7 @@ the config wires them (bins head, ``loss.ldl > 0``) and fails early with the fix
 from __future__ import annotations
 
 from ..config import ConfigError
-from ..train.method import SupervisedMethod, register_method
+from .method import SupervisedMethod, register_method
 
 __all__ = ["LDLMethod", "check_ldl_config"]
 

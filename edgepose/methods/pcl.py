@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import ConfigError
-from ..train.method import register_method
+from .method import register_method
 from .base import TeacherMethod, TeacherModule, mlp
 from .losses import diff_loss, dwa_weights, info_nce, mix_negatives
 

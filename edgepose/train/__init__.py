@@ -9,7 +9,7 @@ Public API::
 Heavy modules (torch) are imported only when a trainer is built.
 """
 from .config import TrainConfig, load_train_config  # noqa: F401
-from .method import Method, SupervisedMethod, get_method, list_methods, register_method  # noqa: F401
+from ..methods.method import Method, SupervisedMethod, get_method, list_methods, register_method  # noqa: F401
 
 
 def __getattr__(name):  # lazy: importing the config does not import torch

@@ -1,7 +1,7 @@
 """The one training engine: every optimizer step in edgepose happens in :meth:`Engine.fit`.
 
 Teacher training (``edgepose-train``), distillation (``edgepose distill``), the default-model build and
-quantization-aware fine-tuning all drive this loop through a :class:`~edgepose.train.method.Method` (the
+quantization-aware fine-tuning all drive this loop through a :class:`~edgepose.methods.method.Method` (the
 objective: what to build and how one batch becomes a loss).  The engine owns everything generic:
 
 * devices and DDP (``torchrun`` sets ``RANK``/``WORLD_SIZE``; one process is a world of one);
@@ -42,7 +42,7 @@ from .config import OptimConfig, SchedConfig
 from .distributed import DistInfo, all_reduce_mean, barrier, cleanup_distributed, init_distributed
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .method import Method
+    from ..methods.method import Method
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The teacher-training front end behind ``edgepose-train``.
 
 :class:`Trainer` turns a :class:`~edgepose.train.config.TrainConfig` into datasets, a
-:class:`~edgepose.train.method.Method` and an :class:`~edgepose.train.engine.EngineConfig`, then lets the one
+:class:`~edgepose.methods.method.Method` and an :class:`~edgepose.train.engine.EngineConfig`, then lets the one
 training engine (:mod:`edgepose.train.engine`: devices, DDP under ``torchrun``, AMP, optimizer, schedule, EMA,
 resume, atomic checkpoints, logs) run it.  Per epoch the engine validates with
 :func:`edgepose.metrics.pose_metrics` (keys ``val_<metric>``), appends a row to ``metrics.csv`` /
@@ -19,7 +19,7 @@ from ..config import save_config, to_dict
 from ..errors import DataError
 from .config import TrainConfig
 from .engine import Engine, EngineConfig, collate, resolve_device, seed_everything
-from .method import Method, get_method
+from ..methods.method import Method, get_method
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,12 @@ class Trainer:
             log.warning("removed %s (%.1f MB), left by a checkpoint write that was killed", tmp, size / 1e6)
 
     def _preprocess_spec(self):
-        from .models import training_spec
+        from ..methods.model_setup import training_spec
 
         return training_spec(self.cfg.model, self.cfg.data.crop_scale, self.cfg.data.color_order)
 
     def _dataset(self, ds_cfg: dict, augment, split: str):
-        from .data import build_split
+        from ..data.options import build_split
 
         ds = self.method.wrap_dataset(build_split(ds_cfg, self.spec, augment, split), split)
         if len(ds) == 0:

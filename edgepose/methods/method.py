@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from ..preprocess import PreprocessSpec
-    from .config import ModelConfig, TrainConfig
 
 __all__ = ["Method", "SupervisedMethod", "register_method", "get_method", "list_methods"]
 
@@ -77,7 +76,7 @@ class Method:
 
     name = "base"
 
-    def __init__(self, cfg: "TrainConfig", options: dict | None = None):
+    def __init__(self, cfg: Any, options: dict | None = None):
         self.cfg = cfg
         self.options = dict(options or {})
         #: set by the trainer: a context manager factory for mixed precision (no-op without AMP)
@@ -86,9 +85,9 @@ class Method:
         self.device = None
 
     # -- building -------------------------------------------------------------------------
-    def build(self, model_cfg: "ModelConfig", spec: "PreprocessSpec") -> "nn.Module":
+    def build(self, model_cfg: Any, spec: "PreprocessSpec") -> "nn.Module":
         """The trainable module.  Default: ``create_model`` from the model section."""
-        from .models import build_pose_model
+        from .model_setup import build_pose_model
 
         return build_pose_model(model_cfg, spec)
 
@@ -141,7 +140,7 @@ class Method:
 class SupervisedMethod(Method):
     """Images -> PoseModel -> :class:`edgepose.losses.PoseLoss` against the labels."""
 
-    def __init__(self, cfg: "TrainConfig", options: dict | None = None):
+    def __init__(self, cfg: Any, options: dict | None = None):
         super().__init__(cfg, options)
         if self.options:
             raise ConfigError(f"method.options: the supervised method takes no options, got {sorted(self.options)}")

@@ -1,13 +1,15 @@
-"""Model section of a training config -> :class:`edgepose.models.PoseModel`."""
+"""Model section of a training config -> :class:`edgepose.models.PoseModel` and the run's preprocessing.
+
+Beside the Method interface because methods build their trainable module from it."""
 from __future__ import annotations
 
 from ..errors import ModelError
-from .config import ModelConfig
+from typing import Any
 
 __all__ = ["build_pose_model", "training_spec"]
 
 
-def build_pose_model(model_cfg: ModelConfig, spec):
+def build_pose_model(model_cfg: Any, spec):
     """``create_model`` with the run's preprocessing spec, so the checkpoint's metadata records
     exactly how the training crops were made (export and runtimes read it from there)."""
     from pathlib import Path
@@ -24,7 +26,7 @@ def build_pose_model(model_cfg: ModelConfig, spec):
                         preprocess=spec, **kw)
 
 
-def training_spec(model_cfg: ModelConfig, crop_scale: float | None, color_order: str | None):
+def training_spec(model_cfg: Any, crop_scale: float | None, color_order: str | None):
     """The preprocessing of a run: the backbone's defaults (mean/std/colour order of its
     pretrained weights) + the config's input size, crop scale and colour-order override."""
     from ..models.registry import backbone_default_cfg, list_models
