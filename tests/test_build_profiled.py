@@ -70,10 +70,12 @@ def test_profiled_label_is_the_source_label_composed_with_the_applied_rotation(s
     assert data["images"].shape == (4, 168, 168, 3) and data["images"].dtype == np.uint8  # real.npz's layout
     stats = json.loads(str(data["stats"]))
     assert stats["renders"] == 4 and stats["faces_used"] == 2
-    # faces with the lowest teacher disagreement first (3: 0.5 deg, 1: 1.0 deg, 2: 2.0 deg ...), unfitted ones skipped
-    tried = [3, 1, 2, 0, 4, 5][:stats["faces_tried"]]
-    assert list(dict.fromkeys(data["face"].tolist())) == [f for f in tried if f in set(data["face"].tolist())]
-    assert data["face"][0] == 3 or stats["faces_unfitted"] >= 1
+    # sources: faces within +-30 deg of yaw (a profile turned back is invented), lowest teacher disagreement first
+    yaw = np.abs(geometry.matrix_to_euler(real["R"].astype(np.float64))[:, 1])
+    assert stats["faces_turned_away"] == int((yaw > 30).sum()) >= 1
+    used = list(dict.fromkeys(data["face"].tolist()))
+    assert not set(used) & set(np.flatnonzero(yaw > 30).tolist())
+    assert used == sorted(used, key=lambda f: real["disagreement"][f])
     fitter = FaceFitter(detector="none")
     refits = 0
     for i, f in enumerate(data["face"]):

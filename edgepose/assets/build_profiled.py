@@ -59,6 +59,8 @@ def check_profiled(cfg: BuildConfig) -> bool:
     for name in ("profiled_min_visibility", "profiled_relight_fraction"):
         if not 0.0 <= getattr(d, name) <= 1.0:
             raise UserError(f"data.{name}={getattr(d, name)}: use a share in [0, 1]")
+    if not 0.0 <= d.profiled_max_source_yaw <= 180.0:
+        raise UserError(f"data.profiled_max_source_yaw={d.profiled_max_source_yaw}: use degrees in [0, 180], e.g. 30")
     if d.profiled_workers < 1:
         raise UserError(f"data.profiled_workers={d.profiled_workers}: use >= 1")
     parse_pose_range(d.profiled_pose_range)
@@ -93,6 +95,7 @@ def profiled_settings(cfg: BuildConfig, spec, source: dict, n: int, split: str) 
     d = cfg.data
     return {"version": VERSION, "split": split, "n": int(n), "per_face": int(d.profiled_per_face),
             "pose_range": str(d.profiled_pose_range), "min_visibility": float(d.profiled_min_visibility),
+            "max_source_yaw": float(d.profiled_max_source_yaw),
             "relight_fraction": float(d.profiled_relight_fraction), "seed": int(cfg.seed),
             "size": int(source["images"].shape[1]), "ssaa": 2, "crop_scale": float(spec.crop.scale),
             "source": source_digest(source)}
@@ -101,7 +104,8 @@ def profiled_settings(cfg: BuildConfig, spec, source: dict, n: int, split: str) 
 def profiled_set(cfg: BuildConfig, source: dict[str, np.ndarray], spec, n: int, cache: Path | None,
                  split: str = "train") -> dict[str, np.ndarray]:
     """``n`` profiled renders of ``source``'s faces (the arrays of ``real.npz`` / ``real-val.npz``), faces with
-    the lowest teacher disagreement first, ``data.profiled_per_face`` each; renders below
+    the lowest teacher disagreement first (of those within ``data.profiled_max_source_yaw``),
+    ``data.profiled_per_face`` each; renders below
     ``data.profiled_min_visibility`` and faces the mesh cannot fit are skipped (counted in ``stats``).
     Cached in ``cache``, refused when made from other faces or with other settings."""
     settings = profiled_settings(cfg, spec, source, n, split)
@@ -110,9 +114,14 @@ def profiled_set(cfg: BuildConfig, source: dict[str, np.ndarray], spec, n: int, 
     d = cfg.data
     spread = np.asarray(source.get("disagreement", np.full(len(source["R"]), np.nan)), np.float64)
     order = np.argsort(np.where(np.isfinite(spread), spread, np.inf), kind="stable")  # NaN (one teacher) last
+    from edgepose.geometry import matrix_to_euler
+
+    frontal = np.abs(matrix_to_euler(np.asarray(source["R"], np.float64))[:, 1]) <= settings["max_source_yaw"]
+    order = order[frontal[order]]
     names = [str(s) for s in source.get("sources", [""] * len(order))]
     rows: dict[str, list] = {k: [] for k in ("images", "boxes", "R", "R_fit", "Q", "visibility", "face", "pose")}
-    stats = {"faces_tried": 0, "faces_unfitted": 0, "faces_used": 0, "renders_below_visibility": 0}
+    stats = {"faces_turned_away": int((~frontal).sum()), "faces_tried": 0, "faces_unfitted": 0, "faces_used": 0,
+             "renders_below_visibility": 0}
     from tqdm import tqdm
 
     from edgepose.synth.profile.render import compose_label
@@ -143,7 +152,8 @@ def profiled_set(cfg: BuildConfig, source: dict[str, np.ndarray], spec, n: int, 
             break
     bar.close()
     if not rows["R"]:
-        raise DataError(f"no profiled render of the {split} faces: {stats['faces_unfitted']} of "
+        raise DataError(f"no profiled render of the {split} faces: {stats['faces_turned_away']} turned beyond "
+                        f"data.profiled_max_source_yaw={settings['max_source_yaw']}, {stats['faces_unfitted']} of "
                         f"{stats['faces_tried']} faces had no face-mesh fit, {stats['renders_below_visibility']} "
                         f"renders were below data.profiled_min_visibility={settings['min_visibility']}")
     if len(rows["R"]) < n:
