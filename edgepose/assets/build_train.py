@@ -80,8 +80,11 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path,
     model = PoseModel.build(cfg.student.name, head="6d", preprocess=spec)
     model.provenance.update({"default_model": True, "teacher": cfg.teacher, "data": list(cfg.data.real),
                              "synthetic": cfg.data.synth_n,
-                             "profiled": 0 if profiled is None else int(len(profiled["images"])),
                              "command": command})
+    if profiled is not None:  # only then: a build without the option keeps v8's provenance exactly
+        model.provenance["profiled"] = {"renders": int(len(profiled["images"])),
+                                        "faces": int(len(np.unique(profiled["face"]))),
+                                        "pose_range": cfg.data.profiled_pose_range}
     objective.copied = init_student(model, cfg, teacher) if cfg.student.init else []
     augment = Augment.from_dict(cfg.augment) or Augment()
     weights = agreement_weights(cfg, real, "real")
