@@ -10,6 +10,9 @@ One command, data anyone can obtain, no ImageNet weights (the student trains fro
    the public videos / photos of ``data.real``; the imported WHENet teacher labels each face on its
    own crop policy (mean of the plain and the mirrored crop's prediction, mapped back with
    ``geometry.flip_label``).  Margin crops + labels are cached in ``out_dir/real.npz``.
+   With ``data.profiled_n`` > 0 the labelled training faces are also rendered at large poses with their
+   own pixels (:mod:`.build_profiled`, ``out_dir/profiled.npz``; held-out people only into
+   ``out_dir/profiled-val.npz``, validation).
 2. **Synthetic heads** (``edgepose.synth``, exact labels, train identities): ``wide`` poses plus a
    share drawn uniformly on SO(3); cached in ``out_dir/synth.npz``.
 3. **Training**: geodesic loss on R, heavy augmentation whose geometric part (rotation, flip, box
@@ -32,6 +35,7 @@ from edgepose.errors import DataError, UserError
 
 from .build_config import FILES, MODELS_DIR, REPO, SIZE_BUDGET_BYTES, BuildConfig, student_spec
 from .build_data import check_held_out, real_faces, select_media, synth_set
+from .build_profiled import check_profiled, profiled_set
 from .build_train import check_student_init, train, training_device
 
 log = logging.getLogger("edgepose.assets.build")
@@ -125,6 +129,7 @@ def build(config: str | Path, overrides: list[str] | None = None, *, data_root: 
     if not export_only:  # named before the labelling, not after it
         training_device(cfg.device)
         check_student_init(cfg)
+        check_profiled(cfg)
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,11 +145,20 @@ def build(config: str | Path, overrides: list[str] | None = None, *, data_root: 
         model = PoseModel.from_checkpoint(out / "last.pt")
     else:
         d = cfg.data
+        # profiled real faces need the labelled ones: training people only into training, held-out into validation
+        profiled = profiled_set(cfg, real, spec, d.profiled_n, out / "profiled.npz") if d.profiled_n > 0 else None
+        profiled_val = None
+        if d.profiled_val_n > 0 and real_val is not None:
+            profiled_val = profiled_set(cfg, real_val, spec, d.profiled_val_n, out / "profiled-val.npz", split="val")
+        elif d.profiled_val_n > 0:
+            log.warning("data.profiled_val_n=%d but the build holds out no people (data.real_val, "
+                        "data.real_val_split): no profiled validation", d.profiled_val_n)
         synth = synth_set(d.synth_n, cfg.seed, "train", d.synth_pose_range, d.synth_identities, d.synth_size,
                           d.synth_full_fraction, out / "synth.npz", d.synth_workers)
         val = synth_set(d.synth_val_n, cfg.seed + 1, "val", d.synth_pose_range, 50, d.synth_size, 0.0,
                         out / "synth-val.npz", d.synth_workers)
-        model = train(cfg, spec, real, synth, val, out, teacher, real_val, command)
+        model = train(cfg, spec, real, synth, val, out, teacher, real_val, command, profiled=profiled,
+                      profiled_val=profiled_val)
     model.provenance["terms"] = data_terms(cfg)  # travels into every sidecar
     paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range, cfg.quant_method,
                        cfg.quant_percentile, command, cfg.flip_tta, cfg.fp32_weight_storage)

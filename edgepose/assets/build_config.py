@@ -57,6 +57,20 @@ class DataSection:
     synth_size: int = 128
     synth_val_n: int = 400
     synth_workers: int = 1      # processes rendering the synthetic heads (each render is a function of its index)
+    # Profiled real faces (edgepose.assets.build_profiled, docs/models.md): the build's own TRAINING faces
+    # re-rendered at large poses with their own pixels by edgepose.synth.profile, each labelled with its
+    # ensemble label composed with the applied rotation. 0 = off.  Held-out people are profiled only into
+    # the validation set (profiled_val_n), never into training.
+    profiled_n: int = 0               # training renders (out_dir/profiled.npz)
+    profiled_per_face: int = 1        # renders per source face (faces with the lowest teacher disagreement first)
+    profiled_pose_range: str = "pitch=-60:60,yaw=-90:90,roll=-45:45"  # target poses (edgepose.synth.scene ranges)
+    profiled_min_visibility: float = 0.3  # drop renders whose visible face is less backed by source pixels
+    # only faces whose ensemble yaw is within this (deg) are sources: a profile turned back toward frontal shows
+    # an invented far half and a mesh fit 18-22 deg off (docs/results/profiling.md)
+    profiled_max_source_yaw: float = 30.0
+    profiled_relight_fraction: float = 0.5  # renders relit by a key light on the turned normals
+    profiled_val_n: int = 0           # renders of held-out people (out_dir/profiled-val.npz), validation only
+    profiled_workers: int = 1         # render processes (same arrays for any number)
 
 
 @dataclass

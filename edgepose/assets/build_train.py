@@ -60,7 +60,9 @@ class GeodesicObjective(Method):
 
 def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path, teacher=None,
           real_val: dict | None = None, command: str = "python -m edgepose.assets.build",
-          resume: str | Path | None = None):
+          resume: str | Path | None = None, profiled: dict | None = None, profiled_val: dict | None = None):
+    """``profiled`` / ``profiled_val``: the build's real faces rendered at large poses (``profiled.npz``,
+    trained on; ``profiled-val.npz``, held-out people, validated on), or None (:mod:`.build_profiled`)."""
     from edgepose.data.augment import Augment
     from edgepose.metrics import geodesic_errors
     from edgepose.models.pose_model import PoseModel
@@ -79,25 +81,28 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path,
     model.provenance.update({"default_model": True, "teacher": cfg.teacher, "data": list(cfg.data.real),
                              "synthetic": cfg.data.synth_n,
                              "command": command})
+    if profiled is not None:  # only then: a build without the option keeps v8's provenance exactly
+        model.provenance["profiled"] = {"renders": int(len(profiled["images"])),
+                                        "faces": int(len(np.unique(profiled["face"]))),
+                                        "pose_range": cfg.data.profiled_pose_range}
     objective.copied = init_student(model, cfg, teacher) if cfg.student.init else []
     augment = Augment.from_dict(cfg.augment) or Augment()
-    weights = None
-    if cfg.data.agreement_weighting and "disagreement" in real:
-        from edgepose.distill.teacher import agreement_weight
-
-        weights = agreement_weight(real["disagreement"])
-        log.info("real faces weighted by teacher agreement: mean weight %.3f, %d of %d below 0.5",
-                 float(weights.mean()), int((weights < 0.5).sum()), len(weights))
-    ds = readers_as_dataset([Repeat(ArrayReader(real, "real", weights), cfg.data.real_repeat),
-                             ArrayReader(synth, "synth")], spec, augment)
+    weights = agreement_weights(cfg, real, "real")
+    readers = [Repeat(ArrayReader(real, "real", weights), cfg.data.real_repeat), ArrayReader(synth, "synth")]
+    if profiled is not None:  # a render inherits its source face's label, so its agreement weight too
+        readers.append(ArrayReader(profiled, "profiled", agreement_weights(cfg, profiled, "profiled")))
+    ds = readers_as_dataset(readers, spec, augment)
     loader = engine.loader(ds, o.batch_size, o.workers, train=True, drop_last=True)
     from .build_report import write_label_report
 
     if engine.dist.is_main:
-        write_label_report(out, {"real": real["R"], "synthetic": synth["R"]})
-    log.info("training %s @ %d px on %d real (x%d) + %d synthetic crops, %d steps on %s", cfg.student.name,
-             spec.input_size, len(real["images"]), cfg.data.real_repeat, len(synth["images"]),
-             o.epochs * len(loader), engine.device)
+        parts = {"real": real["R"], "synthetic": synth["R"]}
+        if profiled is not None:
+            parts["profiled"] = profiled["R"]
+        write_label_report(out, parts)
+    log.info("training %s @ %d px on %d real (x%d) + %d synthetic + %d profiled crops, %d steps on %s",
+             cfg.student.name, spec.input_size, len(real["images"]), cfg.data.real_repeat, len(synth["images"]),
+             0 if profiled is None else len(profiled["images"]), o.epochs * len(loader), engine.device)
 
     def validate(shipped) -> dict[str, float]:
         ge = geodesic_errors(predict_R(shipped, val, spec), val["R"].astype(np.float64))
@@ -105,10 +110,25 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path,
         if real_val is not None:  # held-out people: distance from the teacher's labels (no pose labels needed)
             gr = geodesic_errors(predict_R(shipped, real_val, spec), real_val["R"].astype(np.float64))
             row.update(real_val_vs_teacher_mean=float(np.mean(gr)), real_val_vs_teacher_median=float(np.median(gr)))
+        if profiled_val is not None:  # held-out people at large poses: ensemble label composed with the rotation
+            gp = geodesic_errors(predict_R(shipped, profiled_val, spec), profiled_val["R"].astype(np.float64))
+            row.update(profiled_val_geodesic_mean=float(np.mean(gp)), profiled_val_geodesic_median=float(np.median(gp)))
         return row
 
     engine.fit(model, loader, validate=validate, resume=resume, provenance={"ema": o.ema})
     return engine.shipped_model.cpu()
+
+
+def agreement_weights(cfg: BuildConfig, data: dict, part: str) -> np.ndarray | None:
+    """Per-face weights from the teachers' disagreement (``data.agreement_weighting``), else None."""
+    if not (cfg.data.agreement_weighting and "disagreement" in data):
+        return None
+    from edgepose.distill.teacher import agreement_weight
+
+    weights = agreement_weight(data["disagreement"])
+    log.info("%s faces weighted by teacher agreement: mean weight %.3f, %d of %d below 0.5", part,
+             float(weights.mean()), int((weights < 0.5).sum()), len(weights))
+    return weights
 
 
 def training_device(name: str):

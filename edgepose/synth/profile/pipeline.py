@@ -163,11 +163,12 @@ class FaceFitter:
 
             self.detector = create_detector(detector, model_path=detector_model)
 
-    def __call__(self, image: np.ndarray):
+    def __call__(self, image: np.ndarray, box=None):
+        """``box`` (x1, y1, x2, y2): a face box already known (e.g. the default-model build's stored
+        detector box), used instead of running the detector."""
         from .fit import fit_pose
 
-        box = None
-        if self.detector is not None:
+        if box is None and self.detector is not None:
             dets = self.detector.detect(image)
             if dets:
                 box = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])).box
