@@ -261,3 +261,17 @@ def test_a_bad_student_init_stops_the_build_before_any_labelling(tmp_path, capsy
     assert main(["models", "build", "--data-root", str(tmp_path), "student.init_lr_scale=0", f"out_dir={out}"]) == 2
     assert "init_lr_scale" in capsys.readouterr().err
     assert not (out / "real.npz").exists()
+
+
+def test_build_resume_is_checked_before_any_work(tmp_path, capsys):
+    """`edgepose models build --resume` continues the engine's last.pt; without one, or together with
+    --export-only, it stops at once with one line (before the teachers load or any face is detected)."""
+    from edgepose.cli.main import main
+
+    rc = main(["models", "build", "--resume", f"out_dir={tmp_path / 'none'}", "--data-root", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "last.pt not found" in err and "Traceback" not in err
+    rc = main(["models", "build", "--resume", "--export-only", f"out_dir={tmp_path}", "--data-root", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "give one of them" in err
+    assert not (tmp_path / "none").exists()

@@ -104,10 +104,11 @@ def install(paths: dict[str, Path], provenance: dict, dest: Path = MODELS_DIR) -
 
 
 def build(config: str | Path, overrides: list[str] | None = None, *, data_root: str | Path | None = None,
-          install_package: bool = False, export_only: bool = False,
+          install_package: bool = False, export_only: bool = False, resume: bool = False,
           command: str = "edgepose models build") -> dict[str, Path]:
     """Label, train (unless ``export_only``: ``out_dir/last.pt``), export and quantize the default model;
-    ``install_package`` copies the files into ``edgepose/assets/models``.  ``command`` is recorded in every
+    ``install_package`` copies the files into ``edgepose/assets/models``; ``resume`` continues an interrupted
+    training from ``out_dir/last.pt`` (the data caches are reused anyway).  ``command`` is recorded in every
     artifact's provenance.  Returns the written files by profile (``export_all``)."""
     from edgepose.config import load_config, save_config
 
@@ -132,6 +133,10 @@ def build(config: str | Path, overrides: list[str] | None = None, *, data_root: 
         check_profiled(cfg)
 
     out = Path(cfg.out_dir)
+    if resume and export_only:
+        raise UserError("--resume continues the training and --export-only skips it; give one of them")
+    if resume and not (out / "last.pt").is_file():
+        raise UserError(f"--resume: {out / 'last.pt'} not found; start the build without --resume")
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     teacher = load_teacher(teacher_specs(cfg.teacher, root))
@@ -158,7 +163,7 @@ def build(config: str | Path, overrides: list[str] | None = None, *, data_root: 
         val = synth_set(d.synth_val_n, cfg.seed + 1, "val", d.synth_pose_range, 50, d.synth_size, 0.0,
                         out / "synth-val.npz", d.synth_workers)
         model = train(cfg, spec, real, synth, val, out, teacher, real_val, command, profiled=profiled,
-                      profiled_val=profiled_val)
+                      profiled_val=profiled_val, resume=out / "last.pt" if resume else None)
     model.provenance["terms"] = data_terms(cfg)  # travels into every sidecar
     paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range, cfg.quant_method,
                        cfg.quant_percentile, command, cfg.flip_tta, cfg.fp32_weight_storage)

@@ -59,7 +59,7 @@ class GeodesicObjective(Method):
 
 
 def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path, teacher=None,
-          real_val: dict | None = None, command: str = "python -m edgepose.assets.build",
+          real_val: dict | None = None, command: str = "edgepose models build",
           resume: str | Path | None = None, profiled: dict | None = None, profiled_val: dict | None = None):
     """``profiled`` / ``profiled_val``: the build's real faces rendered at large poses (``profiled.npz``,
     trained on; ``profiled-val.npz``, held-out people, validated on), or None (:mod:`.build_profiled`)."""

@@ -26,6 +26,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--data-root", help="shared data folder (default: $EDGEPOSE_TEST_DATA or ../shared/data)")
     ap.add_argument("--install", action="store_true", help="copy the results into edgepose/assets/models")
     ap.add_argument("--export-only", action="store_true", help="skip training: export/quantize out_dir/last.pt")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue an interrupted training from out_dir/last.pt (exactly: optimizer, schedule, data order)")
     ap.add_argument("overrides", nargs="*", metavar="key=value")
 
 
@@ -35,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
 
     # the command recorded in every artifact's provenance: this call's own arguments
     build(args.config, args.overrides, data_root=args.data_root, install_package=args.install,
-          export_only=args.export_only, command=invoked_command(args) or "edgepose models build")
+          export_only=args.export_only, resume=args.resume, command=invoked_command(args) or "edgepose models build")
     return 0
