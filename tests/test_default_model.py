@@ -236,3 +236,27 @@ def test_build_labels_real_faces_with_a_teacher_ensemble_and_guards_its_cache(da
     cfg.teacher = ckpts[:1]
     with pytest.raises(UserError, match="delete"):
         real_faces(cfg, tmp_path, load_teacher(cfg.teacher), spec, out)
+
+
+def test_evaluate_scores_a_profiled_held_out_set_and_names_a_wrong_file(tmp_path, data_root):
+    """`edgepose models evaluate --profiled-val`: a build's held-out people rendered at large poses are a test set
+    of their own (column and detail table); a file without the arrays is one line naming the fix."""
+    from edgepose.assets.evaluate import PROFILED, evaluate_models, markdown
+    from edgepose.synth import SynthHeadDataset
+
+    ds = SynthHeadDataset(6, seed=3, split="test", n_identities=6, pose_range="wide", size=160)
+    samples = [ds[i] for i in range(6)]
+    npz = tmp_path / "profiled-val.npz"
+    import cv2
+
+    bgr = [s.image if s.image.ndim == 3 else cv2.cvtColor(s.image, cv2.COLOR_GRAY2BGR) for s in samples]  # IR looks
+    np.savez(npz, images=np.stack(bgr), boxes=np.stack([s.box for s in samples]),
+             R=np.stack([s.R for s in samples]))
+    rep = evaluate_models(data_root, teachers=[""], profiled_val=str(npz), clips=(), synth_n=2, no_timing=True)
+    res = rep["sets"][PROFILED]["fp32"]
+    assert res["n"] == 6 and 0.0 < res["geodesic"] < 90.0
+    assert "profiled held-out geodesic" in markdown(rep)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, images=np.zeros((1, 8, 8, 3), np.uint8))
+    with pytest.raises(UserError, match="no R, boxes array"):
+        evaluate_models(data_root, teachers=[""], profiled_val=str(bad), clips=(), synth_n=2, no_timing=True)

@@ -73,6 +73,21 @@ def synth_faces(n: int, pose_range: str, seed: int) -> tuple[list, np.ndarray]:
     return items, np.asarray(Rs, np.float64)
 
 
+PROFILED = "profiled held-out people"
+
+
+def profiled_faces(npz: Path) -> tuple[list, np.ndarray]:
+    """A build's ``profiled-val.npz``: held-out people re-rendered at large poses, labelled by their ensemble
+    label composed with the applied rotation (:mod:`edgepose.assets.build_profiled`)."""
+    data = np.load(npz, allow_pickle=False)
+    missing = {"images", "boxes", "R"} - set(data.files)
+    if missing:
+        raise UserError(f"--profiled-val {npz}: no {', '.join(sorted(missing))} array; give a build's "
+                        f"out_dir/profiled-val.npz (data.profiled_val_n > 0)")
+    items = [(im, tuple(float(v) for v in b)) for im, b in zip(data["images"], data["boxes"])]
+    return items, data["R"].astype(np.float64)
+
+
 def _batched(items, spec, fn, batch: int = 32) -> np.ndarray:
     from edgepose.preprocess import preprocess
 
@@ -269,6 +284,7 @@ def parse_compare(items: list[str]) -> dict[str, Path]:
 def evaluate_models(data_root: str | Path | None = None,
                     detector_model: str = "detectors/yunet/yunet_s_640_640.onnx", models_dir: str | None = None,
                     compare: list[str] = (), teachers: list[str] | None = None, real_val: str | None = None,
+                    profiled_val: str | None = None,
                     clips: list[str] = ("videos/single_face.mp4", "videos/WolfgangLanger_Pexels.mp4"),
                     synth_n: int = 300, no_timing: bool = False, seed: int = 7, out: str | None = None,
                     command: str = "edgepose models evaluate") -> dict:
@@ -303,6 +319,10 @@ def evaluate_models(data_root: str | Path | None = None,
         sets["aflw2000-sample (YuNet boxes)"] = aflw_faces(root, det if det.is_file() else None)
     else:
         print(f"note: {root / 'aflw2000-sample'} not found; AFLW2000 rows skipped", file=sys.stderr)
+    if profiled_val:
+        if not Path(profiled_val).is_file():
+            raise UserError(f"--profiled-val {profiled_val}: not found; give a build's out_dir/profiled-val.npz")
+        sets[PROFILED] = profiled_faces(Path(profiled_val))
     for pr in ("wide", "full"):
         sets[f"synthetic test {pr}"] = synth_faces(synth_n, pr, seed)
     clip_paths = [c if Path(c).is_absolute() else root / c for c in clips]
@@ -347,16 +367,19 @@ def markdown(report: dict) -> str:
     aflw = next((k for k in sets if k.startswith("aflw")), None)
     rv, cost, st = report.get("real_val", {}), report.get("cost", {}), report.get("stability", {})
     lines = [f"Command: `{report['command']}`\n",
-             "| model | AFLW fixtures MAE / geodesic | real-val vs ensemble (mean / median) | synthetic wide geodesic | "
-             "synthetic full geodesic | frame-to-frame change (median) | ms / face | MMACs | GEMM-peak share | size (kB) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| model | AFLW fixtures MAE / geodesic | real-val vs ensemble (mean / median) | profiled held-out geodesic | "
+             "synthetic wide geodesic | synthetic full geodesic | frame-to-frame change (median) | ms / face | MMACs | "
+             "GEMM-peak share | size (kB) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m in names:
         a = sets[aflw][m] if aflw else None
         r, c = rv.get(m), cost.get(m, {})
         w, f = sets.get("synthetic test wide", {}).get(m), sets.get("synthetic test full", {}).get(m)
+        pv = sets.get(PROFILED, {}).get(m)
         lines.append(
             f"| {m} | {_f(a and a['mae'])} / {_f(a and a['geodesic'])} | "
-            f"{_f(r and r['mean'])} / {_f(r and r['median'])} | {_f(w and w['geodesic'])} | {_f(f and f['geodesic'])} | "
+            f"{_f(r and r['mean'])} / {_f(r and r['median'])} | {_f(pv and pv['geodesic'])} | "
+            f"{_f(w and w['geodesic'])} | {_f(f and f['geodesic'])} | "
             f"{_f(st.get(m, {}).get('median'), '{:.3f}')} | "
             f"{_f(c.get('ms_per_face'), '{:.3f}')} | {_f(c.get('macs') and c['macs'] / 1e6, '{:.1f}')} | "
             f"{_f(c.get('gemm_peak_share') and 100 * c['gemm_peak_share'], '{:.1f} %')} | "

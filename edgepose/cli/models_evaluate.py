@@ -29,6 +29,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="teacher spec (whenet, 3ddfa-v2[:path], fsanet[:path], a .pt); repeatable; paths relative to "
                          "--data-root work; two or more add the ensemble row. Default: whenet; --teacher '' for none")
     ap.add_argument("--real-val", default=None, help="a build's real-val.npz: agreement with the ensemble on held-out people")
+    ap.add_argument("--profiled-val", default=None,
+                    help="a build's profiled-val.npz: held-out people rendered at large poses (exact relative labels)")
     ap.add_argument("--clips", nargs="*", default=["videos/single_face.mp4", "videos/WolfgangLanger_Pexels.mp4"],
                     help="talking-head videos for the stability column (relative to --data-root); none to skip")
     ap.add_argument("--synth-n", type=int, default=300, help="images per synthetic test set (default 300)")
@@ -42,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from .main import invoked_command
 
     report = evaluate_models(args.data_root, detector_model=args.detector_model, models_dir=args.models_dir,
-                             compare=args.compare, teachers=args.teacher, real_val=args.real_val, clips=args.clips,
-                             synth_n=args.synth_n, no_timing=args.no_timing, seed=args.seed, out=args.out,
+                             compare=args.compare, teachers=args.teacher, real_val=args.real_val,
+                             profiled_val=args.profiled_val, clips=args.clips, synth_n=args.synth_n, no_timing=args.no_timing, seed=args.seed, out=args.out,
                              command=invoked_command(args) or "edgepose models evaluate")
     print(markdown(report))
     return 0
