@@ -16,7 +16,7 @@ from typing import Iterable, Optional, Tuple, Union
 
 from .errors import UserError
 
-__all__ = ["check_outputs", "same_file", "paths_in", "with_sidecars", "check_writable", "stale_temporaries", "remove_stale_temporaries"]
+__all__ = ["check_outputs", "same_file", "inside", "paths_in", "with_sidecars", "check_writable", "stale_temporaries", "remove_stale_temporaries"]
 
 PathLike = Union[str, os.PathLike]
 Named = Iterable[Tuple[str, Optional[PathLike]]]
@@ -46,6 +46,12 @@ def same_file(a: PathLike, b: PathLike) -> bool:
     """True when ``a`` and ``b`` name one file: same real path, or same inode (hard links)."""
     (ra, ia), (rb, ib) = _identity(a), _identity(b)
     return ra == rb or (ia is not None and ia == ib)
+
+
+def inside(path: PathLike, folder: PathLike) -> bool:
+    """True when ``path`` is ``folder`` or lies somewhere below it (real paths: symlinks, ``..``)."""
+    p, f = _identity(path)[0], _identity(folder)[0]
+    return p == f or p.startswith(f.rstrip(os.sep) + os.sep) or same_file(path, folder)
 
 
 def paths_in(label: str, mapping: dict) -> list[tuple[str, str]]:
@@ -100,15 +106,19 @@ def check_writable(label: str, path: PathLike, *, directory: bool = False) -> No
         raise UserError(f"{label} {p}: no space left on the file system of {folder}; free space or choose another disk")
 
 
-def check_outputs(inputs: Named, outputs: Named, *, dir_outputs: Named = (), writable: bool = True) -> None:
+def check_outputs(inputs: Named, outputs: Named, *, dir_outputs: Named = (), input_dirs: Named = (),
+                  writable: bool = True) -> None:
     """Refuse an output that is an input or another output, then check that each output is writable.
 
     ``inputs`` / ``outputs``: ``(label, path)`` pairs (``label`` as the user wrote it, e.g. ``"--jsonl"``);
     ``None``, ``"-"``, ``"none"`` and URIs are skipped.  ``dir_outputs`` are folders a command writes
-    into: checked for writability and against the input files only.  Raises on the first problem."""
+    into: checked for writability and against the input files only.  ``input_dirs`` are folders a command
+    reads every file of (an image folder): a folder output may be neither one of them nor inside one.
+    Raises on the first problem."""
     ins = [(k, v) for k, v in inputs if _is_file_path(v)]
     outs = [(k, v) for k, v in outputs if _is_file_path(v)]
     dirs = [(k, v) for k, v in dir_outputs if _is_file_path(v)]
+    in_dirs = [(k, v) for k, v in input_dirs if _is_file_path(v)]
     for i, (label, out) in enumerate(outs):
         for in_label, src in ins:
             if same_file(out, src):
@@ -122,6 +132,10 @@ def check_outputs(inputs: Named, outputs: Named, *, dir_outputs: Named = (), wri
         for in_label, src in ins:
             if same_file(folder, src):
                 raise UserError(f"{label} {folder} is the {in_label}; choose another output folder")
+        for in_label, src in in_dirs:
+            if inside(folder, src):
+                raise UserError(f"{label} {folder} is the {in_label} {src} or inside it: its files would overwrite "
+                                f"the inputs or be read as inputs next time; choose a folder outside {src}")
     if writable:
         for label, out in outs:
             check_writable(label, out)

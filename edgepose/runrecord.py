@@ -10,13 +10,16 @@ frames already processed.  Schema ``edgepose.run/1``:
 
 * ``{"type": "header", "schema": "edgepose.run/1", "source", "platform", "width", "height", "fps", ...}``
 * ``{"type": "frame", "frame": int, "pts_ns": int, "faces": [face...], "latency_ms": {stage: ms}}``
-  and optional ``"status": [str]`` (lines from frame observers);
+  and optional ``"status": [str]`` (lines from frame observers); an image folder source (``edgepose run
+  photos/``) adds ``"image": str`` (the image's file name) and ``"width"``, ``"height"`` (its size: images
+  may differ), and its ``pts_ns`` is the image's position in the listing x 1 s;
   ``face = {"track_id": int (-1 = untracked), "box": [x1, y1, x2, y2], "score": float | null,
   "yaw", "pitch", "roll": float deg | null, "R": 3x3 nested list, "is_driver": bool, "valid": bool}``
   plus, when a camera mount is set, ``"R_vehicle"`` (3x3) and ``"yaw_vehicle"``, ``"pitch_vehicle"``,
   ``"roll_vehicle"``.  ``null`` marks a non-finite value (JSON has no NaN); ``valid: false`` = no
   finite pose this frame.
 * ``{"type": "summary", "schema", "frames": int, "fps": float, "latency_ms": {stage: {...}}, ...}``
+  (image folders: ``decode_errors``, the images skipped, named in ``undecodable``)
 
 Rounding (one rule for every writer): box 0.01 px, score 1e-4, angles 1e-3 deg, matrices 1e-6.
 
@@ -190,6 +193,7 @@ def frame_records(path: str | Path) -> list[dict]:
 _NUM = (float, int, type(None))
 _FACE_TYPES = {"track_id": int, "box": list, "yaw": _NUM, "pitch": _NUM, "roll": _NUM, "R": list, "is_driver": bool}
 _FRAME_TYPES = {"frame": int, "pts_ns": int, "faces": list, "latency_ms": dict}
+_FRAME_OPTIONAL = {"image": str, "width": int, "height": int}  # checked when present
 
 
 def validate_record(rec: dict) -> None:
@@ -204,6 +208,9 @@ def validate_record(rec: dict) -> None:
     for key, tp in _FRAME_TYPES.items():
         if not isinstance(rec.get(key), tp):
             raise ValueError(f"frame record: key {key!r} missing or not {tp}: {rec.get(key)!r}")
+    for key, tp in _FRAME_OPTIONAL.items():
+        if key in rec and not isinstance(rec[key], tp):
+            raise ValueError(f"frame record: key {key!r} is not {tp}: {rec[key]!r}")
     for face in rec["faces"]:
         for key, tp in _FACE_TYPES.items():
             if key not in face or not isinstance(face[key], tp):

@@ -1,9 +1,10 @@
 """edgepose.pipelines: GStreamer video I/O behind ``edgepose run``.
 
-* :mod:`.sources`   URI parsing (file / v4l2 / csi / rtsp / test)
+* :mod:`.sources`   URI parsing (file / v4l2 / csi / rtsp / test / images)
 * :mod:`.templates` ``templates/<platform>.yaml`` -> launch strings (desktop, jetson)
 * :mod:`.frames`    stride-aware GstSample -> numpy copy
 * :mod:`.reader`    :class:`VideoSource` (appsink pull loop, source errors, reconnects)
+* :mod:`.images`    image folders: :class:`ImageFolderSource` (OpenCV) and the annotated copies
 * :mod:`.writer`    :class:`VideoOutput` (appsrc -> mp4 / display), :mod:`.rtsp` (gst-rtsp-server)
 * :mod:`.jsonl`, :mod:`.stats`  metadata records and latency statistics
 * :mod:`.loop`      :class:`FrameLoop`, one pass in steps (open, per frame, finish); :mod:`.summary`

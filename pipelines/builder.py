@@ -21,15 +21,13 @@ from pathlib import Path
 from ..errors import UserError
 from .loop import LoopOptions, Outputs, run_loop
 from .options import DmsOptions, RunOptions
-from .sources import SourceSpec, check_device_source, check_file_source, parse_source
+from .sources import (STILL_SUFFIXES, SourceSpec, check_device_source, check_file_source, check_image_source,
+                      parse_source)
 from .summary import RunSummary
 
 __all__ = ["Run", "build_run", "open_source", "default_events_path", "STILL_SUFFIXES"]
 
 log = logging.getLogger(__name__)
-
-#: single-image sources (one frame): faces are reported on that frame
-STILL_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class Run:
@@ -87,8 +85,9 @@ def build_run(options: RunOptions) -> Run:
         raise UserError(f"--every must be at least 1, got {options.every}")
     spec = open_source(options.source)  # bad URIs and paths fail before models load
     overrides = list(options.overrides)
-    if spec.is_file and Path(spec.location).suffix.lower() in STILL_SUFFIXES:
-        # one frame: the tracker's hysteresis (a face must be seen twice) would hide every face
+    if spec.is_still or spec.independent_frames:
+        # one frame per scene (a still, each image of a folder): the tracker's hysteresis (a face must
+        # be seen twice) would hide every face
         overrides = ["tracker.min_hits=1", *overrides]
     model = options.model
     if model is None:  # the default model that ships inside the package (docs/models.md)
@@ -112,6 +111,8 @@ def open_source(source: str) -> SourceSpec:
     spec = parse_source(source)
     if spec.is_file:
         check_file_source(spec)
+    elif spec.kind == "images":
+        check_image_source(spec)
     elif spec.kind == "v4l2":
         check_device_source(spec)
     return spec
@@ -138,8 +139,20 @@ def check_paths(options: RunOptions, spec: SourceSpec, events: str | None) -> No
     inputs = [("source", spec.location if spec.is_file else None), *with_sidecars([("--model", options.model)]),
               ("--detector-model", options.detector_model), ("--config", options.config),
               ("--signals", d.signals), ("--mount", d.mount), ("--dms preset", preset)]
-    check_outputs(inputs, [("--output", out.video), ("--jsonl", out.jsonl), ("--stats", out.stats),
-                           ("--dms-events", events)])
+    files = [("--jsonl", out.jsonl), ("--stats", out.stats), ("--dms-events", events)]
+    if spec.kind != "images":
+        check_outputs(inputs, [("--output", out.video), *files])
+        return
+    # an image folder: --output is a folder of annotated copies, never inside the input folder (the
+    # copies would overwrite the images or join them on the next run); no output is one of the images
+    from .images import VIDEO_SUFFIXES
+
+    if out.video and Path(out.video).suffix.lower() in VIDEO_SUFFIXES:
+        raise UserError(f"--output {out.video}: an image folder source writes annotated copies of its images "
+                        f"into a folder, not a video; give a folder, e.g. --output {Path(spec.location).resolve().name}-annotated")
+    images = [("source image", p) for p in check_image_source(spec)]
+    check_outputs([*inputs, *images], files, dir_outputs=[("--output", out.video)],
+                  input_dirs=[("source folder", spec.location)])
 
 
 def _dms_observers(options: RunOptions, spec: SourceSpec) -> list:

@@ -5,8 +5,9 @@
 object, so each step takes only what changes per frame:
 
 * :meth:`FrameLoop.open`    checks, the JSONL writer, the progress bar, the source
-* :meth:`FrameLoop.step`    one frame: processor -> observers -> overlay -> video / RTSP -> JSONL
-  (the video and RTSP sinks open on the first frame, when the size and rate are known)
+* :meth:`FrameLoop.step`    one frame: processor -> observers -> overlay -> video / RTSP / annotated
+  images -> JSONL (the sinks open on the first frame, when the size and rate are known); the frames of
+  an image folder are independent: the processor starts a new scene before each one
 * :meth:`FrameLoop.finish`  close the sinks even when an error is on its way up, fill the summary,
   write the summary record and ``--stats``
 """
@@ -42,7 +43,7 @@ def _never() -> bool:
 @dataclass
 class Outputs:
     """Where one pass writes: the annotated video, a window, RTSP, the JSONL records, ``--stats``."""
-    video: str | Path | None = None  # annotated MP4 (H.264)
+    video: str | Path | None = None  # annotated MP4 (H.264); an image folder source: a folder of annotated copies
     jsonl: str | Path | None = None  # per-frame records + header + summary (edgepose.runrecord)
     stats: str | Path | None = None  # the summary record as JSON
     display: bool = False
@@ -83,8 +84,8 @@ class FrameLoop:
         self.summary = RunSummary()
         self.stats = LatencyStats()
         self.writer: RunRecordWriter | None = None
-        self.video = self.rtsp = self.bar = None
-        self.src: VideoSource | None = None
+        self.video = self.rtsp = self.bar = self.images = None
+        self.src: VideoSource | None = None  # or an ImageFolderSource (the same attributes)
         self.t_start = 0.0
         self.fps_ema: float | None = None
         self.t_prev: float | None = None
@@ -115,7 +116,13 @@ class FrameLoop:
         # open the JSONL first: a bad path fails before any work is done
         self.writer = RunRecordWriter(self.out.jsonl) if self.out.jsonl else None
         self.bar = _progress(o.progress, o.max_frames)
-        self.src = VideoSource(self.spec, self.platform, max_reconnects=o.max_reconnects, should_stop=o.should_stop)
+        if self.spec.independent_frames:
+            from .images import ImageFolderSource
+
+            self.src = ImageFolderSource(self.spec, should_stop=o.should_stop)
+        else:
+            self.src = VideoSource(self.spec, self.platform, max_reconnects=o.max_reconnects,
+                                   should_stop=o.should_stop)
         self.t_start = time.perf_counter()
 
     def _open_sinks(self) -> None:
@@ -129,10 +136,15 @@ class FrameLoop:
             self._write({"type": "header", "schema": SCHEMA, "source": self.spec.name, "platform": self.platform,
                          "width": src.width, "height": src.height, "fps": src.fps, "format": self.spec.format,
                          **(self.opts.header or {})}, 0)
-        if out.video or out.display:
+        video_file = out.video
+        if self.spec.independent_frames and out.video:  # an image folder: annotated copies, not a video
+            from .images import AnnotatedImages
+
+            self.images, video_file = AnnotatedImages(out.video), None
+        if video_file or out.display:
             from .writer import VideoOutput
 
-            self.video = VideoOutput(src.width, src.height, out_fps, file=out.video, display=out.display,
+            self.video = VideoOutput(src.width, src.height, out_fps, file=video_file, display=out.display,
                                      platform=self.platform, async_encode=out.async_encode)
         if out.rtsp_port:
             from .rtsp import RtspOutput
@@ -148,6 +160,8 @@ class FrameLoop:
         if s.frames == 0:
             self._open_sinks()
         self._reset_after_reconnect()
+        if self.spec.independent_frames:
+            self._new_scene()
         result = self.processor.process(frame.image, frame.pts_ns)
         timings = {"decode": frame.decode_ms}
         timings.update({k: float(v) for k, v in (getattr(result, "timings", None) or {}).items()})
@@ -155,7 +169,7 @@ class FrameLoop:
         faces = list(getattr(result, "faces", []) or [])
         s.faces_total += len(faces)
         s.frames_with_faces += bool(faces)
-        if self.video or self.rtsp:
+        if self.video or self.rtsp or self.images:
             self._render(frame, result, status, timings)
         t_end = time.perf_counter()
         # total = decode wait + everything this loop did with the frame
@@ -164,7 +178,9 @@ class FrameLoop:
             timings["capture_to_output"] = frame.age_ms + (t_end - t0) * 1e3
         self.stats.add(timings)
         if self.writer:
-            self._write(frame_record(frame.index, frame.pts_ns, faces, timings, status), frame.index)
+            extra = {} if frame.name is None else {  # an image folder: which image, at its own size
+                "image": frame.name, "width": int(frame.image.shape[1]), "height": int(frame.image.shape[0])}
+            self._write(frame_record(frame.index, frame.pts_ns, faces, timings, status, **extra), frame.index)
         s.frames += 1
         self._tick(t_end, len(faces))
         if self.opts.max_frames is not None and s.frames >= self.opts.max_frames:
@@ -178,6 +194,13 @@ class FrameLoop:
             if callable(reset):
                 reset()  # tracks and filters from before the outage are stale
 
+    def _new_scene(self) -> None:
+        """The next frame is unrelated to the last (an image of a folder): forget tracks, filters and the
+        driver, and number the faces from 1 again (``new_scene``; a processor without it is reset)."""
+        start = getattr(self.processor, "new_scene", None) or getattr(self.processor, "reset", None)
+        if callable(start):
+            start()
+
     def _observe(self, result) -> list[str]:
         status: list[str] = []
         for obs in self.opts.observers:
@@ -187,7 +210,7 @@ class FrameLoop:
         return status
 
     def _render(self, frame: Frame, result, status: list[str], timings: dict) -> None:
-        """Overlay (or plain BGR) -> the video and RTSP sinks; a failed recording stops only itself."""
+        """Overlay (or plain BGR) -> the video, RTSP and annotated-image sinks; a failed one stops only itself."""
         from ..overlay import draw_frame_result
         from ..preprocess import to_bgr
 
@@ -195,20 +218,27 @@ class FrameLoop:
         t_ov = time.perf_counter()
         # the sinks take BGR: GRAY8 (IR) frames are converted even without the overlay
         img = draw_frame_result(frame.image, result, self.fps_ema, status) if self.out.draw else to_bgr(frame.image)
-        if img.shape[:2] != (s.height, s.width):
-            # a reconnected camera may come back at another size; the outputs keep theirs
+        shown = img
+        if (self.video or self.rtsp) and img.shape[:2] != (s.height, s.width):
+            # a reconnected camera (or the next image of a folder) may come at another size; the
+            # video outputs keep theirs (annotated images keep their own)
             import cv2
 
-            img = cv2.resize(to_bgr(img), (s.width, s.height), interpolation=cv2.INTER_AREA)
+            shown = cv2.resize(to_bgr(img), (s.width, s.height), interpolation=cv2.INTER_AREA)
         t_enc = time.perf_counter()
         timings["overlay"] = (t_enc - t_ov) * 1e3
+        if self.images:
+            try:
+                self.images.write(img, frame.name)
+            except UserError as exc:  # disk full: the copies stop, the records go on
+                self._drop_images(exc, frame.index)
         if self.video:
             try:
-                self.video.push(img, frame.pts_ns)
+                self.video.push(shown, frame.pts_ns)
             except UserError as exc:  # disk full, unmounted: the recording stops, monitoring goes on
                 self._drop_video(exc, frame.index)
         if self.rtsp:
-            self.rtsp.push(img, frame.pts_ns)
+            self.rtsp.push(shown, frame.pts_ns)
         timings["encode"] = (time.perf_counter() - t_enc) * 1e3
 
     def _tick(self, t_end: float, faces: int) -> None:
@@ -243,6 +273,11 @@ class FrameLoop:
         video.abort()
         self.video = None
 
+    def _drop_images(self, exc: BaseException, frame: int | None) -> None:
+        self.summary.sink_failures.append(sink_failure("images", self.images.folder, exc, frame))
+        self.summary.frames_written = self.images.frames_written
+        self.images = None
+
     # -- finish --------------------------------------------------------------------------------
     def finish(self) -> None:
         """Finish the outputs even when an error is on its way up: what was processed stays usable."""
@@ -262,6 +297,8 @@ class FrameLoop:
                 self.summary.frames_written = self.video.frames_written
         if self.rtsp is not None:
             self.rtsp.close()
+        if self.images is not None:
+            self.summary.frames_written = self.images.frames_written
 
     def _close_observers(self) -> None:
         for obs in self.opts.observers:
@@ -279,6 +316,8 @@ class FrameLoop:
         s.reconnects = src.reconnect_count
         s.edit_list_skipped = src.edit_list_skipped
         s.dropped_frames, s.decode_warnings = src.dropped_frames, src.decode_warnings
+        s.decode_errors = getattr(src, "decode_errors", 0)
+        s.undecodable = list(getattr(src, "undecodable", []))
         s.ended_early_s = [round(v, 3) for v in src.ended_early_s] if src.ended_early_s else None
         s.latency_ms = self.stats.summary()
         s.table = self.stats.table()

@@ -36,6 +36,7 @@ class Frame:
     # live sources: how old the frame was when Python got it (pipeline clock minus its running
     # time: capture, network, jitter buffer, decode and queueing); None for files
     age_ms: float | None = None
+    name: str | None = None  # image folders: the image's file name (edgepose.pipelines.images)
 
 
 class _PipelineFailure(Exception):

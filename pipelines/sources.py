@@ -6,23 +6,33 @@
 ``csi://0``                            a Jetson CSI camera through nvarguscamerasrc
 ``rtsp://host:8554/stream``            an RTSP stream (reconnects with backoff)
 ``test://ball?width=640&num=90``       videotestsrc pattern (``format=GRAY8``, ``live=1`` options)
+``photo.jpg``                          one still image: one frame (kind ``file``)
+``photos/``, ``"photos/*.png"``        a folder of images or a file-name pattern in one folder (kind
+                                       ``images``): each image one independent frame, natural name
+                                       order, decoded with OpenCV (edgepose.pipelines.images)
 =====================================  ==========================================================
 
 Query options common to camera/test URIs: ``width``, ``height``, ``fps``, ``format`` (BGR or
-GRAY8).  ``file://`` accepts ``format=GRAY8`` to decode to one channel.
+GRAY8).  ``file://`` accepts ``format=GRAY8`` to decode to one channel (files, stills and image
+folders: ``file:///data/photos?format=GRAY8``).
 """
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import SourceError
 
-__all__ = ["SourceSpec", "parse_source", "check_file_source", "check_device_source", "KINDS", "FORMATS"]
+__all__ = ["SourceSpec", "parse_source", "check_file_source", "check_device_source", "check_image_source",
+           "list_images", "natural_key", "KINDS", "FORMATS", "STILL_SUFFIXES"]
 
-KINDS = ("file", "v4l2", "csi", "rtsp", "test")
+KINDS = ("file", "v4l2", "csi", "rtsp", "test", "images")
+#: still images: one such file is a one-frame ``file`` source; a folder of them is an ``images`` source
+STILL_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_WILDCARDS = re.compile(r"[*?\[]")
 FORMATS = ("BGR", "GRAY8")
 _TEST_PATTERNS = ("smpte", "snow", "black", "white", "red", "green", "blue", "checkers-1", "checkers-2",
                   "checkers-4", "checkers-8", "circular", "blink", "smpte75", "zone-plate", "gamut",
@@ -46,6 +56,21 @@ class SourceSpec:
     @property
     def is_file(self) -> bool:
         return self.kind == "file"
+
+    @property
+    def is_still(self) -> bool:
+        """A single image file: one frame."""
+        return self.is_file and Path(self.location).suffix.lower() in STILL_SUFFIXES
+
+    @property
+    def independent_frames(self) -> bool:
+        """Every frame is its own scene (an image folder): nothing carries over from one to the next."""
+        return self.kind == "images"
+
+    @property
+    def pattern(self) -> str | None:
+        """``images`` sources given as ``folder/PATTERN``: the file-name pattern (None = every image)."""
+        return self.options.get("pattern")
 
     @property
     def reconnects(self) -> bool:
@@ -83,7 +108,7 @@ def parse_source(uri: str) -> SourceSpec:
     if not uri:
         raise SourceError("empty source; give a file path or a URI such as test://ball or v4l2:///dev/video0")
     if "://" not in uri:
-        return SourceSpec("file", str(Path(uri)), uri=uri)
+        return _path_source(uri, uri, "BGR")
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
     if scheme == "rtsp" or scheme == "rtsps":
@@ -91,8 +116,7 @@ def parse_source(uri: str) -> SourceSpec:
         return SourceSpec("rtsp", uri, live=True, uri=uri)
     opts = dict(parse_qsl(parts.query, keep_blank_values=True))
     if scheme == "file":
-        path = unquote(parts.netloc + parts.path)
-        spec = SourceSpec("file", path, format=_format(opts, uri), uri=uri)
+        spec = _path_source(unquote(parts.netloc + parts.path), uri, _format(opts, uri))
     elif scheme == "v4l2":
         device = unquote(parts.netloc + parts.path) or "/dev/video0"
         spec = SourceSpec("v4l2", device, width=_int(opts, "width", uri), height=_int(opts, "height", uri),
@@ -119,6 +143,58 @@ def parse_source(uri: str) -> SourceSpec:
         raise SourceError(f"source {uri!r}: unknown option(s) {', '.join(sorted(opts))}; "
                           f"valid: width, height, fps, format (and num, live for test://)")
     return spec
+
+
+def _path_source(path: str, uri: str, fmt: str) -> SourceSpec:
+    """A path: a folder or a file-name pattern is an image folder, anything else a file (video or still)."""
+    p = Path(path)
+    if p.is_dir():
+        return SourceSpec("images", str(p), format=fmt, uri=uri)
+    if _WILDCARDS.search(p.name) and not p.exists():
+        if _WILDCARDS.search(str(p.parent)):
+            raise SourceError(f"source {uri!r}: only the file-name part of an image pattern may hold wildcards "
+                              f"(e.g. \"photos/*.png\"); give one folder")
+        return SourceSpec("images", str(p.parent), format=fmt, options={"pattern": p.name}, uri=uri)
+    return SourceSpec("file", str(p), format=fmt, uri=uri)
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key for file names in natural order: ``img2`` before ``img10``, case-insensitive."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
+                 for part in re.split(r"(\d+)", name) if part) + (name,)
+
+
+def list_images(spec: SourceSpec) -> list[Path]:
+    """The images of an ``images`` source, in natural name order: the folder's files (one level, not
+    recursive) whose suffix is a still's (case-insensitive), or those matching its pattern."""
+    import fnmatch
+
+    folder = Path(spec.location)
+    try:
+        entries = [e for e in os.scandir(folder) if e.is_file()]
+    except OSError as exc:
+        raise SourceError(f"cannot list the image folder {folder} ({exc.strerror}); check the path and its "
+                          f"permissions") from None
+    names = [e.name for e in entries if Path(e.name).suffix.lower() in STILL_SUFFIXES
+             and (spec.pattern is None or fnmatch.fnmatchcase(e.name, spec.pattern))]
+    return [folder / n for n in sorted(names, key=natural_key)]
+
+
+def check_image_source(spec: SourceSpec) -> list[Path]:
+    """The images of an ``images`` source; a folder or pattern without any is a one-line error."""
+    folder = Path(spec.location)
+    if not folder.is_dir():
+        raise SourceError(f"image folder not found: {folder}; check the path (relative paths are resolved from "
+                          f"{os.getcwd()})")
+    images = list_images(spec)
+    if not images:
+        kinds = ", ".join(STILL_SUFFIXES)
+        if spec.pattern is not None:
+            raise SourceError(f"no image in {folder} matches {spec.pattern!r} (images are {kinds}); check the "
+                              f"pattern, and quote it so the shell passes it on")
+        raise SourceError(f"{folder} holds no images ({kinds}; subfolders are not read); put the images "
+                          f"there, or give a video file or one image")
+    return images
 
 
 def check_file_source(spec: SourceSpec) -> None:

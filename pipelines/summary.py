@@ -23,8 +23,10 @@ class RunSummary:
     edit_list_skipped: int = 0
     dropped_frames: int = 0  # files: frames lost to corrupt data / decode errors (gaps in the timeline)
     decode_warnings: int = 0  # warnings the decoder or demuxer posted
+    decode_errors: int = 0  # image folders: images that could not be read or decoded (skipped)
+    undecodable: list = field(default_factory=list)  # image folders: their file names
     ended_early_s: list | None = None  # files: [last frame end, declared duration] when cut off
-    frames_written: int = 0
+    frames_written: int = 0  # frames in the video (image folders: annotated copies written)
     # side outputs that failed during the run (disk full, ...): sink, target, frame, at, error
     sink_failures: list = field(default_factory=list)
     dms: dict | None = None  # the DMS observer's summary (events, MQTT link, events file)

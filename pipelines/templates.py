@@ -67,6 +67,9 @@ def appsink_props(live: bool) -> str:
 
 def source_pipeline(spec: SourceSpec, platform: str | None = None) -> str:
     """Launch string ending in ``appsink name=sink`` for a parsed source."""
+    if spec.kind == "images":  # no GStreamer pipeline: edgepose.pipelines.images decodes them
+        raise SourceError(f"{spec.name} is a folder of images; it is read by edgepose.pipelines.images."
+                          f"ImageFolderSource, not through a GStreamer pipeline")
     t = load_templates(platform)
     tpl = t["sources"].get(spec.kind)
     if not tpl:

@@ -107,3 +107,34 @@ def test_desktop_templates_parse_with_gstreamer(tmp_path):
         assert pipe.get_by_name("sink") is not None
     out = Gst.parse_launch(output_branches("desktop", str(tmp_path / "o.mp4"), False, 64, 48, 30))
     assert out.get_by_name("src") is not None
+
+
+def test_image_folders_and_patterns(tmp_path):
+    """A folder (or ``folder/PATTERN``) is an ``images`` source: stills only, one level, natural order."""
+    from edgepose.pipelines.sources import check_image_source
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    for name in ("img10.JPG", "img2.png", "Img1.jpeg", "img3.TIFF", "notes.txt", "clip.mp4"):
+        (d / name).write_bytes(b"x")
+    (d / "sub").mkdir()
+    (d / "sub" / "img0.jpg").write_bytes(b"x")
+    spec = parse_source(str(d))
+    assert spec.kind == "images" and spec.independent_frames and not spec.is_file and not spec.live
+    assert [p.name for p in check_image_source(spec)] == ["Img1.jpeg", "img2.png", "img3.TIFF", "img10.JPG"]
+    gray = parse_source(f"file://{d}?format=gray")
+    assert gray.kind == "images" and gray.format == "GRAY8"
+    pat = parse_source(str(d / "img*.png"))
+    assert pat.kind == "images" and pat.location == str(d) and pat.pattern == "img*.png"
+    assert [p.name for p in check_image_source(pat)] == ["img2.png"]
+    assert parse_source(str(d / "img2.png")).is_still and not parse_source("clip.mp4").is_still
+    with pytest.raises(SourceError, match="only the file-name part"):
+        parse_source(str(tmp_path / "*" / "*.png"))
+    with pytest.raises(SourceError, match="matches '\\*.bmp'"):
+        check_image_source(parse_source(str(d / "*.bmp")))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SourceError, match="holds no images"):
+        check_image_source(parse_source(str(empty)))
+    with pytest.raises(SourceError, match="not through a GStreamer pipeline"):
+        source_pipeline(spec, "desktop")

@@ -118,3 +118,14 @@ def test_truncated_last_line_ends_the_file_but_a_bad_middle_line_is_an_error(tmp
         runrecord.frame_records(path)
     with pytest.raises(DataError, match="not found"):
         runrecord.frame_records(tmp_path / "missing.jsonl")
+
+
+def test_image_folder_keys_are_checked_when_present():
+    """Frames of an image folder name their image and size (optional keys: schema version 1 stays)."""
+    rec = runrecord.frame_record(0, 0, [], {}, image="IMG_1.JPG", width=640, height=480)
+    runrecord.validate_record(rec)
+    assert runrecord.SCHEMA == "edgepose.run/1"
+    with pytest.raises(ValueError, match="'image'"):
+        runrecord.validate_record({**rec, "image": 3})
+    with pytest.raises(ValueError, match="'width'"):
+        runrecord.validate_record({**rec, "width": "640"})

@@ -57,6 +57,18 @@ def test_check_outputs_names_both_sides(tmp_path):
     assert not (tmp_path / "o.mp4").exists()  # a check never creates the output itself
 
 
+def test_folder_outputs_stay_out_of_input_folders(tmp_path):
+    """An image folder's annotated copies: never into the folder read, nor below it (symlinks seen)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (tmp_path / "link").symlink_to(photos)
+    for out in (photos, photos / "annotated", tmp_path / "link" / "a" / "b"):
+        with pytest.raises(UserError, match="is the source folder .* or inside it"):
+            check_outputs([], [], dir_outputs=[("--output", out)], input_dirs=[("source folder", photos)])
+    for out in (tmp_path / "photos-annotated", tmp_path):  # a sibling, or a folder above: fine
+        check_outputs([], [], dir_outputs=[("--output", out)], input_dirs=[("source folder", photos)])
+
+
 def test_stale_temporaries_of_named_files_only(tmp_path):
     (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"0" * 100)
     (tmp_path / ".other.bin.x.tmp").write_bytes(b"1")

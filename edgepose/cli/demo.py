@@ -10,9 +10,11 @@ result against the ground truth.  ``--source`` runs the same pipeline on your ow
     edgepose demo --seconds 4 --output /tmp/d     # shorter
     edgepose demo --source drive.mp4              # your video (no ground truth)
     edgepose demo --source v4l2:///dev/video0 --max-frames 300
+    edgepose demo --source photos/                # a folder of images, each one on its own
 
 Outputs (``--output``, default ./edgepose-demo): ``annotated.mp4``, ``run.jsonl`` (per frame),
-``dms-events.jsonl``, ``stats.json``; for the synthetic video also ``synth/driver.mp4`` + its ground
+``dms-events.jsonl``, ``stats.json`` (a folder of images as ``--source``: ``annotated/``, a copy of each
+image, instead of the MP4); for the synthetic video also ``synth/driver.mp4`` + its ground
 truth and ``accuracy.json``.  Running it again reuses the rendered video when its settings match.
 The face detector is YuNet when it is in the edgepose cache (``edgepose models fetch yunet``, from
 GitHub), else the first cached detector of ``runtime.fetch.FALLBACK_ORDER`` (BlazeFace from npm,
@@ -41,7 +43,8 @@ DEFAULT_PRESET = "euro-ncap-2023"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--source", default=None,
-                        help="video file or URI (file.mp4, v4l2:///dev/video0, rtsp://...); default: a synthetic "
+                        help="video file, image folder or URI (file.mp4, photos/, v4l2:///dev/video0, rtsp://...); "
+                             "default: a synthetic "
                              "driver video rendered on the spot, with ground truth")
     parser.add_argument("--output", "-o", default="edgepose-demo", help="output folder (default ./edgepose-demo)")
     parser.add_argument("--seconds", type=float, default=20.0, help="synthetic video length (default 20 = 2 drive "
@@ -187,6 +190,10 @@ def run(args) -> int:
         raise UserError(f"--seconds and --fps must be positive (got {args.seconds}, {args.fps})")
     out = Path(args.output).expanduser()
     from ..io_safety import check_outputs, with_sidecars
+    from ..pipelines.sources import parse_source
+
+    spec = parse_source(args.source) if args.source is not None else None
+    folder_source = spec is not None and spec.independent_frames  # annotated copies, not a video
 
     # --source may be a file the demo writes (e.g. the last demo's annotated.mp4): refuse, never overwrite it
     check_outputs([("--source", args.source if args.source and "://" not in args.source else None),
@@ -194,7 +201,8 @@ def run(args) -> int:
                    ("--mount", args.mount), ("--dms preset", args.dms if args.dms and Path(args.dms).is_file() else None)],
                   [(f"--output {name}", out / name) for name in ("annotated.mp4", "run.jsonl", "stats.json",
                                                                  "dms-events.jsonl", "accuracy.json")],
-                  dir_outputs=[("--output", out)])
+                  dir_outputs=[("--output", out)],
+                  input_dirs=[("--source folder", spec.location if folder_source else None)])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -240,7 +248,8 @@ def run(args) -> int:
         dms_set = list(args.dms_set) + (["calibration.mode=off"] if truth is not None and not args.dms_set else [])
         dms = DmsOptions(preset=preset, overrides=dms_set, events=events, mount=mount)
         print(f"[demo] DMS preset {preset.name}" + (f", mount {mount}" if mount else ""), flush=True)
-    video, jsonl, stats = out / "annotated.mp4", out / "run.jsonl", out / "stats.json"
+    video = out / ("annotated" if folder_source else "annotated.mp4")
+    jsonl, stats = out / "run.jsonl", out / "stats.json"
     # Ctrl-C / SIGTERM finish the mp4 + JSONL instead of losing them (handle_signals)
     options = RunOptions(source=source, model=model, detector=det_name, detector_model=det_model,
                          threads=args.threads, overrides=overrides, dms=dms,
@@ -253,7 +262,7 @@ def run(args) -> int:
     print(f"[demo] pipeline: {summary.frames} frames in {time.perf_counter() - t0:.1f} s "
           f"({summary.fps:.1f} FPS end to end), a face in {summary.frames_with_faces} frames", flush=True)
 
-    files = [("annotated video", video), ("per-frame JSONL", jsonl), ("run statistics", stats)]
+    files = [("annotated images" if folder_source else "annotated video", video), ("per-frame JSONL", jsonl), ("run statistics", stats)]
     if preset is not None:
         files.append(("DMS events", events))
         counts = _count_events(events)

@@ -1,8 +1,9 @@
 """``edgepose run SOURCE --model M``: face detection + head pose on a video source.
 
-Sources are URIs (file path, file://, v4l2://, csi://, rtsp://, test://); outputs an annotated
-MP4 (``--output``), a window (``--display``), an RTSP stream (``--rtsp-port``) and JSON Lines
-metadata (``--jsonl``).  Ctrl-C (SIGINT) or SIGTERM stops cleanly: the MP4 gets its index
+Sources are URIs (file path, file://, v4l2://, csi://, rtsp://, test://), a still image, or a folder
+of images (each image one independent frame); outputs an annotated MP4 (``--output``; for an image
+folder a folder of annotated copies), a window (``--display``), an RTSP stream (``--rtsp-port``) and
+JSON Lines metadata (``--jsonl``).  Ctrl-C (SIGINT) or SIGTERM stops cleanly: the MP4 gets its index
 through EOS and the JSONL ends with its summary record.
 
 ``--dms PRESET`` adds the driver-monitoring layer (docs/dms.md): its state on the overlay and in the
@@ -27,7 +28,8 @@ DESCRIPTION = __doc__
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="video file, file://, v4l2:///dev/video0, csi://0, rtsp://..., "
+    p.add_argument("source", help="video file, image, folder of images (or \"photos/*.png\"), file://, "
+                                  "v4l2:///dev/video0, csi://0, rtsp://..., "
                                   "test://ball?width=640&height=360&fps=30&num=90 (format=GRAY8 for IR)")
     p.add_argument("--model", "-m", default=None,
                    help="pose model (.onnx, .pt, .engine) with its metadata (default: the shipped FP32 model, "
@@ -38,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="detector input size (longest side), e.g. 320 for YuNet-320")
     p.add_argument("--every", type=int_at_least(1), default=1, metavar="N",
                    help="run the detector every N frames; the tracker carries boxes in between (default 1)")
-    p.add_argument("--output", "-o", default=None, help="annotated video file (.mp4, H.264)")
+    p.add_argument("--output", "-o", default=None, help="annotated video file (.mp4, H.264); for a folder of "
+                                                        "images: a folder receiving annotated copies (same names)")
     p.add_argument("--jsonl", default=None, help="per-frame metadata as JSON Lines (+ summary record)")
     p.add_argument("--stats", default=None, help="also write the run summary + latency table as JSON here")
     p.add_argument("--display", action="store_true", help="show the annotated video in a window")
@@ -132,7 +135,8 @@ def run(args) -> int:
           f"faces in {summary.frames_with_faces} frames" + (" - stopped by signal" if summary.interrupted else ""),
           file=sys.stderr)
     print(summary.table, file=sys.stderr)
-    for what, path in (("video", options.outputs.video), ("metadata", options.outputs.jsonl),
+    video = "annotated images" if built.spec.independent_frames else "video"
+    for what, path in ((video, options.outputs.video), ("metadata", options.outputs.jsonl),
                        ("stats", options.outputs.stats)):
         if path:
             print(f"{what}: {path}", file=sys.stderr)
@@ -141,6 +145,10 @@ def run(args) -> int:
     if summary.dropped_frames:
         print(f"warning: {summary.dropped_frames} frames of the source are missing (corrupt data or decode errors); "
               f"check it with `ffmpeg -v error -i {args.source} -f null -`", file=sys.stderr)
+    if summary.decode_errors:
+        names = ", ".join(summary.undecodable[:5]) + (", ..." if len(summary.undecodable) > 5 else "")
+        print(f"warning: {summary.decode_errors} images could not be decoded and were skipped ({names}); "
+              f"check or replace them", file=sys.stderr)
     for f in summary.sink_failures:  # side outputs that stopped while monitoring went on
         where = f"at frame {f['frame']}" if f["frame"] is not None else "at the end"
         print(f"warning: the {f['sink']} output {f['target']} stopped {where} ({f['at']}): {f['error']}",

@@ -224,6 +224,14 @@ class FrameProcessor:
         self.driver.driver_id = None
         self._last_detect = None
 
+    def new_scene(self) -> None:
+        """The next frame is unrelated to the last (the next image of a folder): forget tracks, filters,
+        the driver and the motion history, and number the faces from 1 again."""
+        self.reset()
+        self.tracker.reset(restart_ids=True)
+        if self.flow is not None:
+            self.flow.reset()
+
     # -- per frame -----------------------------------------------------------------------------
     def intrinsics(self, width: int, height: int) -> np.ndarray:
         if self._K_cache is None or self._K_cache[0] != (width, height):

@@ -66,8 +66,12 @@ class IoUTracker:
         self.tracks: list[Track] = []
         self._next_id = 1
 
-    def reset(self) -> None:
+    def reset(self, restart_ids: bool = False) -> None:
+        """Forget every track; ``restart_ids`` numbers the next tracks from 1 again (a new scene, e.g.
+        the next image of a folder; after a reconnect ids go on so old and new faces never share one)."""
         self.tracks.clear()
+        if restart_ids:
+            self._next_id = 1
 
     @property
     def confirmed(self) -> list[Track]:
