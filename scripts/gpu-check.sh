@@ -17,7 +17,8 @@
 #           (edgepose-bench gpu-preprocess)                       -> OUTDIR/gpu-tests.log,
 #                                                                      OUTDIR/gpu-preprocess.{md,json}
 #
-# Needs: the edgepose package installed (pip install -e ".[dev]"), torch with CUDA, and for
+# Needs: the edgepose package installed (pip install -e ".[dev]"; `build` also the profile extra and
+# mediapipe==0.10.14 --no-deps, docs/profiling.md), torch with CUDA, and for
 # `kernel` pycuda (`pip install pycuda`, which compiles against nvcc) and nvcc on the PATH.
 # EDGEPOSE_TEST_DATA points at the shared test data (default ../shared/data); PYTHON picks the
 # interpreter (default python3).  Each step runs even if an earlier one failed; the exit status
@@ -66,7 +67,7 @@ for step in "${steps[@]}"; do
       cores=$(nproc)
       # shellcheck disable=SC2086  # BUILD_OVERRIDES holds several key=value words
       /usr/bin/env time -f "wall %e s" "$py" -P -m edgepose.cli.main models build --config configs/default-model/build.yaml \
-        --data-root "$data" device=cuda threads="$cores" data.synth_workers="$cores" \
+        --data-root "$data" device=cuda threads="$cores" data.synth_workers="$cores" data.profiled_workers="$cores" \
         optim.workers=$(( cores > 2 ? cores - 2 : 1 )) out_dir="$out/build" ${BUILD_OVERRIDES:-} \
         > "$out/build.log" 2>&1 || status=1
       grep -v 'it/s' "$out/build.log" | tail -8 ;;
