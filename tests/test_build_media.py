@@ -100,3 +100,28 @@ def test_faces_that_fill_the_frame_are_found_on_a_padded_frame(data_file):
         assert np.abs(np.array(padded[0][:4]) - shifted).max() < 0.15 * (x2 - x1)
     finally:
         det.close()
+
+
+def test_cached_crops_for_a_larger_student_serve_a_smaller_one():
+    """real.npz made for a 96 px student (168 px margin crops) feeds an 88 px student: resampled to 154 px with the
+    boxes scaled, the student's input is the same face region as if cropped from the original crops."""
+    import cv2
+
+    from edgepose.assets.build_data import downscale_crops
+    from edgepose.preprocess import CropPolicy, PreprocessSpec, preprocess
+
+    g = np.random.default_rng(0)
+    # a "face" with structure at the scale of a few output pixels (random 21 x 21 blobs, smoothly upscaled)
+    big = cv2.resize(g.integers(0, 255, (21, 21, 3), dtype=np.uint8), (168, 168), interpolation=cv2.INTER_CUBIC)
+    data = {"images": big[None], "boxes": np.array([[60.5, 55.0, 110.0, 112.5]], np.float32),
+            "R": np.eye(3)[None]}
+    small = downscale_crops(data, 154)
+    assert small["images"].shape == (1, 154, 154, 3) and small["R"] is data["R"]
+    np.testing.assert_allclose(small["boxes"][0], data["boxes"][0] * 154 / 168, rtol=1e-6)
+    spec = PreprocessSpec(input_size=88, color_order="BGR", crop=CropPolicy(scale=1.6))
+    a = preprocess(big, tuple(data["boxes"][0]), spec)
+    b = preprocess(small["images"][0], tuple(small["boxes"][0]), spec)
+    assert a.std() > 0.3  # the crop has structure
+    assert np.abs(a - b).mean() < 0.05 * a.std()
+    unscaled = preprocess(small["images"][0], tuple(data["boxes"][0]), spec)  # boxes left unscaled are caught
+    assert np.abs(a - unscaled).mean() > 5 * np.abs(a - b).mean()

@@ -20,6 +20,22 @@ from .build_config import FORBIDDEN, MARGIN, BuildConfig, resolve_path
 log = logging.getLogger("edgepose.assets.build")
 
 
+def downscale_crops(data: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """Cached margin crops for a larger student, resampled to ``size`` px for a smaller one.
+
+    A stored crop covers ``MARGIN`` x the student's crop box, whatever its pixel size, so the face region and the
+    labels stay the same; boxes are continuous image coordinates (pixel i covers [i, i + 1), edgepose.preprocess),
+    so they scale by ``size / stored``. INTER_AREA averages the source pixels a target pixel covers (no aliasing)."""
+    import cv2
+
+    stored = int(data["images"].shape[1])
+    k = size / stored
+    out = dict(data)
+    out["images"] = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in data["images"]])
+    out["boxes"] = (np.asarray(data["boxes"], np.float64) * k).astype(data["boxes"].dtype)
+    return out
+
+
 # -- 1. real faces + teacher labels ----------------------------------------------------------------
 def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path, media: list[str] | None = None,
                cache_name: str = "real.npz") -> dict[str, np.ndarray]:
@@ -43,7 +59,7 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path, media: li
             raise UserError(f"{cache} holds labels from teacher {labelled_by}, the config asks for {list(cfg.teacher)}: "
                             f"delete that file (or set out_dir to a new folder) to relabel the real faces")
         stored = int(data["images"].shape[1])
-        if stored != m:
+        if stored < m:
             raise UserError(f"{cache} holds {stored} px face crops, made for a {round(stored / MARGIN)} px student; "
                             f"student.input_size={spec.input_size} needs {m} px: delete that file (or set out_dir "
                             f"to a new folder) to crop the real faces again")
@@ -52,6 +68,10 @@ def real_faces(cfg: BuildConfig, root: Path, teacher, spec, out: Path, media: li
             raise UserError(f"{cache} holds faces from other media files than {', '.join(map(str, sources))}: "
                             f"delete that file (or set out_dir to a new folder) to detect and label them again")
         log.info("real faces + teacher labels from %s", cache)
+        if stored > m:
+            data = downscale_crops(data, m)
+            log.info("%s: %d px crops resampled to %d px for a %d px student (same face region; labels unchanged)",
+                     cache, stored, m, spec.input_size)
         return data
     st = DetectorSettings(name=cfg.data.detector, model_path=str(resolve_path(root, cfg.data.detector_model) or "") or None,
                           video_step=cfg.data.video_step, max_frames_per_video=cfg.data.max_frames_per_video,
