@@ -271,6 +271,11 @@ def roll_last_decomposition(R, degrees: bool = True) -> dict:
     alpha = np.arcsin(np.clip(R3[..., 2, 1], -1.0, 1.0))
     beta = np.arctan2(-R3[..., 2, 0], R3[..., 2, 2])
     phi = np.arctan2(-R3[..., 0, 1], R3[..., 1, 1])
+    # gimbal lock (alpha = +-90 deg): the entries above are rounding noise and only phi +- beta is defined;
+    # there R3 = Rz(phi +- beta) Rx(+-90), so take beta = 0 and read phi from the first column
+    locked = np.hypot(R3[..., 2, 0], R3[..., 2, 2]) < 1e-9
+    beta = np.where(locked, 0.0, beta)
+    phi = np.where(locked, np.arctan2(R3[..., 1, 0], R3[..., 0, 0]), phi)
     conv = np.degrees if degrees else (lambda v: v)
     return {"pitch": conv(-alpha), "yaw": conv(-beta), "image_rotation": conv(phi)}
 

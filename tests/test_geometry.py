@@ -378,3 +378,14 @@ def test_torch_parity():
     np.testing.assert_allclose(gt.geodesic(T(R), T(Q)).numpy(), g.geodesic_distance(R, Q, degrees=False), atol=1e-6)
     f32 = gt.matrix_to_euler(T(R.astype(np.float32)))
     assert f32.dtype == torch.float32
+
+
+@pytest.mark.parametrize("pyr", [(45.0, 90.0, 135.0), (-30.0, -90.0, 10.0), (0.0, 90.0, 0.0)])
+def test_roll_last_at_gimbal_lock(pyr):
+    """Yaw exactly +-90 deg puts the roll-last factorisation at alpha = +-90 deg, where only phi +- beta is defined
+    (a case hypothesis found): the render-then-rotate identity must still hold there."""
+    R = g.euler_to_matrix(np.array(pyr))
+    d = g.roll_last_decomposition(R)
+    R0 = g.euler_to_matrix([d["pitch"], d["yaw"], 0.0])
+    pts = head_points(10)
+    np.testing.assert_allclose(proj(R0, pts) @ screen_rotation(d["image_rotation"]).T, proj(R, pts), atol=1e-7)
