@@ -14,7 +14,6 @@ median and minimum).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import statistics
 import tempfile

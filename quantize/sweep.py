@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["layer_groups", "synthetic_test_set", "score", "main"]
+__all__ = ["layer_groups", "synthetic_test_set", "score", "run_sweep"]
 
 log = logging.getLogger(__name__)
 

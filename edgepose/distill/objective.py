@@ -50,7 +50,7 @@ class DistillObjective(Method):
             t_out = {"R": batch["R_t"]}
         else:
             with torch.no_grad():
-                t_out = self.teacher([t.to(self.device) for t in batch["teacher"]])
+                t_out = self.teacher(batch["teacher"])
         with self.autocast():
             loss, parts = model(batch["student"], t_out, batch["R"], batch["has_gt"])
         return loss.float(), parts

@@ -143,9 +143,6 @@ def _readers(cfg: DistillConfig, specs, cache_dir: Path) -> tuple[list, dict]:
         r, files = unlabelled_reader(cfg.data.unlabelled, st, cache_spec(specs), cache_dir)
         readers.append(r)
         manifest = {"unlabelled": files, "faces": len(r), "detector": st.key()}
-    if any(str(d.get("format")) == "synth" for d in [*cfg.data.labelled, cfg.data.val or {}]):
-        import edgepose.methods  # noqa: F401  registers the synth format
-
     for i, ds in enumerate(cfg.data.labelled):
         readers.append(build_eval_reader(dict(ds), where=f"data.labelled[{i}]"))
     if sum(len(r) for r in readers) == 0:

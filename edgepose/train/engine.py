@@ -421,12 +421,15 @@ class Engine:
     def _to_device(self, batch: dict) -> dict:
         import torch
 
+        def move(v):
+            return v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+
         out = {}
         for k, v in batch.items():
-            if isinstance(v, torch.Tensor):
-                v = v.to(self.device, non_blocking=True)
-                if k == "image" and self.cfg.channels_last and v.ndim == 4:
-                    v = v.contiguous(memory_format=torch.channels_last)
+            # a list of tensors is one input per model (distillation: one crop per ensemble member)
+            v = type(v)(move(x) for x in v) if isinstance(v, (list, tuple)) else move(v)
+            if k == "image" and self.cfg.channels_last and isinstance(v, torch.Tensor) and v.ndim == 4:
+                v = v.contiguous(memory_format=torch.channels_last)
             out[k] = v
         return out
 

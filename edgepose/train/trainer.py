@@ -116,20 +116,8 @@ class Trainer:
                                checkpoint_extra={"config": to_dict(self.cfg)})
 
     # ------------------------------------------------------------------ validation
-    def validate(self) -> dict[str, float]:
-        """Metrics of the deployable pose model on the validation set (``val_`` keys stripped)."""
-        import torch
-
-        pose = self.engine.shipped_model
-        was_training = pose.training
-        pose.eval()
-        try:
-            with torch.inference_mode():
-                return {k[4:]: v for k, v in self._validate(pose).items()}
-        finally:
-            pose.train(was_training)
-
     def _validate(self, pose) -> dict[str, float]:
+        """Metrics of the deployable pose model on the validation set (the engine calls it in eval mode)."""
         import torch
 
         from ..metrics import pose_metrics
