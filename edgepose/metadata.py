@@ -26,7 +26,8 @@ from .errors import ModelError, first_line
 from .preprocess import PreprocessSpec
 
 __all__ = ["ArtifactMetadata", "BinSpec", "sidecar_path", "file_sha256", "load_metadata",
-           "save_sidecar", "MetadataError", "CONVENTION", "SCHEMA", "CHECKPOINT_SUFFIXES", "atomic_write_bytes", "atomic_write_text"]
+           "save_sidecar", "MetadataError", "CONVENTION", "SCHEMA", "CHECKPOINT_SUFFIXES", "atomic_write_bytes", "atomic_write_text",
+           "POSE_OUTPUTS", "ROI_OUTPUTS", "has_roi_outputs"]
 
 SCHEMA = "edgepose.artifact/1"
 #: suffixes of an edgepose PyTorch checkpoint (one home: the runtime, eval, import and this module)
@@ -34,6 +35,19 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 CONVENTION = ("300W-LP: R = Rz(roll) Ry(yaw) Rx(pitch); rows of R = head x/y/z axes in camera "
               "coordinates (x right, y up, z toward viewer); +yaw nose to image-left, +pitch up, "
               "+roll clockwise on screen; Euler order (pitch, yaw, roll) in degrees")
+
+#: the outputs every pose artifact has (the default of ``ArtifactMetadata.outputs``)
+POSE_OUTPUTS = {
+    "rotation": "(N,3,3) float32 rotation matrix R, convention below",
+    "euler": "(N,3) float32 (pitch, yaw, roll) in degrees, decoded from R",
+}
+#: the optional outputs of a model with face-presence + box heads (edgepose.models.roi_heads): an artifact
+#: whose ``outputs`` names both has them (ONNX / TensorRT: graph outputs of these names), others do not
+ROI_OUTPUTS = {
+    "presence": "(N,1) float32 probability that the crop holds a trackable face (sigmoid in the graph)",
+    "box": "(N,4) float32 face box x1,y1,x2,y2 in crop units (0 = the crop's left/top edge, 1 = its "
+           "right/bottom edge; crop = preprocess.crop of the input box), detector-box convention",
+}
 
 
 class MetadataError(ModelError, RuntimeError):
@@ -69,10 +83,7 @@ class ArtifactMetadata:
     preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
     bins: dict[str, BinSpec] = field(default_factory=dict)  # per axis "pitch" / "yaw" / "roll"
     input_name: str = "input"
-    outputs: dict[str, str] = field(default_factory=lambda: {
-        "rotation": "(N,3,3) float32 rotation matrix R, convention below",
-        "euler": "(N,3) float32 (pitch, yaw, roll) in degrees, decoded from R",
-    })
+    outputs: dict[str, str] = field(default_factory=lambda: dict(POSE_OUTPUTS))
     convention: str = CONVENTION
     precision: str = "fp32"  # fp32 | fp16 | int8-tensorrt | int8-cpu
     format: str = "torch"  # torch | onnx | tensorrt
@@ -109,6 +120,12 @@ class ArtifactMetadata:
         d.setdefault("sha256", None)
         d["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         return ArtifactMetadata.from_dict(d)
+
+
+def has_roi_outputs(meta: "ArtifactMetadata") -> bool:
+    """True when the artifact declares the presence + box outputs (:data:`ROI_OUTPUTS`): the one test
+    runtimes use, so files exported before the heads existed keep working as pose-only models."""
+    return all(name in (meta.outputs or {}) for name in ROI_OUTPUTS)
 
 
 def sidecar_path(artifact: str | os.PathLike) -> Path:

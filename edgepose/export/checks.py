@@ -36,11 +36,16 @@ def _wrapped(a: np.ndarray) -> np.ndarray:
 
 
 def max_diffs(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
-    """Max |ref - got| for ``rotation`` and the wrapped max difference (deg) for ``euler``."""
-    return {
+    """Max |ref - got| for ``rotation`` and the wrapped max difference (deg) for ``euler``; also for the
+    ROI heads' ``presence`` (probability) and ``box`` (crop units) when both sides have them."""
+    diffs = {
         "rotation": float(np.abs(ref["rotation"].astype(np.float64) - got["rotation"]).max()),
         "euler_deg": float(np.abs(_wrapped(ref["euler"].astype(np.float64) - got["euler"])).max()),
     }
+    for name in ("presence", "box"):
+        if name in ref and name in got:
+            diffs[name] = float(np.abs(ref[name].astype(np.float64) - got[name]).max())
+    return diffs
 
 
 def embed_metadata(onnx_bytes_or_model, meta: ArtifactMetadata, out_path: str | os.PathLike) -> None:

@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, UserError
-from ..metadata import ArtifactMetadata, file_sha256, save_sidecar
+from ..metadata import ROI_OUTPUTS, ArtifactMetadata, file_sha256, save_sidecar
 from .checks import embed_metadata, max_diffs, ort_session, run_onnx
-from .wrapper import INPUT_NAME, OUTPUT_NAMES, ExportWrapper
+from .wrapper import INPUT_NAME, ExportWrapper, output_names
 
 __all__ = ["ExportReport", "export_onnx", "load_model_for_export", "DEFAULT_OPSET", "DEFAULT_TOLERANCE"]
 
@@ -128,8 +128,8 @@ def _torch_reference(model, x: np.ndarray) -> dict[str, np.ndarray]:
     import torch
 
     with torch.no_grad():
-        R, e = ExportWrapper(model)(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
-    return {"rotation": R.numpy(), "euler": e.numpy()}
+        outs = ExportWrapper(model)(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
+    return {name: v.numpy() for name, v in zip(output_names(model), outs)}
 
 
 _NOISY_LOGGERS = ("onnxscript", "onnx_ir", "torch.onnx", "torch.export", "torch._dynamo", "torch.fx")
@@ -153,20 +153,21 @@ def _quiet_exporter():
 def _export_graph(wrapper, dummy, tmp: Path, opset: int, dynamic_batch: bool, max_batch: int) -> str:
     import torch
 
+    names = list(output_names(wrapper.model))
     if opset >= 18:
         kw: dict[str, Any] = {}
         if dynamic_batch:
             kw["dynamic_shapes"] = {INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=max_batch)}}
         with _quiet_exporter():
             torch.onnx.export(wrapper, (dummy,), str(tmp), dynamo=True, opset_version=opset, external_data=False,
-                              input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), **kw)
+                              input_names=[INPUT_NAME], output_names=names, **kw)
         return "dynamo"
     kw = {}
     if dynamic_batch:
-        kw["dynamic_axes"] = {n: {0: "batch"} for n in (INPUT_NAME, *OUTPUT_NAMES)}
+        kw["dynamic_axes"] = {n: {0: "batch"} for n in (INPUT_NAME, *names)}
     with _quiet_exporter():  # also hides the legacy exporter's DeprecationWarning
         torch.onnx.export(wrapper, (dummy,), str(tmp), dynamo=False, opset_version=opset, do_constant_folding=True,
-                          input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), **kw)
+                          input_names=[INPUT_NAME], output_names=names, **kw)
     return "torchscript"
 
 
@@ -199,6 +200,7 @@ def export_onnx(model_or_ckpt, out_path: str | os.PathLike, *, input_size: int |
     if flip_tta is not None:
         model.flip_tta = bool(flip_tta)
     meta: ArtifactMetadata = model.metadata()
+    roi = getattr(model, "roi_heads", None) is not None
     spec = meta.preprocess
     size = int(input_size or spec.input_size)
     if size < 32:
@@ -266,6 +268,9 @@ def export_onnx(model_or_ckpt, out_path: str | os.PathLike, *, input_size: int |
                 if got["rotation"].shape != (len(c), 3, 3) or got["euler"].shape != (len(c), 3):
                     raise ModelError(f"exported graph returned shapes {got['rotation'].shape}/{got['euler'].shape} "
                                      f"for a batch of {len(c)}")
+                if roi and (got["presence"].shape != (len(c), 1) or got["box"].shape != (len(c), 4)):
+                    raise ModelError(f"exported graph returned presence/box shapes {got['presence'].shape}/"
+                                     f"{got['box'].shape} for a batch of {len(c)}")
                 for k, v in max_diffs(_torch_reference(reference, c), got).items():
                     diffs[f"{name}.{k}"] = max(diffs.get(f"{name}.{k}", 0.0), v)
         del sess
@@ -273,12 +278,20 @@ def export_onnx(model_or_ckpt, out_path: str | os.PathLike, *, input_size: int |
         if not np.isfinite(worst) or worst > tolerance:
             raise ModelError(f"ONNX parity check failed: max |R_torch - R_onnxruntime| = {worst:.3g} > {tolerance:g} "
                              f"({diffs}); the file was not written. Report this with the model name and opset")
+        # the ROI heads' outputs are a probability and crop units: the same absolute tolerance applies
+        worst_roi = max((v for k, v in diffs.items() if k.endswith((".presence", ".box"))), default=0.0)
+        if not np.isfinite(worst_roi) or worst_roi > tolerance:
+            raise ModelError(f"ONNX parity check failed for the presence / box heads: max |torch - onnxruntime| = "
+                             f"{worst_roi:.3g} > {tolerance:g}; the file was not written")
 
         versions = _versions()
+        outputs = {"rotation": "(N,3,3) float32 rotation matrix R, convention below",
+                   "euler": "(N,3) float32 (pitch, yaw, roll) in degrees, decoded from R in the graph"}
+        if roi:  # declared in the sidecar: runtimes read presence / box only from files that say so
+            outputs.update(ROI_OUTPUTS)
         out_meta = meta.derive(
             format="onnx", precision="fp32", input_name=INPUT_NAME, preprocess=spec,
-            outputs={"rotation": "(N,3,3) float32 rotation matrix R, convention below",
-                     "euler": "(N,3) float32 (pitch, yaw, roll) in degrees, decoded from R in the graph"},
+            outputs=outputs,
             provenance={"parent": parent, "parent_provenance": meta.provenance,
                         "command": command if command is not None else " ".join(sys.argv),
                         "versions": versions},

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import ModelError
 from ..geometry_torch import flip_label, mean_of_two_rotations
-from ..metadata import ArtifactMetadata, BinSpec, MetadataError, atomic_write_bytes
+from ..metadata import POSE_OUTPUTS, ROI_OUTPUTS, ArtifactMetadata, BinSpec, MetadataError, atomic_write_bytes
 from ..preprocess import PreprocessSpec
 from ..safe_load import load_torch_file, to_plain
 from .heads import HEADS, build_head, resolve_bins, resolve_hidden
@@ -57,6 +57,8 @@ class PoseModel(nn.Module):
         # (one backbone pass on 2N crops); saved in the metadata, so every export and runtime does the same.
         self.flip_tta = bool(flip_tta)
         self.provenance: dict[str, Any] = {}  # parent checkpoint, datasets, command, ... (goes into metadata)
+        # optional face-presence + box heads on the same features (models/roi_heads.py); None = pose only
+        self.roi_heads: nn.Module | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -94,8 +96,22 @@ class PoseModel(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> dict:
         out = self.head(features)
+        if self.roi_heads is not None:  # "presence" (N,1) logit, "box" (N,4) crop units
+            out.update(self.roi_heads(features))
         out["features"] = features
         return out
+
+    def add_roi_heads(self, hidden: int | None = None) -> nn.Module:
+        """Attach (fresh) face-presence + box heads (:class:`~edgepose.models.roi_heads.RoiHeads`);
+        the metadata then records them, so checkpoints rebuild and exports output them."""
+        from .roi_heads import ROI_HEADS_DEFAULT_HIDDEN, RoiHeads
+
+        self.roi_heads = RoiHeads(self.num_features, hidden or ROI_HEADS_DEFAULT_HIDDEN)
+        return self.roi_heads
+
+    @property
+    def has_roi_heads(self) -> bool:
+        return self.roi_heads is not None
 
     def forward(self, x: torch.Tensor) -> dict:
         if self.flip_tta and not self.training:
@@ -134,8 +150,13 @@ class PoseModel(nn.Module):
             kwargs["reparameterized"] = True
         if self.flip_tta:  # likewise only when on
             kwargs["flip_tta"] = True
+        if self.roi_heads is not None:  # likewise: a model without the heads keeps its metadata
+            kwargs["roi_heads"] = self.roi_heads.config()
+        extra_outputs = {}
+        if self.roi_heads is not None:  # declared, so runtimes know a checkpoint has them too
+            extra_outputs = {"outputs": {**POSE_OUTPUTS, **ROI_OUTPUTS}}
         return ArtifactMetadata(
-            model=self.name, head=self.head_kind, model_kwargs=kwargs,
+            model=self.name, head=self.head_kind, model_kwargs=kwargs, **extra_outputs,
             preprocess=PreprocessSpec.from_dict(self.preprocess.to_dict()),
             bins={a: BinSpec(s.lo, s.hi, s.width, s.wrap) for a, s in self.bins.items()},
             provenance=dict(self.provenance), format="torch")
@@ -162,8 +183,11 @@ class PoseModel(nn.Module):
         dropout = kw.pop("dropout", 0.0)
         head_hidden = kw.pop("head_hidden", None)  # absent in linear-head (and older) checkpoints
         flip_tta = bool(kw.pop("flip_tta", False))
+        roi = kw.pop("roi_heads", None)  # absent in models without presence / box heads
         model = cls.build(meta.model, head=meta.head, bins=meta.bins or None, dropout=dropout,
                           preprocess=meta.preprocess, head_hidden=head_hidden, flip_tta=flip_tta, **kw)
+        if roi is not None:
+            model.add_roi_heads(**dict(roi))
         if reparam:
             model.eval().reparameterize()
         model.provenance = dict(meta.provenance)

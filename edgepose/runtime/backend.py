@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import geometry
 from ..errors import ModelError
-from ..metadata import ArtifactMetadata, MetadataError, load_metadata
+from ..metadata import ArtifactMetadata, MetadataError, has_roi_outputs, load_metadata
 from ..preprocess import preprocess_batch
 from ..safe_load import load_torch_file
 from .runners import TORCH_SUFFIXES, TorchRunner, open_runner
@@ -51,7 +51,9 @@ def decode_pose_outputs(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.
 class PoseBackend:
     """Head pose for face crops, whatever engine runs the model.
 
-    ``infer(batch)`` returns ``{"R": (N,3,3), "euler": (N,3), "valid": (N,) bool}``; rows whose
+    ``infer(batch)`` returns ``{"R": (N,3,3), "euler": (N,3), "valid": (N,) bool}`` -- plus
+    ``"presence"`` (N,) probability and ``"box"`` (N,4) crop units when the model's metadata declares the
+    ROI heads' outputs (:attr:`has_roi`, :func:`edgepose.metadata.has_roi_outputs`); rows whose
     outputs are not finite (NaN/Inf, e.g. from a broken INT8 calibration) have ``valid=False``
     and NaN poses, and a warning is logged -- unless ``on_nan="raise"``, which raises ModelError.
     """
@@ -64,6 +66,8 @@ class PoseBackend:
         self.spec = meta.preprocess
         self.on_nan = on_nan
         self._nan_warned = False
+        #: the model outputs a face-presence probability and a refined box (ROI tracking, runtime.frame)
+        self.has_roi = has_roi_outputs(meta)
         self._check_input_shape()
 
     # -- contract ----------------------------------------------------------------------------
@@ -95,10 +99,13 @@ class PoseBackend:
             raise ModelError(f"pose input batch has shape {batch.shape}, expected (N, {', '.join(map(str, self.input_shape))})")
         n = batch.shape[0]
         if n == 0:
-            return {"R": np.zeros((0, 3, 3), np.float32), "euler": np.zeros((0, 3), np.float32),
-                    "valid": np.zeros((0,), bool)}
+            empty = {"R": np.zeros((0, 3, 3), np.float32), "euler": np.zeros((0, 3), np.float32),
+                     "valid": np.zeros((0,), bool)}
+            if self.has_roi:
+                empty.update(presence=np.zeros((0,), np.float32), box=np.zeros((0, 4), np.float32))
+            return empty
         step = self.max_batch or n
-        Rs, eulers = [], []
+        Rs, eulers, presences, crop_boxes = [], [], [], []
         for start in range(0, n, step):
             chunk = batch[start:start + step]
             m = chunk.shape[0]
@@ -109,6 +116,9 @@ class PoseBackend:
             R, e = decode_pose_outputs(out)
             Rs.append(R[:m])
             eulers.append(e[:m])
+            if self.has_roi:
+                presences.append(self._roi_output(out, "presence", 1)[:m, 0])
+                crop_boxes.append(self._roi_output(out, "box", 4)[:m])
         R = np.concatenate(Rs)
         euler = np.concatenate(eulers)
         valid = np.isfinite(R).all(axis=(1, 2)) & np.isfinite(euler).all(axis=1)
@@ -123,7 +133,22 @@ class PoseBackend:
                 self._nan_warned = True
             R[~valid] = np.nan
             euler[~valid] = np.nan
-        return {"R": R, "euler": euler, "valid": valid}
+        result = {"R": R, "euler": euler, "valid": valid}
+        if self.has_roi:
+            presence, box = np.concatenate(presences), np.concatenate(crop_boxes)
+            # a non-finite presence is no face: the tracker then re-detects instead of following a NaN box
+            bad = ~(np.isfinite(presence) & np.isfinite(box).all(axis=1))
+            presence[bad] = 0.0
+            box[bad] = np.nan
+            result.update(presence=presence, box=box)
+        return result
+
+    def _roi_output(self, out: dict[str, np.ndarray], name: str, width: int) -> np.ndarray:
+        value = out.get(name)
+        if value is None:
+            raise ModelError(f"pose model {getattr(self.runner, 'path', '')} declares the {name!r} output in its "
+                             f"metadata but returned only {sorted(out)}; the sidecar belongs to another model")
+        return np.asarray(value, np.float32).reshape(-1, width)
 
     def predict(self, frame: np.ndarray, boxes: Sequence) -> dict[str, np.ndarray]:
         """Faces of one frame (BGR or GRAY) -> poses; preprocessing only from ``meta.preprocess``."""

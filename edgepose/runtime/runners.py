@@ -236,6 +236,8 @@ class TorchRunner(_RunnerBase):
         result = {}
         for k, v in out.items():
             if isinstance(v, torch.Tensor) and k != "features":
+                if k == "presence":  # PoseModel gives the logit; exported graphs (and so every runner) the probability
+                    v = torch.sigmoid(v)
                 result["rotation" if k == "R" else k] = v.detach().float().cpu().numpy()
         self.output_names = list(result)
         return result
