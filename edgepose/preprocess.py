@@ -22,7 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["CropPolicy", "PreprocessSpec", "crop_box", "crop_affine", "crop_image", "normalize",
+__all__ = ["CropPolicy", "PreprocessSpec", "crop_box", "box_in_crop", "box_from_crop", "crop_affine", "crop_image", "normalize",
            "preprocess", "preprocess_batch", "to_bgr"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -94,6 +94,23 @@ def crop_box(box, policy: CropPolicy) -> tuple[float, float, float]:
     cx = (x1 + x2) / 2.0 + policy.shift_x * w
     cy = (y1 + y2) / 2.0 + policy.shift_y * h
     return cx, cy, max(w, h) * policy.scale
+
+
+def box_in_crop(box, crop: tuple[float, float, float]) -> np.ndarray:
+    """Frame box (x1, y1, x2, y2) -> the same box in **crop units** of the square ``crop`` = (cx, cy, side)
+    from :func:`crop_box`: 0 is the crop's left / top edge, 1 its right / bottom edge (the ROI heads'
+    box target and output, edgepose.models.roi_heads)."""
+    cx, cy, side = (float(v) for v in crop)
+    x0, y0 = cx - side / 2.0, cy - side / 2.0
+    b = np.asarray(box, np.float64)[:4]
+    return (b - np.array([x0, y0, x0, y0])) / side
+
+
+def box_from_crop(units, crop: tuple[float, float, float]) -> np.ndarray:
+    """Inverse of :func:`box_in_crop`: a box in crop units -> frame pixels."""
+    cx, cy, side = (float(v) for v in crop)
+    x0, y0 = cx - side / 2.0, cy - side / 2.0
+    return np.asarray(units, np.float64)[:4] * side + np.array([x0, y0, x0, y0])
 
 
 def crop_affine(cx: float, cy: float, side: float, size: int, angle_deg: float = 0.0,

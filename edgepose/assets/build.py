@@ -103,15 +103,23 @@ def install(paths: dict[str, Path], provenance: dict, dest: Path = MODELS_DIR) -
     return dest / "manifest.json"
 
 
+STAGES = ("all", "roi-heads")
+
+
 def build(config: str | Path, overrides: list[str] | None = None, *, data_root: str | Path | None = None,
           install_package: bool = False, export_only: bool = False, resume: bool = False,
-          command: str = "edgepose models build") -> dict[str, Path]:
+          command: str = "edgepose models build", stage: str = "all") -> dict[str, Path]:
     """Label, train (unless ``export_only``: ``out_dir/last.pt``), export and quantize the default model;
     ``install_package`` copies the files into ``edgepose/assets/models``; ``resume`` continues an interrupted
     training from ``out_dir/last.pt`` (the data caches are reused anyway).  ``command`` is recorded in every
-    artifact's provenance.  Returns the written files by profile (``export_all``)."""
+    artifact's provenance.  ``roi_heads.enabled`` adds the face-presence + box heads after the training
+    (:mod:`.build_roi`); ``stage="roi-heads"`` runs only that stage on an existing build (``out_dir/last.pt``
+    or ``roi_heads.model``) and writes to ``roi_heads.out_dir`` (default ``out_dir/roi-heads``).
+    Returns the written files by profile (``export_all``)."""
     from edgepose.config import load_config, save_config
 
+    if stage not in STAGES:
+        raise UserError(f"--stage {stage!r}: use {' or '.join(STAGES)}")
     cfg = load_config(BuildConfig, config, list(overrides or []))
     root = Path(data_root or os.environ.get("EDGEPOSE_TEST_DATA") or REPO.parent / "shared" / "data")
     if cfg.threads:
@@ -120,6 +128,10 @@ def build(config: str | Path, overrides: list[str] | None = None, *, data_root: 
 
         torch.set_num_threads(cfg.threads)
         cv2.setNumThreads(cfg.threads)
+    if stage == "roi-heads":
+        if resume or export_only:
+            raise UserError("--stage roi-heads trains only the heads: drop --resume / --export-only")
+        return build_roi_stage(cfg, root, install_package, command)
     from edgepose.distill.teacher import load_teacher
     from edgepose.export.onnx_export import require_onnxslim
     from edgepose.models.pose_model import PoseModel
@@ -165,6 +177,10 @@ def build(config: str | Path, overrides: list[str] | None = None, *, data_root: 
         model = train(cfg, spec, real, synth, val, out, teacher, real_val, command, profiled=profiled,
                       profiled_val=profiled_val, resume=out / "last.pt" if resume else None)
     model.provenance["terms"] = data_terms(cfg)  # travels into every sidecar
+    if cfg.roi_heads.enabled:  # the heads on the frozen trunk just trained: the exported files carry them
+        from .build_roi import train_roi_heads
+
+        model, _ = train_roi_heads(cfg, root, roi_out_dir(cfg), command, model=model)
     paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range, cfg.quant_method,
                        cfg.quant_percentile, command, cfg.flip_tta, cfg.fp32_weight_storage)
     if install_package:
@@ -172,6 +188,32 @@ def build(config: str | Path, overrides: list[str] | None = None, *, data_root: 
                 "config": json.loads(json.dumps(_to_dict(cfg))),
                 "teacher": [_describe_teacher(t) for t in cfg.teacher], "real_faces": int(len(real["images"])),
                 "real_media": media_summary(_relative_paths(json.loads(str(real["manifest"])), root))}
+        print(f"installed: {install(paths, prov)}")
+    return paths
+
+
+def roi_out_dir(cfg: BuildConfig) -> Path:
+    return Path(cfg.roi_heads.out_dir) if cfg.roi_heads.out_dir else Path(cfg.out_dir) / "roi-heads"
+
+
+def build_roi_stage(cfg: BuildConfig, root: Path, install_package: bool, command: str) -> dict[str, Path]:
+    """``--stage roi-heads``: heads on an existing build's model, then export, INT8 and (optionally) install."""
+    from edgepose.config import save_config
+
+    from .build_roi import train_roi_heads
+
+    out = roi_out_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    model, real = train_roi_heads(cfg, root, out, command)
+    paths = export_all(model, real, model.preprocess, out, cfg.calib_crops, cfg.seed, cfg.reduce_range,
+                       cfg.quant_method, cfg.quant_percentile, command, cfg.flip_tta, cfg.fp32_weight_storage)
+    if install_package:
+        prov = {"command": command, "config": json.loads(json.dumps(_to_dict(cfg))),
+                "teacher": [_describe_teacher(t) for t in cfg.teacher], "real_faces": int(len(real["images"])),
+                "roi_heads": model.provenance.get("roi_heads", {})}
+        if "manifest" in real:
+            prov["real_media"] = media_summary(_relative_paths(json.loads(str(real["manifest"])), root))
         print(f"installed: {install(paths, prov)}")
     return paths
 

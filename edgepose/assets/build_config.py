@@ -91,6 +91,31 @@ class OptimSection(OptimConfig):
 
 
 @dataclass
+class RoiHeadsSection:
+    """``roi_heads:`` in the build recipe."""
+
+    enabled: bool = False           # run the stage at the end of `edgepose models build`
+    model: str | None = None        # the built pose model (.pt); None = out_dir/last.pt
+    out_dir: str | None = None      # where the stage writes; None = out_dir/roi-heads
+    hidden: int = 64                # width of the heads' shared layer (512 -> 64 -> 1 + 4)
+    negatives: list[str] = field(default_factory=lambda: ["videos/no_face.mp4"])  # face-free media (data root)
+    boxes_per_frame: int = 24       # random boxes per negative frame
+    frame_step: int = 1             # every Nth frame of a negative video
+    val_fraction: float = 0.2       # the last share of each negative video's frames validates
+    jitter_shift: float = 0.25      # positive boxes: centre shifted by up to this x the box size
+    jitter_scale: float = 0.3       # ... and resized by a factor in [1/(1+s), 1+s]
+    min_iou_positive: float = 0.5   # a jittered box must still overlap the face this much
+    shifted_negatives: float = 0.5  # badly shifted boxes per real face (fraction of the faces)
+    synth_positives: int = 3000     # synthetic heads inside synth_pose_range (presence only); 0 = none
+    synth_max_deg: list[float] = field(default_factory=lambda: [60.0, 95.0, 45.0])  # |pitch|, |yaw|, |roll|
+    box_weight: float = 4.0         # smooth-L1 (crop units) against the binary cross-entropy
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 0.003
+    weight_decay: float = 0.0001
+
+
+@dataclass
 class BuildConfig:
     student: StudentSection = field(default_factory=StudentSection)
     # One teacher or an ensemble (chordal mean of the members' rotations): "whenet" (imported) and/or
@@ -119,6 +144,8 @@ class BuildConfig:
     device: str = "cpu"        # training only ("cuda", "cuda:1"); labelling, export and INT8 run on the CPU
     amp: bool = False          # training in bf16 (CPU) / fp16 (CUDA) autocast
     out_dir: str = "runs/default-model"
+    # face-presence + box heads on the frozen trunk (assets/build_roi.py; `--stage roi-heads` runs them alone)
+    roi_heads: RoiHeadsSection = field(default_factory=RoiHeadsSection)
 
 
 FORBIDDEN = ("aflw2000", "300wlp", "300w_lp", "biwi")  # evaluation fixtures / non-commercial data

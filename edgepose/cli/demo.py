@@ -65,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "camera's; none for --source)")
     parser.add_argument("--max-frames", type=int_at_least(1), default=None, metavar="N", help="stop after N frames")
     parser.add_argument("--threads", type=int_at_least(1), default=1, help="intra-op threads per model (default 1)")
+    parser.add_argument("--every", type=int_at_least(1), default=1, metavar="N",
+                        help="run the face detector every N frames, as `edgepose run --every` (default 1)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="runtime option, as `edgepose run --set` (e.g. tracker.roi=false); repeatable")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
@@ -252,7 +256,7 @@ def run(args) -> int:
     jsonl, stats = out / "run.jsonl", out / "stats.json"
     # Ctrl-C / SIGTERM finish the mp4 + JSONL instead of losing them (handle_signals)
     options = RunOptions(source=source, model=model, detector=det_name, detector_model=det_model,
-                         threads=args.threads, overrides=overrides, dms=dms,
+                         every=args.every, threads=args.threads, overrides=overrides + list(args.overrides), dms=dms,
                          outputs=Outputs(video=video, jsonl=jsonl, stats=stats), max_frames=args.max_frames,
                          header={"model": str(model), "detector": det_name, "demo": True, "source": source},
                          progress=progress, handle_signals=True)

@@ -2,6 +2,8 @@
 
     edgepose models build --config configs/default-model/build.yaml            # -> runs/default-model
     edgepose models build --config configs/default-model/build.yaml --install  # + copy into the package
+    edgepose models build --config configs/default-model/build.yaml --stage roi-heads [--install]
+                                       # only the face-presence + box heads, on the built model's frozen trunk
 
 One command, data anyone can obtain: teacher-labelled real faces (YuNet crops of ``data.real``),
 synthetic heads with exact labels, training, FP32 ONNX export and INT8 ``cpu`` / ``tensorrt``
@@ -28,6 +30,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--export-only", action="store_true", help="skip training: export/quantize out_dir/last.pt")
     ap.add_argument("--resume", action="store_true",
                     help="continue an interrupted training from out_dir/last.pt (exactly: optimizer, schedule, data order)")
+    ap.add_argument("--stage", default="all", choices=("all", "roi-heads"),
+                    help="all (default): the whole build; roi-heads: only train the face-presence + box heads on "
+                         "out_dir/last.pt (or roi_heads.model=) and export them (-> roi_heads.out_dir, default "
+                         "out_dir/roi-heads); the recipe's roi_heads.enabled runs them inside a whole build")
     ap.add_argument("overrides", nargs="*", metavar="key=value")
 
 
@@ -37,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
 
     # the command recorded in every artifact's provenance: this call's own arguments
     build(args.config, args.overrides, data_root=args.data_root, install_package=args.install,
-          export_only=args.export_only, resume=args.resume, command=invoked_command(args) or "edgepose models build")
+          export_only=args.export_only, resume=args.resume, command=invoked_command(args) or "edgepose models build",
+          stage=args.stage)
     return 0

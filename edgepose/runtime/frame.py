@@ -2,6 +2,13 @@
 -> vehicle frame, with per-stage timings.  The GStreamer pipelines call
 ``FrameProcessor.process(frame, pts_ns)`` once per decoded frame.
 
+ROI mode (``tracker.roi``, docs/runtime.md "ROI tracking"): with a pose model that outputs a
+face-presence probability and a box (:data:`edgepose.metadata.ROI_OUTPUTS`), the box the model
+measured on frame t is the track's box on frame t+1 (moved by the track's velocity), the detector
+runs when no face is tracked, when a face's presence dropped below ``tracker.presence_threshold``
+or every ``detector.every`` frames, and a face whose presence stays low is dropped.  A face the
+detector misses is kept while the model still sees it (the detector's misses do not age it).
+
 Order of the pose operations for each face (all rotations in the canonical convention of
 :mod:`edgepose.geometry`):
 
@@ -23,7 +30,7 @@ import numpy as np
 from .. import geometry
 from ..config import apply_overrides, from_dict, to_dict
 from ..errors import SourceError, UserError
-from ..preprocess import crop_box
+from ..preprocess import box_from_crop, crop_box
 from .camera import VehicleFrame, intrinsics_from_hfov, intrinsics_from_values
 from .detection import merge_overlaps
 from .driver import DriverSelector
@@ -56,6 +63,7 @@ class FaceResult:
     landmarks: np.ndarray | None = None  # (5,2) from the last detection (YuNet)
     R_raw: np.ndarray | None = None  # model output before perspective correction and smoothing
     valid: bool = False  # a finite pose was computed this frame
+    presence: float | None = None  # face-presence probability from a pose model with ROI heads (else None)
 
     @property
     def yaw(self) -> float:
@@ -150,6 +158,10 @@ class FrameProcessor:
             raise UserError(f"detector.every must be >= 1, got {c.detector.every}")
         if c.driver.pose_for not in ("all", "driver"):
             raise UserError(f"driver.pose_for must be all or driver, got {c.driver.pose_for!r}")
+        if not 0.0 < c.tracker.presence_threshold < 1.0:
+            raise UserError(f"tracker.presence_threshold must be in (0, 1), got {c.tracker.presence_threshold}")
+        if c.tracker.presence_drop_after < 1:
+            raise UserError(f"tracker.presence_drop_after must be >= 1, got {c.tracker.presence_drop_after}")
         self.backend = pose_backend
         self.detector = detector
         self.tracker = IoUTracker(c.tracker.iou_threshold, c.tracker.min_hits, c.tracker.max_age,
@@ -163,7 +175,15 @@ class FrameProcessor:
             self.vehicle = VehicleFrame(np.asarray(c.vehicle.R_vehicle_cam, np.float64))
         elif c.vehicle.road_pose_deg is not None:
             self.vehicle = VehicleFrame.from_euler(c.vehicle.road_pose_deg)
-        self.flow = MedianFlow() if c.tracker.flow else None
+        # ROI mode needs the presence + box outputs; a model without them runs the classic tracker
+        self.roi = bool(c.tracker.roi and pose_backend is not None and getattr(pose_backend, "has_roi", False))
+        if c.tracker.roi and not self.roi:
+            log.warning("tracker.roi is on but %s: detector + IoU tracker as before",
+                        "there is no pose model" if pose_backend is None else
+                        "the pose model has no face-presence / box outputs (build them with "
+                        "`edgepose models build --stage roi-heads`)")
+        # the model's box replaces the optical flow in ROI mode (its cost is what ROI mode saves)
+        self.flow = MedianFlow() if c.tracker.flow and not self.roi else None
         self._K_cache: tuple[tuple[int, int], np.ndarray] | None = None
         self.frame_index = 0
         self._last_detect = None
@@ -245,6 +265,11 @@ class FrameProcessor:
         c = self.cfg.detector
         if self._last_detect is None or self.frame_index - self._last_detect >= c.every:
             return True
+        if self.roi:
+            # the model measures every tracked face on every frame: the detector is needed only to acquire
+            # a face, or to re-acquire one whose crop the model no longer sees a face in
+            confirmed = self.tracker.confirmed
+            return (c.redetect_when_empty and not confirmed) or any(t.low_presence > 0 for t in confirmed)
         # while no face is confirmed, or a confirmed face was missed by the last detector run (its
         # box is only a prediction now), detect on every frame: a face is (re)acquired at once and
         # a lost one is not carried on a stale box for every x max_age frames
@@ -279,6 +304,8 @@ class FrameProcessor:
         faces = [FaceResult(t.track_id, tuple(float(v) for v in t.box), t.score, _NAN_R.copy(), _NAN_E.copy(),
                             is_driver=t.track_id == driver_id, landmarks=t.landmarks) for t in tracks]
         posed = self._pose(frame, tracks, faces, w, h, timings)
+        if self.roi:
+            self._follow(tracks, faces, timings)
         self._smooth(posed, faces, pts_ns, timings)
 
         result = FrameResult(int(pts_ns), faces, timings, self.frame_index, detected, w, h)
@@ -287,6 +314,7 @@ class FrameProcessor:
 
     def _pose(self, frame, tracks: list[Track], faces: list[FaceResult], w: int, h: int, timings) -> list[int]:
         """Run the pose model on the selected faces; returns the indices that got a valid pose."""
+        self._measured: dict[int, np.ndarray] = {}  # ROI mode: face index -> box measured by the model
         if self.backend is None or not faces:
             return []
         t0 = time.perf_counter()
@@ -299,6 +327,9 @@ class FrameProcessor:
             spec = self.backend.meta.preprocess
             K = self.intrinsics(w, h) if self.cfg.camera.perspective_correction else None
             for j, i in enumerate(idx):
+                if self.roi:  # the model's view of its crop: presence, and the box in frame pixels
+                    faces[i].presence = float(out["presence"][j])
+                    self._measured[i] = box_from_crop(out["box"][j], crop_box(faces[i].box, spec.crop))
                 if not out["valid"][j]:
                     continue
                 R_raw = out["R"][j].astype(np.float64)
@@ -310,6 +341,35 @@ class FrameProcessor:
                 valid.append(i)
         timings["pose"] = (time.perf_counter() - t0) * 1e3
         return valid
+
+    def _follow(self, tracks: list[Track], faces: list[FaceResult], timings) -> None:
+        """ROI mode, after the pose: each posed face's presence and measured box go into its track.  A face
+        the model sees keeps its track (a detector miss does not age it) and its measured box becomes the
+        reported box and the next frame's crop; one it does not see asks for the detector on the next frame,
+        and is dropped after ``tracker.presence_drop_after`` such frames in a row."""
+        t0 = time.perf_counter()
+        tc = self.cfg.tracker
+        drop = []
+        for i, f in enumerate(faces):
+            t = tracks[i]
+            if f.presence is None:  # not posed this frame (pose_for=driver, max_faces): as without ROI
+                continue
+            t.presence = f.presence
+            box = self._measured.get(i)
+            if f.presence >= tc.presence_threshold and box is not None and np.isfinite(box).all() \
+                    and box[2] > box[0] and box[3] > box[1]:
+                t.low_presence = 0
+                t.misses = 0
+                if t.frames_since_detection > 0:  # a detection on this frame is kept as it is: it is the target
+                    self.tracker.refine(t, box)
+                    f.box = tuple(float(v) for v in box)
+            else:
+                t.low_presence += 1
+                if t.low_presence >= tc.presence_drop_after:
+                    drop.append(t.track_id)
+        if drop:
+            self.tracker.drop(drop)
+        timings["track"] = timings.get("track", 0.0) + (time.perf_counter() - t0) * 1e3
 
     def _smooth(self, posed: list[int], faces: list[FaceResult], pts_ns: int, timings) -> None:
         t0 = time.perf_counter()

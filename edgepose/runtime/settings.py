@@ -32,6 +32,14 @@ class TrackerConfig:
     # with detector.every > 1: move boxes by the image's motion (median optical flow inside each
     # box) on frames without detection, the velocity only where the flow fails
     flow: bool = True
+    # ROI mode (docs/runtime.md, "ROI tracking"): with a pose model that has the face-presence + box
+    # heads, the next frame's crop comes from the box the model measured on this frame (no optical flow),
+    # and the detector runs only every detector.every frames, when no face is tracked, or when a face's
+    # presence drops below presence_threshold; a face below it for presence_drop_after posed frames in a
+    # row is dropped.  Models without the heads run as before (a warning says so).
+    roi: bool = False
+    presence_threshold: float = 0.5
+    presence_drop_after: int = 3
 
 
 @dataclass

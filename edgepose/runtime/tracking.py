@@ -7,6 +7,9 @@
   positive never becomes a face), and is deleted after ``max_age`` consecutive detector runs
   without a match (so one missed detection does not drop or renumber the driver).  ``max_age``
   counts detector runs, not frames, so it means the same whatever ``detect_every`` is.
+* ROI mode (``tracker.roi``, :mod:`.frame`): ``refine(track, box)`` puts the box the pose model's box
+  head measured on this frame into the track (the next frame's crop starts from it), and the
+  model's face-presence score is kept on the track (``presence``, ``low_presence``).
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ class Track:
     confirmed: bool = False
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box change per frame
     det_size: tuple[float, float] = (0.0, 0.0)  # width, height of the last detection
+    presence: float | None = None  # the pose model's face-presence probability on the last posed frame (ROI mode)
+    low_presence: int = 0  # consecutive posed frames with the presence below the threshold (ROI mode)
 
     def __post_init__(self):
         if self.det_size == (0.0, 0.0):
@@ -126,6 +131,27 @@ class IoUTracker:
                 self._next_id += 1
                 self.tracks.append(t)
         return self.confirmed
+
+    def refine(self, t: Track, box) -> None:
+        """ROI mode: ``box`` was measured on this frame by the pose model's box head (frame pixels).  It
+        becomes the track's box, and the change from the last measured box (a detection or a refinement,
+        ``frames_since_detection`` frames ago) updates the velocity, as a detection does in :meth:`_match`."""
+        new_box = np.asarray(box, np.float64)
+        carried = t.velocity if self.predict_motion else np.zeros(4)
+        frames = t.frames_since_detection  # t.box was advanced that many frames past the last measurement
+        measured = carried + (new_box - t.box) / max(frames, 1)
+        a = self.velocity_smoothing
+        t.velocity = a * t.velocity + (1 - a) * measured
+        w, h = new_box[2] - new_box[0], new_box[3] - new_box[1]
+        limit = 0.25 * np.array([w, h, w, h])
+        t.velocity = np.clip(t.velocity, -limit, limit)
+        t.box = new_box
+        t.frames_since_detection = 0  # measured now: the next residual spreads over the frames after this one
+
+    def drop(self, track_ids) -> None:
+        """Forget these tracks (ROI mode: the pose model saw no face in their crops for too long)."""
+        ids = set(track_ids)
+        self.tracks = [t for t in self.tracks if t.track_id not in ids]
 
     def _match(self, t: Track, d: Detection) -> None:
         new_box = np.asarray(d.box, np.float64)
