@@ -36,8 +36,10 @@ def _export_arch(arch: str, input_size: int, folder: Path) -> Path:
 def bench_pipeline(source: str, model: str | None = None, arch: str | None = None, input_size: int = 128,
                    detector: str = "yunet", detector_model: str | None = None, detector_size: int | None = None,
                    every: int = 1, threads: int | None = None, repeat: int = 3, no_output: bool = False,
-                   async_encode: bool = False, json_path: str | None = None) -> dict:
-    """Warm up once, then run the whole pipeline ``repeat`` times; prints and returns the results."""
+                   async_encode: bool = False, json_path: str | None = None,
+                   overrides: list[str] | None = None) -> dict:
+    """Warm up once, then run the whole pipeline ``repeat`` times; prints and returns the results.
+    ``overrides``: runtime options as ``edgepose run --set`` takes them (e.g. ``tracker.roi=true``)."""
     from .builder import build_run
     from .loop import Outputs
     from .options import RunOptions
@@ -47,7 +49,7 @@ def bench_pipeline(source: str, model: str | None = None, arch: str | None = Non
         model_path = Path(model) if model else _export_arch(arch, input_size, tmp)
         options = RunOptions(source=source, model=model_path, detector=detector,
                              detector_model=detector_model, detector_size=detector_size,
-                             every=every, threads=threads, progress=False)
+                             every=every, threads=threads, overrides=list(overrides or []), progress=False)
         with build_run(options) as run:
             run.execute(max_frames=10)  # warm-up: sessions, caches
             runs = []
@@ -61,7 +63,7 @@ def bench_pipeline(source: str, model: str | None = None, arch: str | None = Non
     median = sorted(runs, key=lambda r: r.fps)[len(runs) // 2]
     result = {"source": source, "model": str(model or f"{arch} (random weights, fp32 ONNX)"),
               "detector": detector, "detector_model": detector_model, "every": every,
-              "threads": threads, "encode": not no_output, "async_encode": async_encode, "fps": fps,
+              "threads": threads, "overrides": list(overrides or []), "encode": not no_output, "async_encode": async_encode, "fps": fps,
               "fps_median": statistics.median(fps), "latency_ms": median.latency_ms,
               "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}}
     print(f"FPS per repeat: {', '.join(f'{f:.1f}' for f in fps)} (median {result['fps_median']:.1f})")

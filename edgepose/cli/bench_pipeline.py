@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-output", action="store_true", help="skip the MP4 encode (inference + JSONL only)")
     p.add_argument("--async-encode", action="store_true", help="encode in a GStreamer thread (see edgepose run)")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="runtime option, as `edgepose run --set` (e.g. tracker.roi=true); repeatable")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,5 +43,5 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--repeat {args.repeat}: run the pipeline at least once")
     bench_pipeline(args.source, args.model, args.arch, args.input_size, args.detector, args.detector_model,
                    args.detector_size, args.every, args.threads, args.repeat, args.no_output, args.async_encode,
-                   args.json)
+                   args.json, overrides=args.overrides)
     return 0
