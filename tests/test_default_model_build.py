@@ -173,10 +173,27 @@ def test_build_with_a_teacher_initialised_student_end_to_end(data_file, tmp_path
                "student.init_lr_scale=0.1", f"data.real=[{photos}]", f"data.real_val=[{held_out}]",
                f"data.detector_model={data_file('detectors/yunet/yunet_s_640_640.onnx')}",
                "data.synth_n=8", "data.synth_val_n=4", "data.synth_size=64", "optim.epochs=1", "optim.batch_size=4",
-               "optim.workers=0", "calib_crops=4", "quant_method=percentile", "threads=2"])
+               "optim.workers=0", "calib_crops=4", "quant_method=percentile", "threads=2",
+               # the roi-heads stage as the build's last step, on the student just trained
+               "roi_heads.enabled=true", f"roi_heads.negatives=[{data_file('videos/no_face.mp4')}]",
+               "roi_heads.frame_step=10", "roi_heads.boxes_per_frame=3", "roi_heads.synth_positives=4",
+               "roi_heads.epochs=2", "roi_heads.batch_size=8"])
     assert rc == 0
     fp32 = load_metadata(out / "edgepose-default-fp32.onnx")
     assert fp32.model == "efficientnet_b0_s4" and fp32.preprocess.input_size == 64
+    from edgepose.metadata import has_roi_outputs
+
+    assert has_roi_outputs(fp32) and all(has_roi_outputs(load_metadata(out / f"edgepose-default-int8-{p}.onnx"))
+                                         for p in ("cpu", "tensorrt"))
+    heads = fp32.provenance["parent_provenance"]["roi_heads"]
+    assert heads["trunk"] == "frozen" and heads["negatives"]["no_face_boxes"] > 0
+    assert 0.0 <= heads["validation"]["val_presence_acc_neg"] <= 1.0
+    # the trunk and the pose head are the student's as trained: the stage only added the heads
+    trained = PoseModel.from_checkpoint(out / "last.pt")
+    with_heads = PoseModel.from_checkpoint(out / "roi-heads" / "last.pt")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(trained(x)["R"], with_heads(x)["R"])
     init = fp32.provenance["parent_provenance"]["initialised_from"]
     assert init["lr_scale"] == 0.1 and init["tensors"] > 100
     for prof in ("cpu", "tensorrt"):
