@@ -328,6 +328,7 @@ def train_roi_heads(cfg, root: Path, out: Path, command: str = "edgepose models 
     model = model.cpu().eval()
     for p in model.parameters():  # frozen: only the new heads learn
         p.requires_grad_(False)
+    torch.manual_seed(cfg.seed)  # the heads' initial weights: the same stage gives the same heads
     heads = model.add_roi_heads(r.hidden)
     spec = model.preprocess
     rng = np.random.default_rng(cfg.seed)
