@@ -206,6 +206,7 @@ def build_roi_stage(cfg: BuildConfig, root: Path, install_package: bool, command
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     model, real = train_roi_heads(cfg, root, out, command)
+    model.provenance["terms"] = data_terms(cfg)  # the licence caveats travel into every sidecar, as in a whole build
     paths = export_all(model, real, model.preprocess, out, cfg.calib_crops, cfg.seed, cfg.reduce_range,
                        cfg.quant_method, cfg.quant_percentile, command, cfg.flip_tta, cfg.fp32_weight_storage)
     if install_package:
