@@ -107,6 +107,9 @@ class RoiHeadsSection:
     min_iou_positive: float = 0.5   # a jittered box must still overlap the face this much
     shifted_negatives: float = 0.5  # badly shifted boxes per real face (fraction of the faces)
     synth_positives: int = 3000     # synthetic heads inside synth_pose_range (presence only); 0 = none
+    # profiled real faces (profiled.npz: the build's faces rendered at large poses, each with its detector box
+    # carried to the render) with box targets: the box head must follow a face through glances, not only frontal
+    profiled_positives: int = 3000
     synth_max_deg: list[float] = field(default_factory=lambda: [60.0, 95.0, 45.0])  # |pitch|, |yaw|, |roll|
     box_weight: float = 4.0         # smooth-L1 (crop units) against the binary cross-entropy
     epochs: int = 30

@@ -183,7 +183,7 @@ def cached_features(model, train_s: Samples, val_s: Samples, spec, cfg, out: Pat
             h.update(t.detach().cpu().numpy().tobytes())
     r = cfg.roi_heads
     sample_keys = ("negatives", "boxes_per_frame", "frame_step", "val_fraction", "jitter_shift", "jitter_scale",
-                   "min_iou_positive", "shifted_negatives", "synth_positives", "synth_max_deg")
+                   "min_iou_positive", "shifted_negatives", "synth_positives", "synth_max_deg", "profiled_positives")
     h.update(json.dumps({k: getattr(r, k) for k in sample_keys} | {"seed": cfg.seed, "n": [len(train_s), len(val_s)]},
                         sort_keys=True).encode())
     key = h.hexdigest()
@@ -284,7 +284,7 @@ def evaluate_heads(heads, feats: np.ndarray, samples: Samples, spec) -> dict[str
     y = np.asarray(samples.presence)
     row = {"presence_acc_pos": float((p[y == 1] >= 0.5).mean()) if (y == 1).any() else float("nan"),
            "presence_acc_neg": float((p[y == 0] < 0.5).mean()) if (y == 0).any() else float("nan")}
-    ious, ious_in = [], []
+    ious, ious_in, kinds = [], [], []
     for j in range(len(samples)):
         t = samples.target[j]
         if not np.isfinite(t).all():
@@ -293,8 +293,13 @@ def evaluate_heads(heads, feats: np.ndarray, samples: Samples, spec) -> dict[str
         truth = box_from_crop(t, crop)
         ious.append(box_iou(box_from_crop(box[j], crop), truth))
         ious_in.append(box_iou(samples.boxes[j], truth))
+        kinds.append(samples.kind[j])
     if ious:
         row.update(box_iou_mean=float(np.mean(ious)), input_box_iou_mean=float(np.mean(ious_in)))
+        kinds = np.asarray(kinds)
+        for kind in sorted(set(kinds.tolist())):  # frontal real faces and large poses apart
+            sel = kinds == kind
+            row[f"box_iou_mean_{kind}"] = float(np.mean(np.asarray(ious)[sel]))
     return row
 
 
@@ -344,6 +349,15 @@ def train_roi_heads(cfg, root: Path, out: Path, command: str = "edgepose models 
         synth = _load_cache(build_dir / "synth.npz", "synthetic heads")
         idx = synth_positive_indices(synth, r, rng)
         face_samples(train_s, synth["images"][idx], synth["boxes"][idx], spec, r, rng, False, "synth", 0.0)
+    if r.profiled_positives > 0 and (build_dir / "profiled.npz").is_file():
+        prof = _load_cache(build_dir / "profiled.npz", "profiled faces")
+        idx = np.sort(rng.choice(len(prof["images"]), min(r.profiled_positives, len(prof["images"])), replace=False))
+        face_samples(train_s, prof["images"][idx], prof["boxes"][idx], spec, r, rng, True, "profiled",
+                     r.shifted_negatives)
+        del prof
+        if (build_dir / "profiled-val.npz").is_file():  # held-out people at large poses
+            pv = _load_cache(build_dir / "profiled-val.npz", "profiled held-out people")
+            face_samples(val_s, pv["images"], pv["boxes"], spec, r, rng, True, "profiled", r.shifted_negatives)
     frames = 0
     for name in r.negatives:
         path = Path(name).expanduser()
@@ -379,6 +393,7 @@ def train_roi_heads(cfg, root: Path, out: Path, command: str = "edgepose models 
     model.provenance["roi_heads"] = {
         "command": command, "trunk": "frozen", "hidden": r.hidden,
         "positives": {"real": int(sum(1 for k in train_s.kind if k == "real")),
+                      "profiled": int(sum(1 for k in train_s.kind if k == "profiled")),
                       "synthetic": int(sum(1 for k in train_s.kind if k == "synth"))},
         "negatives": {"no_face_boxes": int(sum(1 for k in train_s.kind if k == "no-face")),
                       "shifted_boxes": int(sum(1 for k in train_s.kind if k.endswith("-shifted"))),
