@@ -148,13 +148,20 @@ def test_face_lost_then_reacquired_in_roi_mode(default_model, yunet_path, data_f
     assert sum(r.detected for r in results[back + 1:]) <= 1 + (len(results) - back) // 10
 
 
-def test_model_without_heads_falls_back_with_a_warning(tmp_path, yunet_path, caplog):
+def test_model_without_heads_falls_back_and_says_so(tmp_path, yunet_path, caplog):
     from runtime_fixture_model import export_fixture_model
 
+    import logging
+
+    caplog.set_level(logging.INFO, logger="edgepose.runtime.frame")
     path, _ = export_fixture_model(tmp_path, "noheads", input_size=64)
     with FrameProcessor(load_backend(path), YuNetDetector(yunet_path), _cfg(every=3)) as proc:
         assert not proc.roi and proc.flow is not None
     assert "no face-presence / box outputs" in caplog.text
+
+
+def test_roi_is_the_default():
+    assert RuntimeConfig().tracker.roi and RuntimeConfig().detector.every == 1
 
 
 def test_roi_settings_are_checked(default_model, yunet_path):

@@ -177,11 +177,9 @@ class FrameProcessor:
             self.vehicle = VehicleFrame.from_euler(c.vehicle.road_pose_deg)
         # ROI mode needs the presence + box outputs; a model without them runs the classic tracker
         self.roi = bool(c.tracker.roi and pose_backend is not None and getattr(pose_backend, "has_roi", False))
-        if c.tracker.roi and not self.roi:
-            log.warning("tracker.roi is on but %s: detector + IoU tracker as before",
-                        "there is no pose model" if pose_backend is None else
-                        "the pose model has no face-presence / box outputs (build them with "
-                        "`edgepose models build --stage roi-heads`)")
+        if c.tracker.roi and not self.roi and pose_backend is not None:  # info: tracker.roi is the default
+            log.info("tracker.roi is on but the pose model has no face-presence / box outputs (build them with "
+                     "`edgepose models build --stage roi-heads`): detector + IoU tracker as before")
         # the model's box replaces the optical flow in ROI mode (its cost is what ROI mode saves)
         self.flow = MedianFlow() if c.tracker.flow and not self.roi else None
         self._K_cache: tuple[tuple[int, int], np.ndarray] | None = None
