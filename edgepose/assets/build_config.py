@@ -88,6 +88,13 @@ class OptimSection(OptimConfig):
     # shipped. With a few hundred real identities the raw weights chase the last batches; the average
     # is the usual cheap regulariser for that.
     ema: float = 0.0
+    # box consistency (edgepose.train.consistency): weight of the geodesic distance between the predictions for a
+    # crop and for the same crop through a box moved by up to `consistency_shift` px and scaled by up to
+    # +-`consistency_scale`, on `consistency_fraction` of each batch. 0 = off (v10 and earlier).
+    consistency: float = 0.0
+    consistency_fraction: float = 0.25
+    consistency_shift: float = 2.0
+    consistency_scale: float = 0.03
 
 
 @dataclass

@@ -52,10 +52,20 @@ class GeodesicObjective(Method):
     def training_step(self, batch: dict, model):
         from edgepose.losses import geodesic_loss
 
+        from edgepose.train.consistency import consistency_term, with_jittered_views
+
+        o, images = self.cfg.optim, batch["image"]
+        k = 0
+        if o.consistency > 0:
+            images, k = with_jittered_views(images, o.consistency_fraction, o.consistency_shift, o.consistency_scale)
         with self.autocast():
-            pred = model(batch["image"])["R"]
-        loss = geodesic_loss(pred.float(), batch["R"], batch["weight"])
-        return loss, {}
+            pred = model(images)["R"]
+        n = batch["R"].shape[0]
+        loss = geodesic_loss(pred[:n].float(), batch["R"], batch["weight"])
+        if not k:
+            return loss, {}
+        term = consistency_term(pred, k)
+        return loss + o.consistency * term, {"consistency_deg": float(term.detach()) * 57.29577951308232}
 
 
 def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path, teacher=None,
