@@ -15,7 +15,7 @@ BOUND_DEG = 0.2
 
 @pytest.fixture(scope="module")
 def faces(data_file):
-    from edgepose.assets.evaluate import photo_faces
+    from edgepose.evaluation import photo_faces
 
     out = photo_faces(data_file("faces-aws"), data_file("detectors/yunet/yunet_s_640_640.onnx"))
     if len(out) < 6:
@@ -32,9 +32,10 @@ INT8_GAP = pytest.mark.xfail(strict=True, reason="INT8 sub-pixel stability above
 def test_a_sub_pixel_box_shift_barely_moves_the_answer(profile, faces):
     """The measurement is `edgepose models evaluate`'s "0.01 px shift" column (edgepose.assets.evaluate)."""
     pytest.importorskip("onnxruntime")
-    from edgepose.assets.evaluate import OnnxRow, subpixel_change
+    from edgepose.assets.evaluate import OnnxRow
+    from edgepose.evaluation import subpixel_change
 
     row = OnnxRow(profile, defaults.default_pose_model(profile))
-    moved = subpixel_change(row, faces)
+    moved = subpixel_change(row.predict, faces)
     assert len(moved) == 4 * len(faces)
     assert moved.mean() < BOUND_DEG, f"{profile}: mean change {moved.mean():.3f} deg, max {moved.max():.3f} deg"

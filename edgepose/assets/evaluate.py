@@ -19,8 +19,8 @@ the labels the default-model build trains on (each member flip-averaged, then th
 * **Stability** (``--clips``: talking-head videos, every frame, YuNet boxes): the median frame-to-frame change
   of each model's rotation (deg). Real head motion is in it for every row alike; a noisier model reads higher.
 * **Sub-pixel shift** (``faces-aws`` photos, YuNet boxes): the mean geodesic change of each model's answer when
-  the face box moves by 0.01 px (:func:`subpixel_change`; the [accuracy] issue's INT8 bound is 0.2 deg, and
-  ``tests/test_default_model_stability.py`` checks the shipped files with this same function).
+  the face box moves by 0.01 px (:func:`edgepose.evaluation.subpixel_change`; the [accuracy] issue's INT8 bound
+  is 0.2 deg, and ``tests/test_default_model_stability.py`` checks the shipped files with this same function).
 * **Cost**: ms per face (ONNX Runtime, CPU, one thread, batch 1; every row's ONNX timed in interleaved rounds,
   median; teachers are exported to ONNX for it), MACs per face (:func:`edgepose.export.cost.onnx_macs`),
   the share of the single-core GEMM peak that reaches, and bytes on disk (file + sidecar).
@@ -178,40 +178,6 @@ def real_val_agreement(rows, teacher, npz: Path) -> dict:
     return out
 
 
-#: px: a detector box's frame-to-frame wobble, in the four directions
-SUBPIXEL_SHIFTS = ((0.01, 0.0), (0.0, 0.01), (-0.01, 0.0), (0.0, -0.01))
-
-
-def photo_faces(folder: Path, detector_model: Path | None, limit: int = 12) -> list:
-    """(photo, best YuNet box) for the first ``limit`` ``*.JPG`` photos of ``folder`` in which a face is found."""
-    import cv2
-
-    from edgepose.runtime import create_detector
-
-    det = create_detector("yunet", model_path=detector_model)
-    out = []
-    try:
-        for f in sorted(Path(folder).glob("*.JPG"))[:limit]:
-            img = cv2.imread(str(f))
-            dets = sorted(det.detect(img), key=lambda d: -d.score) if img is not None else []
-            if dets:
-                out.append((img, tuple(float(v) for v in dets[0].box[:4])))
-    finally:
-        det.close()
-    return out
-
-
-def subpixel_change(row, items: list) -> np.ndarray:
-    """Geodesic change (deg) of ``row``'s answer per face and shift in :data:`SUBPIXEL_SHIFTS`."""
-    from edgepose.metrics import geodesic_errors
-
-    base = row.predict(items)
-    return np.concatenate([
-        geodesic_errors(row.predict([(im, (x1 + dx, y1 + dy, x2 + dx, y2 + dy)) for im, (x1, y1, x2, y2) in items]),
-                        base)
-        for dx, dy in SUBPIXEL_SHIFTS])
-
-
 def clip_faces(paths: list[Path], detector_model: Path | None, max_frames: int = 150) -> list[list]:
     """Per clip, the consecutive frames in which YuNet finds a face, as (frame, best box)."""
     from edgepose.data.video import iter_video_frames
@@ -365,6 +331,8 @@ def evaluate_models(data_root: str | Path | None = None,
     clip_paths = [c if Path(c).is_absolute() else root / c for c in clips]
     clip_paths = [Path(c) for c in clip_paths if Path(c).is_file()]
     clip_items = clip_faces(clip_paths, det if det.is_file() else None) if clip_paths else []
+    from edgepose.evaluation import photo_faces, subpixel_change
+
     photos = photo_faces(root / "faces-aws", det if det.is_file() else None) if (root / "faces-aws").is_dir() else []
     if real_val and not Path(real_val).is_file():
         raise UserError(f"--real-val {real_val}: not found; give a build's out_dir/real-val.npz")
@@ -380,7 +348,7 @@ def evaluate_models(data_root: str | Path | None = None,
     if clip_items:
         report["stability"] = {"clips": [str(c) for c in clip_paths], **jitter(rows, clip_items)}
     if photos:
-        moved = {r.name: subpixel_change(r, photos) for r in rows}
+        moved = {r.name: subpixel_change(r.predict, photos) for r in rows}
         report["subpixel_shift"] = {"faces": len(photos), "shift_px": 0.01, **{
             n: {"mean": float(v.mean()), "max": float(v.max())} for n, v in moved.items()}}
     if not no_timing:
