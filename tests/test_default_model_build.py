@@ -149,7 +149,8 @@ def test_missing_onnxslim_is_named_before_any_work(monkeypatch):
 def test_build_with_a_teacher_initialised_student_end_to_end(data_file, tmp_path):
     """One small build through `edgepose models build`: an EfficientNet-B0 teacher (an edgepose checkpoint; WHENet is not
     available offline) labels real faces and initialises an s4 student, which trains, exports and
-    quantizes with percentile calibration (with the box-consistency term on); the sidecars record all of it."""
+    quantizes with percentile calibration (box-consistency term and quantization noise on); the sidecars record all
+    of it."""
     import shutil
 
     from edgepose.cli.main import main
@@ -173,8 +174,8 @@ def test_build_with_a_teacher_initialised_student_end_to_end(data_file, tmp_path
                "student.init_lr_scale=0.1", f"data.real=[{photos}]", f"data.real_val=[{held_out}]",
                f"data.detector_model={data_file('detectors/yunet/yunet_s_640_640.onnx')}",
                "data.synth_n=8", "data.synth_val_n=4", "data.synth_size=64", "optim.epochs=1", "optim.batch_size=4",
-               "optim.workers=0", "optim.consistency=0.5", "calib_crops=4", "quant_method=percentile",
-               "threads=2"])
+               "optim.workers=0", "optim.consistency=0.5", "optim.quant_noise=1.0", "calib_crops=4",
+               "quant_method=percentile", "threads=2"])
     assert rc == 0
     fp32 = load_metadata(out / "edgepose-default-fp32.onnx")
     assert fp32.model == "efficientnet_b0_s4" and fp32.preprocess.input_size == 64

@@ -95,6 +95,9 @@ class OptimSection(OptimConfig):
     consistency_fraction: float = 0.25
     consistency_shift: float = 2.0
     consistency_scale: float = 0.03
+    # quantization noise (edgepose.train.quant_noise): uniform noise of `quant_noise` INT8 steps on every BatchNorm
+    # output while training, so that the INT8 files' roundings move the answer less. 0 = off (v12 and earlier).
+    quant_noise: float = 0.0
 
 
 @dataclass
