@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import first_line
+
 __all__ = ["MediaPipeFaceMesh", "unavailable_reason", "GRAPH"]
 
 #: the graph of ``mp.solutions.face_mesh.FaceMesh`` (its ``_BINARYPB_FILE_PATH``), relative to site-packages
@@ -43,8 +45,11 @@ def unavailable_reason() -> str | None:
     try:
         import mediapipe  # noqa: F401  (its __init__ imports the solutions, which need attrs)
         from mediapipe.python._framework_bindings import calculator_graph  # noqa: F401
-    except Exception as exc:  # ImportError, or a binary that does not load on this machine
-        return f"mediapipe's runtime does not import here ({type(exc).__name__}: {exc})"
+    except ModuleNotFoundError as exc:  # a wheel installed with --no-deps lacks its pure-Python deps
+        hint = "pip install attrs" if exc.name == "attr" else f"install {exc.name}"
+        return f"mediapipe's runtime needs the module {exc.name!r}, which is not installed ({hint})"
+    except Exception as exc:  # a binary that does not load on this machine
+        return f"mediapipe's runtime does not import here ({type(exc).__name__}: {first_line(exc)})"
     root = _site_root()
     if not (root / GRAPH).is_file():
         return f"mediapipe's face-mesh graph is missing ({root / GRAPH}); reinstall mediapipe 0.10.x"
