@@ -21,8 +21,8 @@ Rounds interleave the rows: each round runs every row over the whole clip from a
 MediaPipe graph run, ``FrameProcessor.new_scene``), the row order rotating per round, so machine
 load hits all rows alike and the ratios hold on a shared CPU.  Per row: frames/s (frames / summed
 wall time of the timed calls), p50 / p99 wall ms per frame, process CPU ms per frame (all threads;
-CPU / wall shows how many cores a row used), faces per frame and frames with a face (first round),
-and, for edgepose rows, the agreement of their pose with MediaPipe's: the rigid fit of MediaPipe's
+CPU / wall shows how many cores a row used), edgepose's own mean ms per stage (``FrameResult.timings``),
+faces per frame and frames with a face (first round), and, for edgepose rows, the agreement of their pose with MediaPipe's: the rigid fit of MediaPipe's
 landmarks to the canonical face (:func:`edgepose.synth.profile.fit.fit_pose`, the profiler's fit)
 against edgepose's crop pose ``R_raw`` (before perspective correction and smoothing; the landmark
 fit is a weak-perspective, image-plane pose too), on the frames where both found the face.
@@ -156,8 +156,10 @@ class _MediaPipeRow:
         self.mesh.close()
 
 
-def _time_pass(row, clip: Clip, frames: int, keep: list | None) -> tuple[list[float], list[float]]:
-    """One pass over the clip from a fresh state: wall and process-CPU ms of each ``step``."""
+def _time_pass(row, clip: Clip, frames: int, keep: list | None,
+               stages: list | None = None) -> tuple[list[float], list[float]]:
+    """One pass over the clip from a fresh state: wall and process-CPU ms of each ``step``; edgepose's
+    own per-stage ms (``FrameResult.timings``) go to ``stages``."""
     row.restart()
     wall, cpu = [], []
     for i in range(frames):
@@ -168,6 +170,8 @@ def _time_pass(row, clip: Clip, frames: int, keep: list | None) -> tuple[list[fl
         cpu.append((c1 - c0) * 1e3)
         if keep is not None:
             keep.append(out)
+        if stages is not None and getattr(out, "timings", None):
+            stages.append(out.timings)
     return wall, cpu
 
 
@@ -212,7 +216,7 @@ def _agreement(mp_outs: list, ep_outs: list, width: int, height: int) -> dict | 
                                   "roll": float(d[:, 2].mean())}}
 
 
-def _summary(wall: list[float], cpu: list[float], first: list, kind: str) -> dict:
+def _summary(wall: list[float], cpu: list[float], first: list, kind: str, stages: list[dict]) -> dict:
     faces = [_faces(kind, o) for o in first]
     s = {"frames_timed": len(wall), "fps": 1e3 * len(wall) / sum(wall), "ms_p50": float(np.percentile(wall, 50)),
          "ms_p99": float(np.percentile(wall, 99)), "ms_mean": float(np.mean(wall)),
@@ -220,6 +224,8 @@ def _summary(wall: list[float], cpu: list[float], first: list, kind: str) -> dic
          "faces_per_frame": float(np.mean(faces)), "frames_with_face": float(np.mean([n > 0 for n in faces]))}
     if kind != MEDIAPIPE:
         s["detector_runs_per_frame"] = float(np.mean([o.detected for o in first]))
+    if stages:  # mean wall ms per frame of each stage, over every timed frame
+        s["stage_ms_mean"] = {k: float(np.mean([t.get(k, 0.0) for t in stages])) for k in stages[0]}
     return s
 
 
@@ -247,10 +253,11 @@ def bench_clip(clip: Clip, variants: list[Variant], rounds: int, warmup: int, fr
         wall = {k: [] for k in names}
         cpu = {k: [] for k in names}
         first: dict[str, list] = {k: [] for k in names}
+        stages: dict[str, list] = {k: [] for k in names}
         for r in range(rounds):
             order = names[r % len(names):] + names[:r % len(names)] if names else []
             for k in order:
-                w, c = _time_pass(rows[k], clip, n, first[k] if r == 0 else None)
+                w, c = _time_pass(rows[k], clip, n, first[k] if r == 0 else None, stages[k])
                 wall[k] += w
                 cpu[k] += c
             log(f"[side-by-side] {Path(clip.path).name} round {r + 1}/{rounds}: " + ", ".join(
@@ -261,7 +268,7 @@ def bench_clip(clip: Clip, variants: list[Variant], rounds: int, warmup: int, fr
     kinds = {v.name: v.kind for v in variants}
     out = {}
     for k in names:
-        out[k] = _summary(wall[k], cpu[k], first[k], kinds[k])
+        out[k] = _summary(wall[k], cpu[k], first[k], kinds[k], stages[k])
         out[k]["setup"] = headers[k]
     if MEDIAPIPE in out:
         w, h = clip.size
@@ -326,19 +333,21 @@ def markdown(report: dict) -> str:
         lines += [f"{Path(c['clip']).name}: {c['frames']} frames {c['width']}x{c['height']}, {c['rounds']} rounds",
                   "",
                   "| row | frames/s | x MediaPipe | p50 ms | p99 ms | CPU ms/frame | faces/frame | frames with face "
-                  "| detector runs/frame | pose vs MediaPipe fit: median geodesic (frames) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                  "| detector runs/frame | detect / pose ms per frame | pose vs MediaPipe fit: median geodesic (frames) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for name, s in c["rows"].items():
             ratio = s.get("fps_ratio_to_mediapipe")
             agr = s.get("agreement_with_mediapipe")
             det = s.get("detector_runs_per_frame")
+            st = s.get("stage_ms_mean")
+            stage = f"{st.get('detect', 0):.2f} / {st.get('pose', 0):.2f}" if st else "-"
             lines.append(
                 f"| {name} | {s['fps']:.0f} | {f'{ratio:.2f}' if ratio is not None else '-'} | {s['ms_p50']:.2f} | "
                 f"{s['ms_p99']:.2f} | {s['cpu_ms_mean']:.2f} | {s['faces_per_frame']:.2f} | "
-                f"{100 * s['frames_with_face']:.0f} % | {f'{det:.2f}' if det is not None else '-'} | "
+                f"{100 * s['frames_with_face']:.0f} % | {f'{det:.2f}' if det is not None else '-'} | {stage} | "
                 + (f"{agr['geodesic_median_deg']:.1f} deg ({agr['frames']})" if agr else "-") + " |")
         for name, reason in c["skipped"].items():
-            lines.append(f"| {name} | skipped: {reason} | | | | | | | | |")
+            lines.append(f"| {name} | skipped: {reason} | | | | | | | | | |")
         lines.append("")
     la0, la1 = report["load_average_start"], report["load_average_end"]
     lines.append(f"load average (1/5/15 min) at start {la0[0]:.2f} / {la0[1]:.2f} / {la0[2]:.2f}, at end "

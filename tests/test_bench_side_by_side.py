@@ -61,6 +61,7 @@ def test_edgepose_rows_run_the_run_processor(report):
     assert rows["edgepose"]["setup"]["runtime"]["detector"]["every"] == 1
     assert rows["edgepose every2"]["setup"]["runtime"]["detector"]["every"] == 2
     assert rows["edgepose every=4"]["setup"]["runtime"]["pose"]["threads"] == 1
+    assert rows["edgepose"]["stage_ms_mean"]["pose"] > 0 and rows["edgepose"]["stage_ms_mean"]["detect"] > 0
     assert rows["edgepose"]["detector_runs_per_frame"] == 1.0
     assert rows["edgepose every=4"]["detector_runs_per_frame"] < 0.7
 
