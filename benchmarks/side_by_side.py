@@ -30,6 +30,7 @@ fit is a weak-perspective, image-plane pose too), on the frames where both found
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,11 @@ import numpy as np
 __all__ = ["Variant", "decode_clip", "edgepose_variants", "run_side_by_side", "markdown"]
 
 MEDIAPIPE = "mediapipe"
+
+
+def _stderr(line: str) -> None:
+    """Progress goes to stderr; stdout keeps the tables."""
+    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -231,7 +237,7 @@ def _summary(wall: list[float], cpu: list[float], first: list, kind: str, stages
 
 def bench_clip(clip: Clip, variants: list[Variant], rounds: int, warmup: int, frames: int | None,
                build: dict, mp_max_faces: int = 1, mp_unavailable: str | None = None,
-               log: Callable[[str], None] = print) -> dict:
+               log: Callable[[str], None] = _stderr) -> dict:
     """Every row over ``clip``, ``rounds`` interleaved passes; the summary per row (see the module doc)."""
     n = min(frames or len(clip.bgr), len(clip.bgr))
     rows, skipped, headers = {}, {}, {}
@@ -284,7 +290,7 @@ def bench_clip(clip: Clip, variants: list[Variant], rounds: int, warmup: int, fr
 def run_side_by_side(clips: Sequence[str], variants: list[Variant], rounds: int = 5, warmup: int = 10,
                      frames: int | None = None, model=None, detector: str = "yunet", detector_model=None,
                      detector_size: int | None = None, threads: int | None = 1, overrides: Sequence[str] = (),
-                     mp_max_faces: int = 1, log: Callable[[str], None] = print) -> dict:
+                     mp_max_faces: int = 1, log: Callable[[str], None] = _stderr) -> dict:
     """Decode each clip, then :func:`bench_clip`; returns the whole report (JSON-ready)."""
     import platform
 
