@@ -3,7 +3,7 @@
 The kernel turns one frame in device memory + N face boxes into the network input (N, C, S, S)
 directly in the TensorRT input buffer, following :mod:`edgepose.preprocess` exactly:
 
-* per-face affines come from :func:`edgepose.preprocess.crop_box` + :func:`crop_affine` (the one
+* per-face affines come from :func:`edgepose.preprocess.crop_boxes` + :func:`crop_affines` (the one
   implementation of the crop rule, ``src = origin + (dst + 0.5) * side / S - 0.5``);
 * bilinear sampling with out-of-frame neighbours = ``spec.fill``, rounded to uint8 like the
   NumPy crop; colour order / GRAY conversion; ``(v * pixel_scale - mean) / std``; NCHW or NHWC.
@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from edgepose.errors import UserError, require
-from edgepose.preprocess import PreprocessSpec, crop_affine, crop_box
+from edgepose.preprocess import PreprocessSpec, crop_affines, crop_boxes
 
 __all__ = ["KERNEL_FILE", "kernel_source", "KernelParams", "kernel_params", "face_affines",
            "reference_crop_resize_normalize", "GpuPreprocessor", "COLOR_KEEP", "COLOR_SWAP", "COLOR_GRAY"]
@@ -37,11 +37,8 @@ def kernel_source() -> str:
 
 def face_affines(boxes: Sequence, spec: PreprocessSpec) -> np.ndarray:
     """(N, 6) float32 affines (output pixel -> source pixel), one per face box."""
-    rows = []
-    for box in boxes:
-        cx, cy, side = crop_box(box, spec.crop)
-        rows.append(crop_affine(cx, cy, side, spec.input_size).reshape(6))
-    return np.asarray(rows, np.float32).reshape(-1, 6)
+    r = crop_boxes(list(boxes), spec.crop)  # all faces at once, the arithmetic of crop_box / crop_affine
+    return crop_affines(r[:, 0], r[:, 1], r[:, 2], spec.input_size).reshape(-1, 6).astype(np.float32)
 
 
 @dataclass(frozen=True)
