@@ -16,6 +16,7 @@ model differently from how it was trained.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -179,24 +180,38 @@ def warp_maps(M: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
     Returns (map1 (N*size, size, 2) int16 integer source pixels, map2 (N*size, size) uint16
     interpolation-table indices) for ONE ``cv2.remap`` that samples all N crops stacked on top of
-    each other.  The arithmetic is OpenCV's own (``WarpAffineInvoker``: per-column offsets
-    rounded at 1/1024 px, then 1/32 px), so the crops equal ``cv2.warpAffine``'s bit for bit
-    (tests/test_preprocess_batch.py checks it on real frames).
+    each other.  The arithmetic is OpenCV's own (``WarpAffineInvoker``: per-column and per-row
+    offsets rounded at 1/1024 px, their sum taken to 1/32 px), so the crops equal
+    ``cv2.warpAffine``'s bit for bit (tests/test_preprocess_batch.py checks it on real frames).
     """
     M = np.asarray(M, np.float64).reshape(-1, 2, 3)
+    n = M.shape[0]
     x = np.arange(size, dtype=np.float64)
-    adelta = _round_i32(M[:, 0, 0, None] * x * _AB_SCALE)  # (N, S) per output column
-    bdelta = _round_i32(M[:, 1, 0, None] * x * _AB_SCALE)
     half = _AB_SCALE // _INTER_TAB // 2  # round_delta for bilinear
-    X0 = _round_i32((M[:, 0, 1, None] * x + M[:, 0, 2, None]) * _AB_SCALE) + half  # (N, S) per output row
-    Y0 = _round_i32((M[:, 1, 1, None] * x + M[:, 1, 2, None]) * _AB_SCALE) + half
     shift = _AB_BITS - _INTER_BITS
-    X = (X0[:, :, None] + adelta[:, None, :]) >> shift  # (N, rows, cols), 1/32 px
-    Y = (Y0[:, :, None] + bdelta[:, None, :]) >> shift
-    map1 = np.empty(X.shape + (2,), np.int16)
-    map1[..., 0] = np.clip(X >> _INTER_BITS, -32768, 32767)
-    map1[..., 1] = np.clip(Y >> _INTER_BITS, -32768, 32767)
-    map2 = ((Y & (_INTER_TAB - 1)) * _INTER_TAB + (X & (_INTER_TAB - 1))).astype(np.uint16)
+    # per output column (adelta, bdelta) and per output row (X0, Y0), (N, S) each, rounded at once
+    adelta, bdelta, X0, Y0 = _round_i32(np.stack([
+        M[:, 0, 0, None] * x * _AB_SCALE, M[:, 1, 0, None] * x * _AB_SCALE,
+        (M[:, 0, 1, None] * x + M[:, 0, 2, None]) * _AB_SCALE, (M[:, 1, 1, None] * x + M[:, 1, 2, None]) * _AB_SCALE]))
+    X0, Y0 = X0 + half, Y0 + half
+    if not (M[:, 0, 1].any() or M[:, 1, 0].any()) and sys.byteorder == "little":
+        # unrotated crops (the runtime's): the source column depends on the output column only,
+        # the source row on the output row only -- build (N, S) vectors and broadcast them once
+        X = (X0[:, :1] + adelta) >> shift  # (N, cols), 1/32 px
+        Y = (Y0 + bdelta[:, :1]) >> shift  # (N, rows)
+        xi = np.clip(X >> _INTER_BITS, -32768, 32767).astype(np.int32) & 0xFFFF
+        yi = np.clip(Y >> _INTER_BITS, -32768, 32767).astype(np.int32) << 16
+        # one int32 per pixel = the (x, y) int16 pair of map1 (little-endian: x in the low half)
+        map1 = (yi[:, :, None] | xi[:, None, :]).view(np.int16).reshape(n, size, size, 2)
+        map2 = (((Y & (_INTER_TAB - 1)) * _INTER_TAB).astype(np.uint16)[:, :, None]
+                + (X & (_INTER_TAB - 1)).astype(np.uint16)[:, None, :])
+    else:
+        X = (X0[:, :, None] + adelta[:, None, :]) >> shift  # (N, rows, cols), 1/32 px
+        Y = (Y0[:, :, None] + bdelta[:, None, :]) >> shift
+        map1 = np.empty((n, size, size, 2), np.int16)
+        map1[..., 0] = np.clip(X >> _INTER_BITS, -32768, 32767)
+        map1[..., 1] = np.clip(Y >> _INTER_BITS, -32768, 32767)
+        map2 = ((Y & (_INTER_TAB - 1)) * _INTER_TAB + (X & (_INTER_TAB - 1))).astype(np.uint16)
     return map1.reshape(-1, size, 2), map2.reshape(-1, size)
 
 
