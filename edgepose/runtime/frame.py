@@ -153,7 +153,7 @@ class FrameProcessor:
         self.backend = pose_backend
         self.detector = detector
         self.tracker = IoUTracker(c.tracker.iou_threshold, c.tracker.min_hits, c.tracker.max_age,
-                                  predict_motion=c.tracker.predict_motion)
+                                  predict_motion=c.tracker.predict_motion, reid_age=c.tracker.reid_age)
         self.driver = DriverSelector(c.driver.mode, c.driver.roi, c.driver.drive_side, c.driver.min_face_frac,
                                      c.driver.switch_ratio)
         s = c.smoothing
