@@ -188,16 +188,20 @@ class GpuPreprocessor:
         self.cuda.memcpy_htod_async(self._affine_dev, A, stream)
         return p, frame.shape, n
 
-    def launch(self, p: KernelParams, frame_shape: tuple, n: int, out_ptr: int, stream=None) -> None:
-        """Run the kernel on the uploaded frame: (n, C, S, S) float32 at device address out_ptr."""
+    def launch(self, p: KernelParams, frame_shape: tuple, n: int, out_ptr: int, stream=None, first: int = 0) -> None:
+        """ONE kernel launch on the uploaded frame: faces ``first .. first + n - 1`` of the uploaded boxes
+        -> (n, C, S, S) float32 at device address ``out_ptr`` (grid z = face)."""
         if n == 0:
             return
         mean_dev, std_dev = self._stat_buffers(p)
         S = p.size
         grid = ((S + 15) // 16, (S + 15) // 16, n)
         row_stride = frame_shape[1] * p.in_channels  # upload() made the frame contiguous
+        # a pointer argument may be a DeviceAllocation or a numpy integer holding the address
+        # (pycuda Function.__call__ / param_set); the offset selects this chunk's affines
+        affines = np.uintp(int(self._affine_dev) + 6 * 4 * int(first))
         self.kernel(self._frame_dev, np.int32(frame_shape[0]), np.int32(frame_shape[1]), np.int32(row_stride),
-                    np.int32(p.in_channels), self._affine_dev, np.int32(n), np.int32(S), np.int32(p.out_channels),
+                    np.int32(p.in_channels), affines, np.int32(n), np.int32(S), np.int32(p.out_channels),
                     np.int32(p.color_mode), np.float32(p.pixel_scale), mean_dev, std_dev, np.float32(p.fill),
                     np.int32(1 if p.nhwc else 0), np.uintp(int(out_ptr)), block=self.BLOCK, grid=grid, stream=stream)
 

@@ -179,7 +179,8 @@ class FrameProcessor:
         backend = None
         if cfg.pose.model:
             backend = load_backend(cfg.pose.model, device=cfg.pose.device, providers=cfg.pose.providers,
-                                   intra_op_threads=threads, on_nan=cfg.pose.on_nan)
+                                   intra_op_threads=threads, on_nan=cfg.pose.on_nan,
+                                   gpu_preprocess=cfg.pose.gpu_preprocess)
         try:
             kw = {} if d.input_size is None else {"input_size": d.input_size}
             extra = {} if d.name.lower().startswith("haar") else {

@@ -80,6 +80,9 @@ class PoseConfig:
     threads: int | None = None  # intra-op threads
     on_nan: str = "flag"  # flag | raise
     max_faces: int = 8  # pose for at most this many faces per frame (largest first)
+    # TensorRT engines: crop all faces of a frame with the CUDA kernel straight into the engine's
+    # input buffer (edgepose.jetson.gpu_preprocess); false = NumPy/OpenCV crops on the CPU
+    gpu_preprocess: bool = True
 
 
 @dataclass
