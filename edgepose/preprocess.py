@@ -215,9 +215,11 @@ def warp_maps(M: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return map1.reshape(-1, size, 2), map2.reshape(-1, size)
 
 
-#: faces per frame from which one cv2.remap over stacked maps beats a warpAffine per face
-#: (measured with ``edgepose-bench profile --crops``; docs/results/pipeline.md)
-REMAP_MIN_FACES = 2
+#: faces per frame from which ``method="auto"`` samples with one cv2.remap over stacked maps instead
+#: of a warpAffine per face; None = never.  Measured (``edgepose-bench profile --face-sweep``,
+#: docs/results/pipeline.md): building the maps in NumPy costs more than the per-face calls save,
+#: so the per-face warpAffine was the faster one at every N in 1..8 on the 2-core CPU.
+REMAP_MIN_FACES: int | None = None
 
 
 def crop_images(frame: np.ndarray, boxes, spec: PreprocessSpec, angle_deg=0.0, flip=False,
@@ -226,8 +228,8 @@ def crop_images(frame: np.ndarray, boxes, spec: PreprocessSpec, angle_deg=0.0, f
 
     ``method``: ``"remap"`` samples every crop in one ``cv2.remap`` over stacked fixed-point
     maps (:func:`warp_maps`); ``"per_face"`` calls ``cv2.warpAffine`` once per face; ``"auto"``
-    takes remap from :data:`REMAP_MIN_FACES` faces on.  ``angle_deg`` / ``flip``: one value or
-    one per face.
+    takes remap from :data:`REMAP_MIN_FACES` faces on (never, as measured).  Both give the same
+    pixels.  ``angle_deg`` / ``flip``: one value or one per face.
     """
     if method not in ("auto", "remap", "per_face"):
         raise ValueError(f"method must be auto, remap or per_face, got {method!r}")
@@ -241,7 +243,7 @@ def crop_images(frame: np.ndarray, boxes, spec: PreprocessSpec, angle_deg=0.0, f
     M = crop_affines(regions[:, 0], regions[:, 1], regions[:, 2], S,
                      np.broadcast_to(np.asarray(angle_deg, np.float64), (n,)),
                      np.broadcast_to(np.asarray(flip), (n,)))
-    if method == "per_face" or (method == "auto" and n < REMAP_MIN_FACES):
+    if method == "per_face" or (method == "auto" and (REMAP_MIN_FACES is None or n < REMAP_MIN_FACES)):
         out = np.empty(shape, frame.dtype)
         for i in range(n):
             out[i] = cv2.warpAffine(frame, M[i], (S, S), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -327,9 +329,9 @@ def preprocess(frame: np.ndarray, box, spec: PreprocessSpec) -> np.ndarray:
 def preprocess_batch(frame: np.ndarray, boxes, spec: PreprocessSpec, method: str = "auto") -> np.ndarray:
     """All faces of a frame -> (N, C, S, S) float32 (N may be 0), in one step.
 
-    The crops come from :func:`crop_images` (one ``cv2.remap`` for all faces, or a warpAffine per
-    face for a single face; identical pixels either way), the normalisation from
-    :func:`normalize_batch` over the whole block.  The result equals stacking :func:`preprocess`
+    Boxes and affines of all faces are computed at once, the crops come from :func:`crop_images`
+    (a warpAffine per face, or one ``cv2.remap`` for all faces; identical pixels either way), the
+    normalisation from :func:`normalize_batch` over the whole block.  The result equals stacking :func:`preprocess`
     per face exactly.
     """
     boxes = list(boxes)

@@ -10,7 +10,7 @@ time for the first 1 .. ``--max-faces`` detected faces, with each crop variant (
 interleaved), and the least-squares ms per extra face (:mod:`edgepose.runtime.face_cost`).
 
     edgepose-bench profile VIDEO --model pose.onnx --face-sweep [--max-faces 8]
-        [--crops face_by_face,warp_per_face,remap,auto]
+        [--crops face_by_face,warp_per_face,remap]
 
 Figures depend on the machine and on its load: always publish them with the command line.
 """
@@ -41,8 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-frames", type=int, default=20,
                    help="--face-sweep fits ms per extra face over face counts seen in at least this many frames")
     p.add_argument("--crops", default=None,
-                   help="comma-separated crop variants for --face-sweep (default: all of "
-                        "face_by_face, warp_per_face, remap, auto)")
+                   help="comma-separated crop variants for --face-sweep: face_by_face, warp_per_face, remap, "
+                        "auto (default: the first three)")
 
 
 def run(args: argparse.Namespace) -> int:

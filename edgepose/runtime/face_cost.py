@@ -35,6 +35,8 @@ CROP_VARIANTS: dict[str, Callable] = {
     "remap": lambda frame, boxes, spec: preprocess_batch(frame, boxes, spec, method="remap"),
     "auto": lambda frame, boxes, spec: preprocess_batch(frame, boxes, spec, method="auto"),
 }
+#: run by default (``auto`` is one of the other two, by preprocess.REMAP_MIN_FACES)
+DEFAULT_VARIANTS = ["face_by_face", "warp_per_face", "remap"]
 
 
 def fit_slope(ks, values) -> float:
@@ -58,7 +60,7 @@ def face_cost_sweep(video: str, model: str, detector: str = "yunet", detector_mo
     from .detection import merge_overlaps
     from .frame import DEDUP_IOU, FrameProcessor
 
-    names = list(variants or CROP_VARIANTS)
+    names = list(variants or DEFAULT_VARIANTS)
     unknown = [v for v in names if v not in CROP_VARIANTS]
     if unknown:
         raise UserError(f"unknown crop variant {unknown[0]!r}; choose from {', '.join(CROP_VARIANTS)}")
