@@ -9,6 +9,12 @@ A face box becomes a network input in three steps, each defined exactly once her
    ``src = origin + (dst + 0.5) * side / S - 0.5`` per axis (pixel centres aligned);
 3. :func:`normalize` -- colour order, scale, mean/std and CHW layout.
 
+All faces of a frame go through the same steps at once (:func:`preprocess_batch`):
+:func:`crop_boxes` / :func:`crop_affines` for every box in one NumPy step, :func:`crop_images`
+(a ``cv2.warpAffine`` per face, or one ``cv2.remap`` over :func:`warp_maps`, OpenCV's own
+fixed-point maps, so the pixels are the same bit for bit), :func:`normalize_batch` over the
+whole block.  The single-face functions are these with N = 1, so there is one arithmetic.
+
 Frames entering edgepose are **BGR uint8** (OpenCV's order) or single-channel GRAY8.  The
 model's expected channel order is recorded in :class:`PreprocessSpec.color_order` and travels
 with every artifact through :mod:`edgepose.metadata`, so an export or a runtime can never feed a

@@ -28,8 +28,8 @@ def test_face_sweep_reports_every_variant_per_face_count(inputs, tmp_path):
     video, model, yunet = inputs
     out = tmp_path / "sweep.json"
     r = face_cost_sweep(video, model, detector_model=yunet, frames=4, warmup=1, threads=1, max_faces=3,
-                        min_frames=2, json_out=str(out))
-    assert out.exists() and r["frames"] == 4
+                        min_frames=2, inner_repeats=2, json_out=str(out))
+    assert out.exists() and r["frames"] == 4 and r["inner_repeats"] == 2
     assert [e["k"] for e in r["per_k"]] == [1, 2, 3]  # the clip shows at least 3 faces
     for e in r["per_k"]:
         assert e["n"] == 4 and e["pose"] > 0

@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--face-sweep", action="store_true",
                    help="time detect + crop + pose for 1..--max-faces faces per frame, per crop variant")
     p.add_argument("--max-faces", type=int, default=8, help="largest number of faces in --face-sweep (default 8)")
+    p.add_argument("--inner-repeats", type=int, default=1,
+                   help="--face-sweep times each frame and face count this often and keeps the minimum")
     p.add_argument("--min-frames", type=int, default=20,
                    help="--face-sweep fits ms per extra face over face counts seen in at least this many frames")
     p.add_argument("--crops", default=None,
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
                                  detector_model=args.detector_model, detector_size=args.detector_size,
                                  frames=args.frames, warmup=args.warmup, threads=args.threads,
                                  max_faces=args.max_faces, min_frames=args.min_frames,
+                                 inner_repeats=args.inner_repeats,
                                  variants=args.crops.split(",") if args.crops else None,
                                  overrides=args.overrides, json_out=args.json,
                                  command=invoked_command(args) or "edgepose-bench profile --face-sweep")

@@ -8,6 +8,9 @@ cut to the first k = 1 .. ``max_faces``, and for each k every crop variant prepa
 identical whatever the variant, tests/test_preprocess_batch.py).  The variants run interleaved,
 in an order rotated every (frame, k), so a load change on a shared machine hits them alike.
 
+With ``inner_repeats`` R > 1 each (frame, k) is timed R times (variants interleaved every time)
+and its minimum kept: on a shared machine that filters out the moments the process was preempted.
+
 Per k: the median of each stage.  The detector runs once per frame whatever k, so the per-frame
 total is the detector's median plus the median of crop + pose (a median of per-frame sums would
 follow the detector's load spikes, not k).  ``ms per extra face`` is the least-squares slope over
@@ -51,7 +54,7 @@ def fit_slope(ks, values) -> float:
 def face_cost_sweep(video: str, model: str, detector: str = "yunet", detector_model: str | None = None,
                     detector_size: int | None = None, frames: int = 200, warmup: int = 5,
                     threads: int | None = None, max_faces: int = 8, variants: list[str] | None = None,
-                    min_frames: int = 20,
+                    min_frames: int = 20, inner_repeats: int = 1,
                     overrides: list[str] | None = None, json_out: str | None = None, command: str = "") -> dict:
     """The report of the sweep over ``frames`` frames of ``video`` (written to ``json_out`` when given)."""
     import cv2
@@ -68,6 +71,8 @@ def face_cost_sweep(video: str, model: str, detector: str = "yunet", detector_mo
         raise UserError("--face-sweep needs a pose model (--model)")
     if max_faces < 1:
         raise UserError(f"--max-faces {max_faces}: at least one face")
+    if inner_repeats < 1:
+        raise UserError(f"--inner-repeats {inner_repeats}: at least one")
     cap = cv2.VideoCapture(video)
     if not cap.isOpened():
         raise SourceError(f"cannot open video {video}")
@@ -89,16 +94,18 @@ def face_cost_sweep(video: str, model: str, detector: str = "yunet", detector_mo
                      sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
                      if d.box[2] > d.box[0] and d.box[3] > d.box[1]][:max_faces]
             for k in range(1, len(boxes) + 1):
-                crop = {}
-                shift = (i + k) % len(names)
+                crop = {name: float("inf") for name in names}
+                pose = float("inf")
                 batch = None
-                for name in names[shift:] + names[:shift]:
+                for rep in range(inner_repeats):  # the minimum of the repeats: preemption filtered out
+                    shift = (i + k + rep) % len(names)
+                    for name in names[shift:] + names[:shift]:
+                        t0 = time.perf_counter()
+                        batch = CROP_VARIANTS[name](frame, boxes[:k], spec)
+                        crop[name] = min(crop[name], (time.perf_counter() - t0) * 1e3)
                     t0 = time.perf_counter()
-                    batch = CROP_VARIANTS[name](frame, boxes[:k], spec)
-                    crop[name] = (time.perf_counter() - t0) * 1e3
-                t0 = time.perf_counter()
-                backend.infer(batch)
-                pose = (time.perf_counter() - t0) * 1e3
+                    backend.infer(batch)
+                    pose = min(pose, (time.perf_counter() - t0) * 1e3)
                 if i >= warmup:
                     rows.append({"k": k, "detect": det, "pose": pose, "crop": crop})
             if i >= warmup:
@@ -106,7 +113,7 @@ def face_cost_sweep(video: str, model: str, detector: str = "yunet", detector_mo
             i += 1
     cap.release()
     report = {"video": video, "model": model, "detector": detector, "frames": len(detect_ms),
-              "max_faces": max_faces, "variants": names, "threads": threads,
+              "max_faces": max_faces, "variants": names, "threads": threads, "inner_repeats": inner_repeats,
               "detect_ms_p50": float(np.median(detect_ms)) if detect_ms else float("nan"),
               "per_k": [], "ms_per_extra_face": {}, "crop_ms_per_extra_face": {}, "command": command}
     ks = sorted({r["k"] for r in rows})
