@@ -10,9 +10,9 @@
 * Re-identification by place (``reid_age``): a *confirmed* track that was deleted is remembered
   (not reported) for ``reid_age`` more detector runs; a new detection overlapping its last
   detected box (IoU >= ``iou_threshold``) gets the old id back, confirmed at once, instead of a
-  new id.  A face that turns away from the detector for a few frames (a classroom clip lost
-  faces for 4-6 frames, docs/results/pipeline.md) keeps its number; a different face taking the
-  same place within that time would inherit it (no appearance model) -- 0 turns it off.
+  new id.  A face the detector misses for a few frames (a turn, a passing occluder: the classroom
+  clip lost faces for 2-6 frames, docs/results/pipeline.md) keeps its number; a different face
+  taking the same place within that time would inherit it (no appearance model) -- 0 turns it off.
 """
 from __future__ import annotations
 
