@@ -3,7 +3,7 @@
 The kernel turns one frame in device memory + N face boxes into the network input (N, C, S, S)
 directly in the TensorRT input buffer, following :mod:`edgepose.preprocess` exactly:
 
-* per-face affines come from :func:`edgepose.preprocess.crop_box` + :func:`crop_affine` (the one
+* per-face affines come from :func:`edgepose.preprocess.crop_boxes` + :func:`crop_affines` (the one
   implementation of the crop rule, ``src = origin + (dst + 0.5) * side / S - 0.5``);
 * bilinear sampling with out-of-frame neighbours = ``spec.fill``, rounded to uint8 like the
   NumPy crop; colour order / GRAY conversion; ``(v * pixel_scale - mean) / std``; NCHW or NHWC.
@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from edgepose.errors import UserError, require
-from edgepose.preprocess import PreprocessSpec, crop_affine, crop_box
+from edgepose.preprocess import PreprocessSpec, crop_affines, crop_boxes
 
 __all__ = ["KERNEL_FILE", "kernel_source", "KernelParams", "kernel_params", "face_affines",
            "reference_crop_resize_normalize", "GpuPreprocessor", "COLOR_KEEP", "COLOR_SWAP", "COLOR_GRAY"]
@@ -37,11 +37,8 @@ def kernel_source() -> str:
 
 def face_affines(boxes: Sequence, spec: PreprocessSpec) -> np.ndarray:
     """(N, 6) float32 affines (output pixel -> source pixel), one per face box."""
-    rows = []
-    for box in boxes:
-        cx, cy, side = crop_box(box, spec.crop)
-        rows.append(crop_affine(cx, cy, side, spec.input_size).reshape(6))
-    return np.asarray(rows, np.float32).reshape(-1, 6)
+    r = crop_boxes(list(boxes), spec.crop)  # all faces at once, the arithmetic of crop_box / crop_affine
+    return crop_affines(r[:, 0], r[:, 1], r[:, 2], spec.input_size).reshape(-1, 6).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -191,16 +188,20 @@ class GpuPreprocessor:
         self.cuda.memcpy_htod_async(self._affine_dev, A, stream)
         return p, frame.shape, n
 
-    def launch(self, p: KernelParams, frame_shape: tuple, n: int, out_ptr: int, stream=None) -> None:
-        """Run the kernel on the uploaded frame: (n, C, S, S) float32 at device address out_ptr."""
+    def launch(self, p: KernelParams, frame_shape: tuple, n: int, out_ptr: int, stream=None, first: int = 0) -> None:
+        """ONE kernel launch on the uploaded frame: faces ``first .. first + n - 1`` of the uploaded boxes
+        -> (n, C, S, S) float32 at device address ``out_ptr`` (grid z = face)."""
         if n == 0:
             return
         mean_dev, std_dev = self._stat_buffers(p)
         S = p.size
         grid = ((S + 15) // 16, (S + 15) // 16, n)
         row_stride = frame_shape[1] * p.in_channels  # upload() made the frame contiguous
+        # a pointer argument may be a DeviceAllocation or a numpy integer holding the address
+        # (pycuda Function.__call__ / param_set); the offset selects this chunk's affines
+        affines = np.uintp(int(self._affine_dev) + 6 * 4 * int(first))
         self.kernel(self._frame_dev, np.int32(frame_shape[0]), np.int32(frame_shape[1]), np.int32(row_stride),
-                    np.int32(p.in_channels), self._affine_dev, np.int32(n), np.int32(S), np.int32(p.out_channels),
+                    np.int32(p.in_channels), affines, np.int32(n), np.int32(S), np.int32(p.out_channels),
                     np.int32(p.color_mode), np.float32(p.pixel_scale), mean_dev, std_dev, np.float32(p.fill),
                     np.int32(1 if p.nhwc else 0), np.uintp(int(out_ptr)), block=self.BLOCK, grid=grid, stream=stream)
 

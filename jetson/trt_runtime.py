@@ -168,7 +168,10 @@ class TrtRunner:
         return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
 
     def infer_frame(self, frame: np.ndarray, boxes: Sequence, spec) -> dict[str, np.ndarray]:
-        """Preprocess faces on the GPU (crop kernel -> input buffer) and run the engine."""
+        """All faces of a frame on the GPU: the frame and every face's affine are uploaded once, the crop
+        kernel writes the crops straight into the engine's input buffer (one launch per engine batch:
+        one for all faces up to the profile's maximum) and the engine runs on them.  The per-frame path
+        of ``PoseBackend.predict`` for TensorRT engines (``pose.gpu_preprocess``)."""
         from .gpu_preprocess import GpuPreprocessor
 
         boxes = list(boxes)
@@ -182,16 +185,18 @@ class TrtRunner:
                 if self._preprocessor is not None:
                     self._preprocessor.close()
                 self._preprocessor = GpuPreprocessor(spec)
+            params, shape, _ = self._preprocessor.upload(frame, boxes, self.stream)
             for start, stop, run in batch_chunks(len(boxes), s):
                 shapes = self._bind(run)
                 if stop - start < run:  # zero the pad rows: the kernel writes only real faces
                     size = nbytes(shapes[s.name], s.dtype)
-                    if hasattr(self.cuda, "memset_d8_async"):
+                    if hasattr(self.cuda, "memset_d8_async"):  # newer pycuda, not in its reference docs
                         self.cuda.memset_d8_async(self._device[s.name], 0, size, self.stream)
-                    else:  # older pycuda: synchronous memset
+                    else:  # the documented memset_d8(dest, data, count) is synchronous
                         self.stream.synchronize()
                         self.cuda.memset_d8(self._device[s.name], 0, size)
-                self._preprocessor.run(frame, boxes[start:stop], int(self._device[s.name]), self.stream)
+                self._preprocessor.launch(params, shape, stop - start, int(self._device[s.name]), self.stream,
+                                          first=start)
                 out = self._execute(shapes)
                 results.append({k: v[: stop - start] for k, v in out.items()})
         finally:

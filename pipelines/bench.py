@@ -65,9 +65,14 @@ def bench_pipeline(source: str, model: str | None = None, arch: str | None = Non
               "detector": detector, "detector_model": detector_model, "every": every,
               "threads": threads, "overrides": list(overrides or []), "encode": not no_output, "async_encode": async_encode, "fps": fps,
               "fps_median": statistics.median(fps), "latency_ms": median.latency_ms,
+              "id_switches": median.id_switches,
               "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}}
     print(f"FPS per repeat: {', '.join(f'{f:.1f}' for f in fps)} (median {result['fps_median']:.1f})")
     print(median.table)
+    if median.id_switches:
+        from ..runtime.idswitch import format_id_switches
+
+        print(format_id_switches(median.id_switches))
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
     return result

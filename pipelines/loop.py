@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 from ..errors import UserError
 from ..metadata import atomic_write_text
 from ..runrecord import SCHEMA, RunRecordWriter, frame_record
+from ..runtime.idswitch import IdSwitchCounter
 from ..sinks import sink_failure
 from .reader import Frame, VideoSource
 from .sources import SourceSpec
@@ -90,6 +91,8 @@ class FrameLoop:
         self.fps_ema: float | None = None
         self.t_prev: float | None = None
         self.reconnects_seen = 0
+        # ids are only comparable across frames of one scene: none for image folders
+        self.ids = None if spec.independent_frames else IdSwitchCounter()
 
     def run(self) -> RunSummary:
         self.open()
@@ -169,6 +172,8 @@ class FrameLoop:
         faces = list(getattr(result, "faces", []) or [])
         s.faces_total += len(faces)
         s.frames_with_faces += bool(faces)
+        if self.ids is not None:
+            self.ids.add(frame.index, faces)
         if self.video or self.rtsp or self.images:
             self._render(frame, result, status, timings)
         t_end = time.perf_counter()
@@ -321,6 +326,7 @@ class FrameLoop:
         s.ended_early_s = [round(v, 3) for v in src.ended_early_s] if src.ended_early_s else None
         s.latency_ms = self.stats.summary()
         s.table = self.stats.table()
+        s.id_switches = self.ids.summary() if self.ids is not None else None
 
     def _write_summary(self) -> None:
         if self.writer is not None:

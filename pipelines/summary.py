@@ -30,6 +30,8 @@ class RunSummary:
     # side outputs that failed during the run (disk full, ...): sink, target, frame, at, error
     sink_failures: list = field(default_factory=list)
     dms: dict | None = None  # the DMS observer's summary (events, MQTT link, events file)
+    # tracker id switches on videos/streams (edgepose.runtime.idswitch); None for image folders
+    id_switches: dict | None = None
     latency_ms: dict = field(default_factory=dict)
     table: str = ""
 

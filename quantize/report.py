@@ -62,13 +62,18 @@ def eval_batch(reader, spec) -> tuple[np.ndarray, np.ndarray]:
     return variant_batch(samples, spec, Variant("original"))
 
 
-def evaluate_onnx(path, x: np.ndarray, R_gt: np.ndarray, threads: int = 2, batch: int = 32) -> tuple[dict, np.ndarray]:
-    from edgepose.metrics import pose_metrics
-
+def predict_onnx(path, x: np.ndarray, threads: int = 2, batch: int = 32) -> np.ndarray:
+    """(N, 3, 3) float64 rotations of an ONNX pose file for preprocessed crops ``x``."""
     sess = _session(path, threads)
     name = sess.get_inputs()[0].name
     outs = [sess.run(["rotation"], {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)]
-    R = np.concatenate(outs).astype(np.float64)
+    return np.concatenate(outs).astype(np.float64)
+
+
+def evaluate_onnx(path, x: np.ndarray, R_gt: np.ndarray, threads: int = 2, batch: int = 32) -> tuple[dict, np.ndarray]:
+    from edgepose.metrics import pose_metrics
+
+    R = predict_onnx(path, x, threads, batch)
     m = pose_metrics(R, R_gt, aligned=False)
     return {k: float(m[k]) for k in (*_ACC_KEYS, "n")}, R
 

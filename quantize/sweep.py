@@ -18,6 +18,12 @@ Stages (``--stages``):
   stays float) and measure its drift;
 * ``exclude``: full quantization with the 1, 2, 3 most sensitive groups kept in float.
 
+``--shift-faces DIR`` (photos, e.g. ``../shared/data/faces-aws``) adds the [accuracy] issue's INT8 stability
+measure to every row: the mean change of the answer when each face box moves by 0.01 px
+(:func:`edgepose.evaluation.subpixel_change`, as ``edgepose models evaluate`` and the stability test compute it);
+``--rank-by shift`` then ranks the layer groups by that instead of by drift, so ``exclude`` keeps in float the
+groups that make the INT8 answer jump.
+
 Writes ``sweep.json`` and ``sweep.md`` (atomic) into ``--out``.  Minutes on 2 cores; not a test.
 """
 from __future__ import annotations
@@ -30,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["layer_groups", "synthetic_test_set", "score", "run_sweep"]
+from edgepose.errors import UserError
+
+__all__ = ["layer_groups", "synthetic_test_set", "shift_crops", "shift_change", "score", "run_sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +94,39 @@ def synthetic_test_set(n: int, spec, pose_range: str = "wide", seed: int = 2024,
     return x, R, desc
 
 
+def shift_crops(faces: list, spec) -> np.ndarray:
+    """(1 + len(SUBPIXEL_SHIFTS), N, ...) crops of ``faces`` ((image, box) pairs): as detected, then with the box
+    moved by each sub-pixel shift of :data:`edgepose.evaluation.SUBPIXEL_SHIFTS`."""
+    from edgepose.evaluation import SUBPIXEL_SHIFTS, shifted_boxes
+    from edgepose.preprocess import preprocess
+
+    return np.stack([np.stack([preprocess(im, box, spec) for im, box in shifted_boxes(faces, dx, dy)])
+                     for dx, dy in ((0.0, 0.0), *SUBPIXEL_SHIFTS)])
+
+
+def shift_change(path, crops: np.ndarray, threads: int) -> np.ndarray:
+    """Geodesic change (deg) of the file's answer per face and shift (the [accuracy] issue's INT8 stability
+    measure, as :func:`edgepose.evaluation.subpixel_change` computes it from the images)."""
+    from edgepose.metrics import geodesic_errors
+
+    from .report import predict_onnx
+
+    base = predict_onnx(path, crops[0], threads)
+    return np.concatenate([geodesic_errors(predict_onnx(path, c, threads), base) for c in crops[1:]])
+
+
 def score(path, sets: dict, ref: dict | None, threads: int) -> dict:
-    """Accuracy per set; with ``ref`` (the FP32 row) also dMAE and the geodesic drift to FP32."""
+    """Accuracy per set; with ``ref`` (the FP32 row) also dMAE and the geodesic drift to FP32. The set named
+    ``shift`` holds :func:`shift_crops` and is scored by the mean change under a sub-pixel box shift instead."""
     from edgepose.geometry import geodesic_distance
 
     from .report import evaluate_onnx
 
     out = {}
+    if "shift" in sets:
+        moved = shift_change(path, sets["shift"], threads)
+        out["shift"] = {"shift": float(moved.mean()), "shift_max": float(moved.max())}
+        sets = {k: v for k, v in sets.items() if k != "shift"}
     for name, (x, R) in sets.items():
         acc, P = evaluate_onnx(path, x, R, threads=threads)
         row = {"mae": acc["mae"], "ge": acc["ge"], "R": P}
@@ -105,9 +139,11 @@ def score(path, sets: dict, ref: dict | None, threads: int) -> dict:
 
 
 def _markdown(rows: list[dict], sets: list[str]) -> str:
+    shift = "shift" in sets
+    sets = [s for s in sets if s != "shift"]
     head = "| variant | profile | method | crops | float groups | Q/DQ | " + " | ".join(
-        f"{s} MAE | {s} dMAE | {s} drift (p95)" for s in sets) + " |"
-    lines = [head, "|" + "---|" * (6 + 3 * len(sets))]
+        f"{s} MAE | {s} dMAE | {s} drift (p95)" for s in sets) + (" | 0.01 px shift (mean / max) |" if shift else " |")
+    lines = [head, "|" + "---|" * (6 + 3 * len(sets) + shift)]
     for r in rows:
         cells = [r["variant"], r.get("profile", "-"), r.get("method", "-"), str(r.get("crops", "-")),
                  ", ".join(g.replace("model.backbone.", "") for g in r.get("float_groups", [])) or "-",
@@ -116,6 +152,9 @@ def _markdown(rows: list[dict], sets: list[str]) -> str:
             sc = r["scores"][s]
             cells += [f"{sc['mae']:.2f}", f"{sc['dmae']:+.2f}" if "dmae" in sc else "-",
                       f"{sc['drift']:.2f} ({sc['drift_p95']:.2f})" if "drift" in sc else "-"]
+        if shift:
+            sh = r["scores"]["shift"]
+            cells.append(f"{sh['shift']:.3f} / {sh['shift_max']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -123,7 +162,8 @@ def _markdown(rows: list[dict], sets: list[str]) -> str:
 def run_sweep(model: str | Path, calib_sources: list[str], settings, eval_set: str | None = None, synth_test: int = 300,
               synth_range: str = "wide", profile: str = "tensorrt", stages: str = "methods,sensitivity,exclude",
               method: str = "minmax", depth: int = 4, threads: int = 1, list_groups: bool = False,
-              max_crops: int = 512, out: str | Path = "runs/quantize-sweep", command: str = "") -> int:
+              max_crops: int = 512, out: str | Path = "runs/quantize-sweep", command: str = "",
+              shift_faces: str | Path | None = None, rank_by: str = "drift") -> int:
     """Run the stages (see the module doc) and write ``sweep.json`` / ``sweep.md`` into ``out``.
 
     ``settings``: the calibration face detector (``DetectorSettings`` of ``data.faces``, built by the
@@ -156,8 +196,18 @@ def run_sweep(model: str | Path, calib_sources: list[str], settings, eval_set: s
     if synth_test:
         x, R, desc = synthetic_test_set(synth_test, spec, synth_range, cache=out / "synth-test.npz")
         sets["synth"] = (x, R)
+    if shift_faces:
+        from edgepose.evaluation import photo_faces
+
+        faces = photo_faces(shift_faces, settings.model_path)
+        if not faces:
+            raise UserError(f"--shift-faces {shift_faces}: no face found in its *.JPG photos; give a folder of photos")
+        sets["shift"] = shift_crops(faces, spec)
+    if rank_by == "shift" and "shift" not in sets:
+        raise UserError("--rank-by shift needs --shift-faces DIR (photos whose faces are moved by 0.01 px)")
     calib = build_calibration_set(calib_sources, spec, settings, max_crops=max_crops)
-    log.info("calibration: %d crops; eval sets: %s", len(calib.crops), {k: len(v[0]) for k, v in sets.items()})
+    log.info("calibration: %d crops; eval sets: %s", len(calib.crops), {k: len(v[0]) for k, v in sets.items()
+                                                                          if k != "shift"})
 
     fp32 = score(model, sets, None, threads)
     rows: list[dict] = [{"variant": "fp32", "profile": "-", "method": "-", "crops": "-", "scores": fp32}]
@@ -179,7 +229,7 @@ def run_sweep(model: str | Path, calib_sources: list[str], settings, eval_set: s
         rows.append(row)
         path.unlink(missing_ok=True)
         path.with_name(path.name + ".json").unlink(missing_ok=True)
-        log.info("%s: %s", variant, {k: {m: round(v[m], 3) for m in ("mae", "dmae", "drift")}
+        log.info("%s: %s", variant, {k: {m: round(x, 3) for m, x in v.items() if m in ("mae", "dmae", "drift", "shift")}
                                      for k, v in row["scores"].items()})
         _save()
         return row
@@ -188,11 +238,13 @@ def run_sweep(model: str | Path, calib_sources: list[str], settings, eval_set: s
         clean = [{**r, "scores": {k: {m: v for m, v in s.items() if m != "R"} for k, s in r["scores"].items()}}
                  for r in rows]
         atomic_write_text(out / "sweep.json", json.dumps({"model": str(model), "groups": list(groups), "rows": clean,
-                                                          "sets": {k: len(v[0]) for k, v in sets.items()},
+                                                          "sets": {k: len(v[0]) if k != "shift" else v.shape[1]
+                                                                   for k, v in sets.items()},
                                                           "command": command}, indent=2) + "\n")
         atomic_write_text(out / "sweep.md", _markdown(rows, list(sets)))
 
-    key = "synth" if "synth" in sets else next(iter(sets))
+    key = "shift" if rank_by == "shift" else ("synth" if "synth" in sets else next(iter(sets)))
+    metric = "shift" if rank_by == "shift" else "drift"
     if "methods" in stages:
         run("minmax", "minmax")
         run("entropy", "entropy")
@@ -205,7 +257,7 @@ def run_sweep(model: str | Path, calib_sources: list[str], settings, eval_set: s
         for g, names in groups.items():
             conv_names = names  # the group's own nodes; ORT adds the Q/DQ of their inputs
             r = run(f"only-{g.replace('model.backbone.', '')}", only=conv_names)
-            sens[g] = r["scores"][key]["drift"]
+            sens[g] = r["scores"][key][metric]
     if "exclude" in stages:
         worst = sorted(sens, key=sens.get, reverse=True)
         for k in (1, 2, 3):

@@ -256,6 +256,9 @@ def test_evaluate_scores_a_profiled_held_out_set_and_names_a_wrong_file(tmp_path
     res = rep["sets"][PROFILED]["fp32"]
     assert res["n"] == 6 and 0.0 < res["geodesic"] < 90.0
     assert "profiled held-out geodesic" in markdown(rep)
+    sub = rep["subpixel_shift"]  # the stability test's measurement, as a column for every row
+    assert sub["faces"] >= 6 and set(sub) >= {"fp32", "int8-cpu", "int8-tensorrt"}
+    assert 0.0 < sub["fp32"]["mean"] <= sub["fp32"]["max"] < 5.0 and "0.01 px shift" in markdown(rep)
     bad = tmp_path / "bad.npz"
     np.savez(bad, images=np.zeros((1, 8, 8, 3), np.uint8))
     with pytest.raises(UserError, match="no R, boxes array"):

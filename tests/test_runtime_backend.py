@@ -192,3 +192,55 @@ def test_a_checkpoint_is_read_once(tmp_path, monkeypatch):
     with load_backend(ckpt) as be:
         assert isinstance(be.runner, TorchRunner) and be.meta.model == "mobilenetv3_small"
     assert reads == [str(ckpt)]
+
+
+class KernelTwinRunner:
+    """A runner that crops on the "device" the way TrtRunner.infer_frame does, with the CUDA kernel's
+    NumPy twin (edgepose.jetson.gpu_preprocess.reference_crop_resize_normalize, tested against the
+    kernel on GPUs) feeding the real ONNX runner: the dispatch of PoseBackend.predict is tested here
+    without a GPU; the real TensorRT path is tests/test_trt_runtime.py (GPU only)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.input_name, self.input_shape, self.path = inner.input_name, inner.input_shape, inner.path
+        self.frame_calls: list[int] = []
+
+    def infer(self, feed):
+        return self.inner.infer(feed)
+
+    def infer_frame(self, frame, boxes, spec):
+        from edgepose.jetson.gpu_preprocess import reference_crop_resize_normalize
+
+        self.frame_calls.append(len(boxes))
+        return self.inner.infer({self.input_name: reference_crop_resize_normalize(frame, boxes, spec)})
+
+    def close(self):
+        self.inner.close()
+
+
+def test_predict_crops_on_device_when_the_runner_can(onnx_model):
+    path, _ = onnx_model
+    meta = load_backend(path).meta
+    boxes = [(10, 10, 80, 90), (100, 50, 200, 170), (250, 150, 330, 250), (-20, -10, 40, 60)]
+    frame = _frame(4)
+    with load_backend(path) as cpu:
+        assert not cpu.crops_on_device  # ONNX Runtime: crops on the CPU
+        ref = cpu.predict(frame, boxes)
+    twin = KernelTwinRunner(OnnxRunner(path))
+    with PoseBackend(twin, meta) as be:
+        assert be.crops_on_device
+        out = be.predict(frame, boxes)
+        assert twin.frame_calls == [4]  # all faces of the frame in one device call
+        assert out["valid"].all()
+        # kernel crops use exact float coordinates, OpenCV 1/32 px: close, not identical
+        np.testing.assert_allclose(out["R"], ref["R"], atol=0.05)
+        assert np.abs(out["R"] - ref["R"]).max() > 0  # it really took the device path
+        bgra = np.concatenate([frame, np.full(frame.shape[:2] + (1,), 255, np.uint8)], axis=2)
+        be.predict(bgra, boxes)  # BGRA: the kernel reads BGR/GRAY only -> CPU crops
+        assert be.predict(frame, [])["R"].shape == (0, 3, 3)
+        assert twin.frame_calls == [4]
+    twin2 = KernelTwinRunner(OnnxRunner(path))
+    with PoseBackend(twin2, meta, gpu_preprocess=False) as be:
+        assert not be.crops_on_device
+        np.testing.assert_array_equal(be.predict(frame, boxes)["R"], ref["R"])
+        assert twin2.frame_calls == []

@@ -119,3 +119,36 @@ def test_predicted_boxes_never_collapse():
         for t in tr.predict():
             assert t.box[2] > t.box[0] and t.box[3] > t.box[1]
             assert t.box[2] - t.box[0] >= 0.5 * 60 - 1e-9
+
+
+def test_reid_age_gives_a_lost_face_its_id_back():
+    """A confirmed face missed for longer than max_age comes back on its last box: with reid_age it keeps
+    its id (reported again at once), without it gets a new one; a detection elsewhere still gets a new id."""
+    def run(reid_age):
+        tr = IoUTracker(min_hits=2, max_age=1, reid_age=reid_age)
+        for _ in range(3):
+            tr.update([D(100, 100, 160, 160)])
+        for _ in range(4):  # 4 misses > max_age: deleted
+            tr.update([])
+        assert tr.tracks == []
+        back = tr.update([D(103, 101, 163, 161), D(400, 100, 460, 160)])
+        return sorted(t.track_id for t in back), sorted(t.track_id for t in tr.tracks)
+
+    assert run(reid_age=5) == ([1], [1, 2])  # old id back and confirmed; the stranger tentative with id 2
+    assert run(reid_age=0) == ([], [2, 3])  # off: both new and tentative
+
+
+def test_reid_forgets_after_reid_age_and_never_revives_tentative_tracks():
+    tr = IoUTracker(min_hits=2, max_age=0, reid_age=2)
+    tr.update([D(0, 0, 50, 50)])  # tentative only
+    tr.update([])  # deleted without ever being confirmed
+    assert [t.track_id for t in tr.update([D(0, 0, 50, 50)])] == [] and tr.tracks[0].track_id == 2
+    tr2 = IoUTracker(min_hits=1, max_age=0, reid_age=2)
+    tr2.update([D(0, 0, 50, 50)])
+    for _ in range(4):  # deleted, then 3 more runs > reid_age
+        tr2.update([])
+    assert [t.track_id for t in tr2.update([D(0, 0, 50, 50)])] == [2]
+    tr2.reset()
+    assert tr2.lost == []
+    with pytest.raises(ValueError):
+        IoUTracker(reid_age=-1)

@@ -129,3 +129,12 @@ def test_trt_runner_end_to_end(tmp_path):
             cpu = backend.runner.infer({"input": __import__("edgepose.preprocess", fromlist=["x"]).preprocess_batch(
                 frame, boxes, backend.meta.preprocess)})
             assert np.abs(gpu["rotation"] - cpu["rotation"]).max() < max(tol, 2e-2)
+            # the per-frame path: PoseBackend.predict crops on the device; 11 faces > profile max 8 =
+            # two kernel launches into the input buffer, the second from the 9th face's affine
+            assert backend.crops_on_device
+            many = [(10 + 25 * (i % 10), 10 + 60 * (i // 10), 70 + 25 * (i % 10), 80 + 60 * (i // 10))
+                    for i in range(11)]
+            dev = backend.predict(frame, many)
+            host = backend.infer(__import__("edgepose.preprocess", fromlist=["x"]).preprocess_batch(
+                frame, many, backend.meta.preprocess))
+            assert dev["valid"].all() and np.abs(dev["R"] - host["R"]).max() < max(tol, 2e-2)

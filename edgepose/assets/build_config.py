@@ -88,6 +88,16 @@ class OptimSection(OptimConfig):
     # shipped. With a few hundred real identities the raw weights chase the last batches; the average
     # is the usual cheap regulariser for that.
     ema: float = 0.0
+    # box consistency (edgepose.train.consistency): weight of the geodesic distance between the predictions for a
+    # crop and for the same crop through a box moved by up to `consistency_shift` px and scaled by up to
+    # +-`consistency_scale`, on `consistency_fraction` of each batch. 0 = off (v10 and earlier).
+    consistency: float = 0.0
+    consistency_fraction: float = 0.25
+    consistency_shift: float = 2.0
+    consistency_scale: float = 0.03
+    # quantization noise (edgepose.train.quant_noise): uniform noise of `quant_noise` INT8 steps on every BatchNorm
+    # output while training, so that the INT8 files' roundings move the answer less. 0 = off (v12 and earlier).
+    quant_noise: float = 0.0
 
 
 @dataclass

@@ -45,6 +45,14 @@ class GeodesicObjective(Method):
     def __init__(self, cfg: BuildConfig, copied: list[str]):
         super().__init__(cfg, None)
         self.copied = copied
+        self.noise = None  # edgepose.train.quant_noise.QuantNoise, attached at the first step when enabled
+        self._noise_state: dict = {}
+
+    def state_dict(self) -> dict:
+        return {"quant_noise": self.noise.state_dict()} if self.noise is not None else dict(self._noise_state)
+
+    def load_state_dict(self, state: dict) -> None:
+        self._noise_state = dict(state)  # applied when the hooks are attached (the model is not known yet)
 
     def param_groups(self, module) -> list[dict]:
         return param_groups(module, self.copied, 1.0, self.cfg.student.init_lr_scale, as_scale=True)
@@ -52,10 +60,25 @@ class GeodesicObjective(Method):
     def training_step(self, batch: dict, model):
         from edgepose.losses import geodesic_loss
 
+        from edgepose.train.consistency import consistency_term, with_jittered_views
+
+        o, images = self.cfg.optim, batch["image"]
+        if o.quant_noise > 0 and self.noise is None:
+            from edgepose.train.quant_noise import QuantNoise
+
+            self.noise = QuantNoise(o.quant_noise).attach(model)
+            self.noise.load_state_dict(self._noise_state.get("quant_noise", {}))
+        k = 0
+        if o.consistency > 0:
+            images, k = with_jittered_views(images, o.consistency_fraction, o.consistency_shift, o.consistency_scale)
         with self.autocast():
-            pred = model(batch["image"])["R"]
-        loss = geodesic_loss(pred.float(), batch["R"], batch["weight"])
-        return loss, {}
+            pred = model(images)["R"]
+        n = batch["R"].shape[0]
+        loss = geodesic_loss(pred[:n].float(), batch["R"], batch["weight"])
+        if not k:
+            return loss, {}
+        term = consistency_term(pred, k)
+        return loss + o.consistency * term, {"consistency_deg": float(term.detach()) * 57.29577951308232}
 
 
 def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path, teacher=None,

@@ -18,6 +18,9 @@ the labels the default-model build trains on (each member flip-averaged, then th
   yaw +-99, roll +-45) and ``full`` (uniform on SO(3)), face boxes from the renderer.
 * **Stability** (``--clips``: talking-head videos, every frame, YuNet boxes): the median frame-to-frame change
   of each model's rotation (deg). Real head motion is in it for every row alike; a noisier model reads higher.
+* **Sub-pixel shift** (``faces-aws`` photos, YuNet boxes): the mean geodesic change of each model's answer when
+  the face box moves by 0.01 px (:func:`edgepose.evaluation.subpixel_change`; the [accuracy] issue's INT8 bound
+  is 0.2 deg, and ``tests/test_default_model_stability.py`` checks the shipped files with this same function).
 * **Cost**: ms per face (ONNX Runtime, CPU, one thread, batch 1; every row's ONNX timed in interleaved rounds,
   median; teachers are exported to ONNX for it), MACs per face (:func:`edgepose.export.cost.onnx_macs`),
   the share of the single-core GEMM peak that reaches, and bytes on disk (file + sidecar).
@@ -328,6 +331,9 @@ def evaluate_models(data_root: str | Path | None = None,
     clip_paths = [c if Path(c).is_absolute() else root / c for c in clips]
     clip_paths = [Path(c) for c in clip_paths if Path(c).is_file()]
     clip_items = clip_faces(clip_paths, det if det.is_file() else None) if clip_paths else []
+    from edgepose.evaluation import photo_faces, subpixel_change
+
+    photos = photo_faces(root / "faces-aws", det if det.is_file() else None) if (root / "faces-aws").is_dir() else []
     if real_val and not Path(real_val).is_file():
         raise UserError(f"--real-val {real_val}: not found; give a build's out_dir/real-val.npz")
     t0 = time.perf_counter()
@@ -341,6 +347,10 @@ def evaluate_models(data_root: str | Path | None = None,
         report["real_val"] = real_val_agreement(rows, teacher, Path(real_val))
     if clip_items:
         report["stability"] = {"clips": [str(c) for c in clip_paths], **jitter(rows, clip_items)}
+    if photos:
+        moved = {r.name: subpixel_change(r.predict, photos) for r in rows}
+        report["subpixel_shift"] = {"faces": len(photos), "shift_px": 0.01, **{
+            n: {"mean": float(v.mean()), "max": float(v.max())} for n, v in moved.items()}}
     if not no_timing:
         from edgepose.export.cost import gemm_peak_gflops
 
@@ -366,11 +376,12 @@ def markdown(report: dict) -> str:
     names = list(next(iter(sets.values())).keys()) if sets else []
     aflw = next((k for k in sets if k.startswith("aflw")), None)
     rv, cost, st = report.get("real_val", {}), report.get("cost", {}), report.get("stability", {})
+    sub = report.get("subpixel_shift", {})
     lines = [f"Command: `{report['command']}`\n",
              "| model | AFLW fixtures MAE / geodesic | real-val vs ensemble (mean / median) | profiled held-out geodesic | "
-             "synthetic wide geodesic | synthetic full geodesic | frame-to-frame change (median) | ms / face | MMACs | "
-             "GEMM-peak share | size (kB) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "synthetic wide geodesic | synthetic full geodesic | frame-to-frame change (median) | 0.01 px shift (mean) | "
+             "ms / face | MMACs | GEMM-peak share | size (kB) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m in names:
         a = sets[aflw][m] if aflw else None
         r, c = rv.get(m), cost.get(m, {})
@@ -380,7 +391,7 @@ def markdown(report: dict) -> str:
             f"| {m} | {_f(a and a['mae'])} / {_f(a and a['geodesic'])} | "
             f"{_f(r and r['mean'])} / {_f(r and r['median'])} | {_f(pv and pv['geodesic'])} | "
             f"{_f(w and w['geodesic'])} | {_f(f and f['geodesic'])} | "
-            f"{_f(st.get(m, {}).get('median'), '{:.3f}')} | "
+            f"{_f(st.get(m, {}).get('median'), '{:.3f}')} | {_f(sub.get(m, {}).get('mean'), '{:.3f}')} | "
             f"{_f(c.get('ms_per_face'), '{:.3f}')} | {_f(c.get('macs') and c['macs'] / 1e6, '{:.1f}')} | "
             f"{_f(c.get('gemm_peak_share') and 100 * c['gemm_peak_share'], '{:.1f} %')} | "
             f"{_f(c.get('bytes') and c['bytes'] / 1e3, '{:.0f}')} |")

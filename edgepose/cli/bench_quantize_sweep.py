@@ -5,6 +5,8 @@
         --detector-model ../shared/data/detectors/yunet/yunet_s_dynamic.onnx \\
         --eval aflw2000:../shared/data/aflw2000-sample --synth-test 300 --out runs/f3-sweep
     edgepose-bench quantize-sweep MODEL --calib X --list-groups    # node names for `edgepose quantize --exclude`
+    edgepose-bench quantize-sweep MODEL --calib X --shift-faces ../shared/data/faces-aws --rank-by shift \
+        --method percentile --profile cpu     # which layer groups make the INT8 answer jump under a 0.01 px shift
 
 Stages (``--stages``): ``methods`` (minmax / entropy / percentile, fewer crops), ``sensitivity``
 (one layer group quantized at a time) and ``exclude`` (the most sensitive groups kept in float).
@@ -35,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=4, help="module-path depth of a layer group")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--list-groups", action="store_true", help="print the layer groups and exit")
+    p.add_argument("--shift-faces", help="photo folder (e.g. ../shared/data/faces-aws): add the 0.01 px box-shift "
+                   "stability column (YuNet boxes from --detector-model)")
+    p.add_argument("--rank-by", choices=("drift", "shift"), default="drift",
+                   help="what the sensitivity stage ranks layer groups by for the exclude stage")
     p.add_argument("--out", default="runs/quantize-sweep")
 
 
@@ -47,4 +53,5 @@ def run(a: argparse.Namespace) -> int:
     return run_sweep(a.model, a.calib, settings, eval_set=a.eval_set, synth_test=a.synth_test,
                      synth_range=a.synth_range, profile=a.profile, stages=a.stages, method=a.method, depth=a.depth,
                      threads=a.threads, list_groups=a.list_groups, max_crops=a.max_crops, out=a.out,
-                     command=invoked_command(a) or "edgepose-bench quantize-sweep")
+                     command=invoked_command(a) or "edgepose-bench quantize-sweep", shift_faces=a.shift_faces,
+                     rank_by=a.rank_by)

@@ -52,6 +52,7 @@ BENCH_COMMANDS: dict[str, str] = {
     "synth-throughput": "edgepose.cli.bench_synth_throughput",
     "gpu-preprocess": "edgepose.cli.bench_gpu_preprocess",
     "pipeline": "edgepose.cli.bench_pipeline",
+    "side-by-side": "edgepose.cli.bench_side_by_side",
 }
 
 

@@ -126,6 +126,7 @@ def run_options(args):
 
 def run(args) -> int:
     from ..pipelines.builder import build_run, open_source
+    from ..runtime.idswitch import format_id_switches
 
     open_source(args.source)  # a bad URI, path or device is reported before a misplaced flag
     with build_run(run_options(args)) as built:
@@ -135,6 +136,8 @@ def run(args) -> int:
           f"faces in {summary.frames_with_faces} frames" + (" - stopped by signal" if summary.interrupted else ""),
           file=sys.stderr)
     print(summary.table, file=sys.stderr)
+    if summary.id_switches:
+        print(format_id_switches(summary.id_switches), file=sys.stderr)
     video = "annotated images" if built.spec.independent_frames else "video"
     for what, path in ((video, options.outputs.video), ("metadata", options.outputs.jsonl),
                        ("stats", options.outputs.stats)):

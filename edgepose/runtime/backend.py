@@ -4,6 +4,12 @@
 reads :func:`edgepose.metadata.load_metadata`, checks that the model really takes the input its
 metadata describes, and decodes whatever the model outputs (``rotation``, ``euler`` or a 6D
 vector) into ``R`` and ``euler`` on the host with :mod:`edgepose.geometry`.
+
+``predict(frame, boxes)`` runs ONE batched inference for all faces of a frame.  Its crops come
+from :func:`edgepose.preprocess.preprocess_batch` on the CPU, or -- for a runner that crops on the
+device (``infer_frame``: the TensorRT runner, with ``gpu_preprocess``) -- from the CUDA kernel
+of :mod:`edgepose.jetson.gpu_preprocess`, one launch for all faces, written straight into the
+engine's input buffer.
 """
 from __future__ import annotations
 
@@ -58,13 +64,14 @@ class PoseBackend:
     and NaN poses, and a warning is logged -- unless ``on_nan="raise"``, which raises ModelError.
     """
 
-    def __init__(self, runner, meta: ArtifactMetadata, on_nan: str = "flag"):
+    def __init__(self, runner, meta: ArtifactMetadata, on_nan: str = "flag", gpu_preprocess: bool = True):
         if on_nan not in ("flag", "raise"):
             raise ValueError("on_nan must be 'flag' or 'raise'")
         self.runner = runner
         self.meta = meta
         self.spec = meta.preprocess
         self.on_nan = on_nan
+        self.gpu_preprocess = bool(gpu_preprocess)
         self._nan_warned = False
         #: the model outputs a face-presence probability and a refined box (ROI tracking, runtime.frame)
         self.has_roi = has_roi_outputs(meta)
@@ -119,8 +126,15 @@ class PoseBackend:
             if self.has_roi:
                 presences.append(self._roi_output(out, "presence", 1)[:m, 0])
                 crop_boxes.append(self._roi_output(out, "box", 4)[:m])
-        R = np.concatenate(Rs)
-        euler = np.concatenate(eulers)
+        return self._checked(np.concatenate(Rs), np.concatenate(eulers),
+                             np.concatenate(presences) if self.has_roi else None,
+                             np.concatenate(crop_boxes) if self.has_roi else None)
+
+    def _checked(self, R: np.ndarray, euler: np.ndarray, presence: np.ndarray | None = None,
+                 box: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Flag (or raise on) faces whose pose is not finite; the result dict of infer/predict (with the ROI
+        heads' ``presence`` / ``box`` when the model has them)."""
+        n = R.shape[0]
         valid = np.isfinite(R).all(axis=(1, 2)) & np.isfinite(euler).all(axis=1)
         if not valid.all():
             msg = (f"pose model {getattr(self.runner, 'path', '')} produced non-finite outputs for "
@@ -135,7 +149,6 @@ class PoseBackend:
             euler[~valid] = np.nan
         result = {"R": R, "euler": euler, "valid": valid}
         if self.has_roi:
-            presence, box = np.concatenate(presences), np.concatenate(crop_boxes)
             # a non-finite presence is no face: the tracker then re-detects instead of following a NaN box
             bad = ~(np.isfinite(presence) & np.isfinite(box).all(axis=1))
             presence[bad] = 0.0
@@ -150,8 +163,25 @@ class PoseBackend:
                              f"metadata but returned only {sorted(out)}; the sidecar belongs to another model")
         return np.asarray(value, np.float32).reshape(-1, width)
 
+    @property
+    def crops_on_device(self) -> bool:
+        """True when :meth:`predict` crops with the runner's CUDA kernel (TensorRT + gpu_preprocess)."""
+        return self.gpu_preprocess and callable(getattr(self.runner, "infer_frame", None))
+
     def predict(self, frame: np.ndarray, boxes: Sequence) -> dict[str, np.ndarray]:
-        """Faces of one frame (BGR or GRAY) -> poses; preprocessing only from ``meta.preprocess``."""
+        """Faces of one frame (BGR or GRAY) -> poses, one batched inference; preprocessing only from
+        ``meta.preprocess`` (on the CPU, or by the runner's CUDA kernel: :attr:`crops_on_device`)."""
+        boxes = list(boxes)
+        frame = np.asarray(frame)
+        # the kernel reads BGR (HxWx3) or GRAY (HxW) uint8; anything else (BGRA) is cropped on the CPU
+        if boxes and self.crops_on_device and frame.dtype == np.uint8 and (
+                frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 3)):
+            out = self.runner.infer_frame(frame, boxes, self.spec)
+            R, euler = decode_pose_outputs(out)
+            if self.has_roi:
+                return self._checked(R, euler, self._roi_output(out, "presence", 1)[:, 0],
+                                     self._roi_output(out, "box", 4))
+            return self._checked(R, euler)
         return self.infer(preprocess_batch(frame, boxes, self.spec))
 
     # -- lifetime ----------------------------------------------------------------------------
@@ -172,8 +202,9 @@ class PoseBackend:
 
 
 def load_backend(path: str | os.PathLike, device: str = "cpu", providers: Sequence[str] | None = None,
-                 intra_op_threads: int | None = None, on_nan: str = "flag") -> PoseBackend:
-    """Open a pose model (.pt/.pth/.ckpt, .onnx, .engine/.plan) with its metadata."""
+                 intra_op_threads: int | None = None, on_nan: str = "flag", gpu_preprocess: bool = True) -> PoseBackend:
+    """Open a pose model (.pt/.pth/.ckpt, .onnx, .engine/.plan) with its metadata; ``gpu_preprocess``:
+    crop on the device where the runner can (TensorRT engines), see :meth:`PoseBackend.predict`."""
     path = Path(path)
     if not path.exists():
         raise ModelError(f"pose model not found: {path}")
@@ -190,7 +221,7 @@ def load_backend(path: str | os.PathLike, device: str = "cpu", providers: Sequen
     if isinstance(runner, TorchRunner):
         runner.input_name = meta.input_name
     try:
-        return PoseBackend(runner, meta, on_nan=on_nan)
+        return PoseBackend(runner, meta, on_nan=on_nan, gpu_preprocess=gpu_preprocess)
     except BaseException:
         runner.close()
         raise

@@ -165,7 +165,7 @@ class FrameProcessor:
         self.backend = pose_backend
         self.detector = detector
         self.tracker = IoUTracker(c.tracker.iou_threshold, c.tracker.min_hits, c.tracker.max_age,
-                                  predict_motion=c.tracker.predict_motion)
+                                  predict_motion=c.tracker.predict_motion, reid_age=c.tracker.reid_age)
         self.driver = DriverSelector(c.driver.mode, c.driver.roi, c.driver.drive_side, c.driver.min_face_frac,
                                      c.driver.switch_ratio)
         s = c.smoothing
@@ -197,7 +197,8 @@ class FrameProcessor:
         backend = None
         if cfg.pose.model:
             backend = load_backend(cfg.pose.model, device=cfg.pose.device, providers=cfg.pose.providers,
-                                   intra_op_threads=threads, on_nan=cfg.pose.on_nan)
+                                   intra_op_threads=threads, on_nan=cfg.pose.on_nan,
+                                   gpu_preprocess=cfg.pose.gpu_preprocess)
         try:
             kw = {} if d.input_size is None else {"input_size": d.input_size}
             extra = {} if d.name.lower().startswith("haar") else {

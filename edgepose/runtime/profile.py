@@ -2,7 +2,8 @@
 
 Run as ``edgepose-bench profile VIDEO --model pose.onnx`` (options in ``edgepose/cli/bench_profile.py``).
 :func:`profile_video` gives median / p90 / mean milliseconds for detect, track, pose, smooth and their
-sum over the processed frames (after ``warmup`` frames), and the detector call alone.
+sum over the processed frames (after ``warmup`` frames), the detector call alone, and the tracker's
+id switches over all frames (:mod:`.idswitch`).
 Figures depend on the machine and on its load: always publish them with the command line.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ def profile_video(video: str, model: str | None = None, detector: str = "yunet",
 
     from ..errors import SourceError
     from .frame import FrameProcessor
+    from .idswitch import IdSwitchCounter
 
     cap = cv2.VideoCapture(video)
     if not cap.isOpened():
@@ -39,6 +41,7 @@ def profile_video(video: str, model: str | None = None, detector: str = "yunet",
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     per_stage: dict[str, list[float]] = {"detect": [], "track": [], "pose": [], "smooth": [], "total": []}
     detect_only, faces = [], []
+    ids = IdSwitchCounter()  # over every frame, warm-up included: tracking starts at frame 0
     with FrameProcessor.from_options(model=model, detector=detector, detector_model=detector_model,
                                      detector_size=detector_size, detect_every=every, threads=threads,
                                      overrides=list(overrides or [])) as proc:
@@ -50,6 +53,7 @@ def profile_video(video: str, model: str | None = None, detector: str = "yunet",
             t0 = time.perf_counter()
             r = proc.process(frame, int(i * 1e9 / fps))
             total = (time.perf_counter() - t0) * 1e3
+            ids.add(i, r.faces)
             if i >= warmup:
                 for k in ("detect", "track", "pose", "smooth"):
                     per_stage[k].append(r.timings[k])
@@ -62,7 +66,7 @@ def profile_video(video: str, model: str | None = None, detector: str = "yunet",
     report = {"video": video, "model": model, "detector": detector, "every": every,
               "frames": len(per_stage["total"]), "mean_faces": float(np.mean(faces)) if faces else 0.0,
               "stages_ms": {k: _stats(v) for k, v in per_stage.items()},
-              "detector_call_ms": _stats(detect_only), "command": command}
+              "detector_call_ms": _stats(detect_only), "id_switches": ids.summary(), "command": command}
     if json_out:
         from ..metadata import atomic_write_text
 
@@ -78,4 +82,8 @@ def format_profile(report: dict) -> str:
     for k, s in rows:
         if s.get("n"):
             lines.append(f"{k:<16}{s['p50']:>10.2f}{s['p90']:>10.2f}{s['mean']:>10.2f}")
+    if report.get("id_switches"):
+        from .idswitch import format_id_switches
+
+        lines.append(format_id_switches(report["id_switches"]))
     return "\n".join(lines)

@@ -28,6 +28,9 @@ class TrackerConfig:
     iou_threshold: float = 0.3  # detection <-> track match
     min_hits: int = 2  # detections before a track is reported (suppresses one-off false positives)
     max_age: int = 3  # detector runs without a match before a track is dropped
+    # detector runs a dropped (confirmed) track's id is kept for a re-detection on its last box
+    # (0 = off): faces turned away for a few frames keep their number (edgepose.runtime.tracking)
+    reid_age: int = 10
     predict_motion: bool = True  # move boxes by their velocity on frames without detection
     # with detector.every > 1: move boxes by the image's motion (median optical flow inside each
     # box) on frames without detection, the velocity only where the flow fails
@@ -86,6 +89,9 @@ class PoseConfig:
     threads: int | None = None  # intra-op threads
     on_nan: str = "flag"  # flag | raise
     max_faces: int = 8  # pose for at most this many faces per frame (largest first)
+    # TensorRT engines: crop all faces of a frame with the CUDA kernel straight into the engine's
+    # input buffer (edgepose.jetson.gpu_preprocess); false = NumPy/OpenCV crops on the CPU
+    gpu_preprocess: bool = True
 
 
 @dataclass

@@ -10,6 +10,12 @@
 * ROI mode (``tracker.roi``, :mod:`.frame`): ``refine(track, box)`` puts the box the pose model's box
   head measured on this frame into the track (the next frame's crop starts from it), and the
   model's face-presence score is kept on the track (``presence``, ``low_presence``).
+* Re-identification by place (``reid_age``): a *confirmed* track that was deleted is remembered
+  (not reported) for ``reid_age`` more detector runs; a new detection overlapping its last
+  detected box (IoU >= ``iou_threshold``) gets the old id back, confirmed at once, instead of a
+  new id.  A face the detector misses for a few frames (a turn, a passing occluder: the classroom
+  clip lost faces for 2-6 frames, docs/results/pipeline.md) keeps its number; a different face
+  taking the same place within that time would inherit it (no appearance model) -- 0 turns it off.
 """
 from __future__ import annotations
 
@@ -36,10 +42,14 @@ class Track:
     det_size: tuple[float, float] = (0.0, 0.0)  # width, height of the last detection
     presence: float | None = None  # the pose model's face-presence probability on the last posed frame (ROI mode)
     low_presence: int = 0  # consecutive posed frames with the presence below the threshold (ROI mode)
+    det_box: np.ndarray | None = None  # the last detected box (re-identification compares with it)
+    lost_runs: int = 0  # detector runs since the track was deleted (while in the lost pool)
 
     def __post_init__(self):
         if self.det_size == (0.0, 0.0):
             self.det_size = (float(self.box[2] - self.box[0]), float(self.box[3] - self.box[1]))
+        if self.det_box is None:
+            self.det_box = np.array(self.box, np.float64)
 
     def advance(self) -> None:
         """Move the box one frame along its velocity, never shrinking it below half the size
@@ -58,23 +68,26 @@ class Track:
 
 class IoUTracker:
     def __init__(self, iou_threshold: float = 0.3, min_hits: int = 2, max_age: int = 3,
-                 velocity_smoothing: float = 0.5, predict_motion: bool = True):
+                 velocity_smoothing: float = 0.5, predict_motion: bool = True, reid_age: int = 0):
         if not 0.0 < iou_threshold < 1.0:
             raise ValueError("iou_threshold must be in (0, 1)")
-        if min_hits < 1 or max_age < 0:
-            raise ValueError("min_hits must be >= 1 and max_age >= 0")
+        if min_hits < 1 or max_age < 0 or reid_age < 0:
+            raise ValueError("min_hits must be >= 1, max_age >= 0 and reid_age >= 0")
         self.iou_threshold = float(iou_threshold)
         self.min_hits = int(min_hits)
         self.max_age = int(max_age)
         self.velocity_smoothing = float(velocity_smoothing)
         self.predict_motion = bool(predict_motion)
+        self.reid_age = int(reid_age)
         self.tracks: list[Track] = []
+        self.lost: list[Track] = []  # deleted confirmed tracks, kept reid_age detector runs
         self._next_id = 1
 
     def reset(self, restart_ids: bool = False) -> None:
         """Forget every track; ``restart_ids`` numbers the next tracks from 1 again (a new scene, e.g.
         the next image of a folder; after a reconnect ids go on so old and new faces never share one)."""
         self.tracks.clear()
+        self.lost.clear()
         if restart_ids:
             self._next_id = 1
 
@@ -123,10 +136,18 @@ class IoUTracker:
                 t.box = np.asarray(box, np.float64)
             elif self.predict_motion:
                 t.advance()
+        for t in self.lost:
+            t.lost_runs += 1
+        self.lost = [t for t in self.lost if t.lost_runs <= self.reid_age]
+        if self.reid_age:
+            self.lost += [t for t in self.tracks if t.misses > self.max_age and t.confirmed]
         self.tracks = [t for t in self.tracks if t.misses <= self.max_age]
-        for di, d in enumerate(detections):
-            if di not in matched_d:
-                t = Track(self._next_id, np.asarray(d.box, np.float64), float(d.score), d.landmarks)
+        new = [di for di in range(len(detections)) if di not in matched_d]
+        revived = self._revive(detections, new)
+        for di in new:
+            if di not in revived:
+                t = Track(self._next_id, np.asarray(detections[di].box, np.float64), float(detections[di].score),
+                          detections[di].landmarks)
                 t.confirmed = self.min_hits <= 1
                 self._next_id += 1
                 self.tracks.append(t)
@@ -153,6 +174,31 @@ class IoUTracker:
         ids = set(track_ids)
         self.tracks = [t for t in self.tracks if t.track_id not in ids]
 
+    def _revive(self, detections: list[Detection], new: list[int]) -> set[int]:
+        """Unmatched detections on a lost track's last detected box take that track's id back
+        (best overlaps first); returns the detection indices used."""
+        if not self.lost or not new:
+            return set()
+        iou = iou_matrix(np.array([t.det_box for t in self.lost]).reshape(-1, 4),
+                         np.array([detections[di].box for di in new], np.float64).reshape(-1, 4))
+        used_l, used_d = set(), set()
+        for li, ni in sorted(np.argwhere(iou >= self.iou_threshold).tolist(), key=lambda p: -iou[p[0], p[1]]):
+            if li in used_l or ni in used_d:
+                continue
+            used_l.add(li)
+            used_d.add(ni)
+            t = self.lost[li]
+            d = detections[new[ni]]
+            # the old velocity is stale after the gap: start from rest at the new detection
+            t.velocity = np.zeros(4)
+            t.box = np.asarray(d.box, np.float64)
+            t.frames_since_detection = 0
+            t.lost_runs = 0
+            self._match(t, d)
+            self.tracks.append(t)
+        self.lost = [t for li, t in enumerate(self.lost) if li not in used_l]
+        return {new[ni] for ni in used_d}
+
     def _match(self, t: Track, d: Detection) -> None:
         new_box = np.asarray(d.box, np.float64)
         frames = t.frames_since_detection + 1  # frames since this track's last detection
@@ -168,6 +214,7 @@ class IoUTracker:
         limit = 0.25 * np.array([w, h, w, h])
         t.velocity = np.clip(t.velocity, -limit, limit)
         t.box = new_box
+        t.det_box = new_box
         t.det_size = (float(w), float(h))
         t.score = float(d.score)
         t.landmarks = d.landmarks
