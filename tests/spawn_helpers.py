@@ -31,3 +31,20 @@ def assert_one_error_line(proc) -> str:
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, proc.stderr
     return errors[0]
+
+
+def video_frames(path, n: int, size=None) -> list:
+    """The first ``n`` frames of a video (BGR), optionally resized to ``size`` (w, h)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while len(frames) < n:
+            ok, f = cap.read()
+            if not ok:
+                break
+            frames.append(f if size is None else cv2.resize(f, size, interpolation=cv2.INTER_AREA))
+    finally:
+        cap.release()
+    return frames

@@ -3,7 +3,6 @@
 (which carries the face-presence + box heads, docs/runtime.md "ROI tracking")."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
@@ -15,21 +14,9 @@ from edgepose.runtime.frame import FrameProcessor
 from edgepose.runtime.settings import RuntimeConfig
 from edgepose.runtime.tracking import IoUTracker
 from edgepose.runtime.yunet import YuNetDetector
+from spawn_helpers import video_frames
 
 FPS_NS = 33_333_333
-
-
-def _frames(path, n, size=None):
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while len(frames) < n:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f if size is None else cv2.resize(f, size, interpolation=cv2.INTER_AREA))
-    cap.release()
-    assert frames, f"cannot decode {path}"
-    return frames
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +78,7 @@ def test_roi_mode_recrops_from_the_previous_frames_box(default_model, yunet_path
     """detector.every=10 on a real moving face: between detector runs the crop of frame t+1 is cut from
     the box the model measured on frame t (moved by the track's velocity), the reported box is the
     measured one, and it stays on the face (IoU with a per-frame detection)."""
-    frames = _frames(data_file("videos/head-pose-face-detection-male.mp4"), 60)
+    frames = video_frames(data_file("videos/head-pose-face-detection-male.mp4"), 60)
     with YuNetDetector(yunet_path) as det:
         ref = [(det.detect(f) or [None])[0] for f in frames]
     backend = RecordingBackend(load_backend(default_model))
@@ -125,9 +112,9 @@ def test_face_lost_then_reacquired_in_roi_mode(default_model, yunet_path, data_f
     """Face -> a cut to footage without faces -> the face again: the presence drops in the empty crops,
     the detector runs on every frame from there, the lost face is dropped after presence_drop_after
     frames, and the returning face is acquired again and then kept on the model's boxes."""
-    face = _frames(data_file("videos/single_face.mp4"), 40)
+    face = video_frames(data_file("videos/single_face.mp4"), 40)
     h, w = face[0].shape[:2]
-    empty = _frames(data_file("videos/no_face.mp4"), 12, size=(w, h))
+    empty = video_frames(data_file("videos/no_face.mp4"), 12, size=(w, h))
     frames = face[:20] + empty + face[20:40]
     cfg = _cfg(every=10)
     with FrameProcessor(load_backend(default_model), YuNetDetector(yunet_path), cfg) as proc:

@@ -15,6 +15,7 @@ from edgepose.runtime.settings import RuntimeConfig
 from edgepose.runtime.yunet import YuNetDetector
 
 from runtime_fixture_model import export_fixture_model
+from spawn_helpers import video_frames
 
 FPS_NS = 33_333_333
 
@@ -28,19 +29,6 @@ def pose_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def yunet_path(data_file):
     return data_file("detectors/yunet/yunet_s_640_640.onnx")
-
-
-def _frames(path, n):
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while len(frames) < n:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
-    assert frames, f"cannot decode {path}"
-    return frames
 
 
 def _processor(pose_model, yunet_path, **sections):
@@ -66,7 +54,7 @@ class CountingBackend:
 
 
 def test_single_face_video_detect_every_3(pose_model, yunet_path, data_file):
-    frames = _frames(data_file("videos/single_face.mp4"), 24)
+    frames = video_frames(data_file("videos/single_face.mp4"), 24)
     with _processor(pose_model, yunet_path, detector__every=3) as proc:
         results = [proc.process(f, i * FPS_NS) for i, f in enumerate(frames)]
     # frame 0 creates a tentative track, frame 1 confirms it (re-detect while empty), then every 3rd
@@ -86,8 +74,8 @@ def test_single_face_video_detect_every_3(pose_model, yunet_path, data_file):
     assert d["faces"][0]["track_id"] == 1 and len(d["faces"][0]["R"]) == 9
 
 
-def test_gray8_frames(pose_model, yunet_path, data_file):
-    frames = _frames(data_file("videos/single_face.mp4"), 4)
+def test_gray8video_frames(pose_model, yunet_path, data_file):
+    frames = video_frames(data_file("videos/single_face.mp4"), 4)
     with _processor(pose_model, yunet_path) as proc:
         for i, f in enumerate(frames):
             gray = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
@@ -97,7 +85,7 @@ def test_gray8_frames(pose_model, yunet_path, data_file):
 
 def test_no_face_video(pose_model, yunet_path, data_file):
     with _processor(pose_model, yunet_path, detector__every=2) as proc:
-        for i, f in enumerate(_frames(data_file("videos/no_face.mp4"), 8)):
+        for i, f in enumerate(video_frames(data_file("videos/no_face.mp4"), 8)):
             r = proc.process(f, i * FPS_NS)
             assert r.faces == [] and r.detected  # nothing confirmed -> keeps looking every frame
             assert r.driver is None
@@ -161,7 +149,7 @@ def test_vehicle_frame(pose_model, yunet_path, data_file):
     R = geometry.euler_to_matrix(np.array([5.0, 30.0, -4.0]))
     np.testing.assert_allclose(geometry.camera_frame(vf.apply(R)), vf.R_vehicle_cam @ geometry.camera_frame(R),
                                atol=1e-12)
-    frames = _frames(data_file("videos/single_face.mp4"), 3)
+    frames = video_frames(data_file("videos/single_face.mp4"), 3)
     with _processor(pose_model, yunet_path, vehicle__road_pose_deg=road) as proc:
         for i, f in enumerate(frames):
             r = proc.process(f, i * FPS_NS)
@@ -217,9 +205,9 @@ def test_face_lost_then_reacquired_with_detect_every_5(yunet_path, data_file):
     """Face -> a cut to footage without faces -> the face again (real video, real YuNet, the tracker):
     the lost face is dropped within max_age frames (detection runs on every frame once it is missed,
     not every 5th), and the returning face is reported again after min_hits frames."""
-    face = _frames(data_file("videos/single_face.mp4"), 40)
+    face = video_frames(data_file("videos/single_face.mp4"), 40)
     h, w = face[0].shape[:2]
-    empty = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in _frames(data_file("videos/no_face.mp4"), 12)]
+    empty = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in video_frames(data_file("videos/no_face.mp4"), 12)]
     frames = face[:20] + empty + face[20:40]
     cfg = RuntimeConfig()
     cfg.detector.every = 5
@@ -248,7 +236,7 @@ def test_flow_moves_boxes_between_detections_closer_than_velocity(data_file):
     from edgepose.runtime.detection import iou_matrix
 
     yunet = data_file("detectors/yunet/yunet_s_320_320.onnx")
-    frames = _frames(data_file("videos/head-pose-face-detection-male.mp4"), 60)
+    frames = video_frames(data_file("videos/head-pose-face-detection-male.mp4"), 60)
     with YuNetDetector(yunet) as det:
         ref = [(det.detect(f) or [None])[0] for f in frames]
     mean_iou = {}

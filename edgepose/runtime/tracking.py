@@ -160,13 +160,7 @@ class IoUTracker:
         new_box = np.asarray(box, np.float64)
         carried = t.velocity if self.predict_motion else np.zeros(4)
         frames = t.frames_since_detection  # t.box was advanced that many frames past the last measurement
-        measured = carried + (new_box - t.box) / max(frames, 1)
-        a = self.velocity_smoothing
-        t.velocity = a * t.velocity + (1 - a) * measured
-        w, h = new_box[2] - new_box[0], new_box[3] - new_box[1]
-        limit = 0.25 * np.array([w, h, w, h])
-        t.velocity = np.clip(t.velocity, -limit, limit)
-        t.box = new_box
+        self._set_measured(t, new_box, carried + (new_box - t.box) / max(frames, 1))
         t.frames_since_detection = 0  # measured now: the next residual spreads over the frames after this one
 
     def drop(self, track_ids) -> None:
@@ -199,23 +193,27 @@ class IoUTracker:
         self.lost = [t for li, t in enumerate(self.lost) if li not in used_l]
         return {new[ni] for ni in used_d}
 
-    def _match(self, t: Track, d: Detection) -> None:
-        new_box = np.asarray(d.box, np.float64)
-        frames = t.frames_since_detection + 1  # frames since this track's last detection
-        # t.box is the estimate for the previous frame; the prediction for this frame adds one
-        # velocity step, and the residual spread over the elapsed frames corrects the velocity.
-        carried = t.velocity if self.predict_motion else np.zeros(4)
-        measured = carried + (new_box - (t.box + carried)) / frames
+    def _set_measured(self, t: Track, new_box: np.ndarray, measured_velocity: np.ndarray) -> None:
+        """A box measured on this frame (a detection or the ROI box head): it becomes the track's box and the
+        velocity follows the measurement, smoothed and clipped."""
         a = self.velocity_smoothing
-        t.velocity = a * t.velocity + (1 - a) * measured
+        t.velocity = a * t.velocity + (1 - a) * measured_velocity
         # a face cannot move or grow by more than a quarter of its size per frame: anything
         # larger is a mismatch or detector noise, not motion
         w, h = new_box[2] - new_box[0], new_box[3] - new_box[1]
         limit = 0.25 * np.array([w, h, w, h])
         t.velocity = np.clip(t.velocity, -limit, limit)
         t.box = new_box
+
+    def _match(self, t: Track, d: Detection) -> None:
+        new_box = np.asarray(d.box, np.float64)
+        frames = t.frames_since_detection + 1  # frames since this track's last detection
+        # t.box is the estimate for the previous frame; the prediction for this frame adds one
+        # velocity step, and the residual spread over the elapsed frames corrects the velocity.
+        carried = t.velocity if self.predict_motion else np.zeros(4)
+        self._set_measured(t, new_box, carried + (new_box - (t.box + carried)) / frames)
         t.det_box = new_box
-        t.det_size = (float(w), float(h))
+        t.det_size = (float(new_box[2] - new_box[0]), float(new_box[3] - new_box[1]))
         t.score = float(d.score)
         t.landmarks = d.landmarks
         t.hits += 1
