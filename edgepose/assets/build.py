@@ -143,6 +143,10 @@ def build(config: str | Path, overrides: list[str] | None = None, *, data_root: 
         training_device(cfg.device)
         check_student_init(cfg)
         check_profiled(cfg)
+        if cfg.roi_heads.enabled:
+            from .build_roi import negative_videos
+
+            negative_videos(cfg.roi_heads, root)
 
     out = Path(cfg.out_dir)
     if resume and export_only:

@@ -312,6 +312,20 @@ def _load_cache(path: Path, what: str) -> dict:
         return {k: z[k] for k in z.files if k in ("images", "boxes", "R", "manifest")}
 
 
+def negative_videos(r, root: Path) -> list[Path]:
+    """``roi_heads.negatives`` resolved under the data root; a missing file is one line naming it (the build
+    checks this before any labelling or training, not after)."""
+    out = []
+    for name in r.negatives:
+        path = Path(name).expanduser()
+        path = path if path.is_absolute() else root / path
+        if not path.is_file():
+            raise UserError(f"roi_heads.negatives: {path} not found (a face-free video under the data root; "
+                            f"or roi_heads.enabled=false)")
+        out.append(path)
+    return out
+
+
 def train_roi_heads(cfg, root: Path, out: Path, command: str = "edgepose models build --stage roi-heads",
                     model=None):
     """Train the heads on ``model`` (a PoseModel; None = ``roi_heads.model`` or ``out_dir/last.pt``) with the
@@ -359,11 +373,7 @@ def train_roi_heads(cfg, root: Path, out: Path, command: str = "edgepose models 
             pv = _load_cache(build_dir / "profiled-val.npz", "profiled held-out people")
             face_samples(val_s, pv["images"], pv["boxes"], spec, r, rng, True, "profiled", r.shifted_negatives)
     frames = 0
-    for name in r.negatives:
-        path = Path(name).expanduser()
-        path = path if path.is_absolute() else root / path
-        if not path.is_file():
-            raise UserError(f"roi_heads.negatives: {path} not found (a face-free video under the data root)")
+    for path in negative_videos(r, root):
         frames += video_negatives(train_s, path, r, rng, "train")
         video_negatives(val_s, path, r, rng, "val")
     log.info("roi-heads samples: %d train (%d positive), %d validation, %d negative frames",
