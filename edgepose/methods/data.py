@@ -141,6 +141,11 @@ class ClerfPairs:
                 src.same_pose_index = SamePoseIndex(src)
             j = src.same_pose_index.other_face_same_pose(index, np.random.default_rng([self.seed, 7919, int(index)]))
             self._pos[index] = (src.get(j), 0.0)
+        if index not in self._pos and hasattr(self.base.source, "nearest_pose_positive"):
+            # a build's cached faces (faces_npz): another person whose label is nearest to the anchor's
+            src = self.base.source
+            j, _ = src.nearest_pose_positive(index, np.random.default_rng([self.seed, 7919, int(index)]))
+            self._pos[index] = (src.get(j), 0.0)
         if index not in self._pos:
             rng = np.random.default_rng([self.seed, 7919, int(index)])
             own = anchor.extra.get("identity") if anchor.extra else None
