@@ -9,7 +9,8 @@ and is re-exported here.)
   :mod:`edgepose.preprocess` and :mod:`edgepose.geometry`.
 * :class:`ClerfPairs` -- CLERF anchor/positive pairs: the positive is another synthetic identity
   rendered at the anchor's pose (``direct``) or at the roll-free pose then rotated in the image
-  by the roll-last angle (``roll_last``); the same geometric transform is applied to both.
+  by the roll-last angle (``roll_last``); on a build's cached faces (``faces_npz``) another person's face
+  with one of the nearest labels; the same geometric transform is applied to both.
 """
 from __future__ import annotations
 

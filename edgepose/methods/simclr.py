@@ -68,8 +68,7 @@ class SimCLRMethod(PCLMethod):
         x = torch.where(flip[:, None, None, None], torch.flip(x, dims=(3,)), x)
         return photometric(x, self.gen)
 
-    def training_step(self, batch, model):
-        core = getattr(model, "module", model)
+    def step(self, core, batch):
         if self.stage == "pose":
             return self._probe_step(batch, core)
         s = batch["image"]
