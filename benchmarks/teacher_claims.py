@@ -118,14 +118,36 @@ def _predict(predictor, samples: list, view: str, batch: int = 64) -> tuple[np.n
     return np.concatenate(P), np.concatenate(G)
 
 
-def evaluate_checkpoint(ckpt: str | Path, sets: list[ClaimSet]) -> dict:
+class ModelPredictor:
+    """A PoseModel in memory (an imported teacher member) with the predictor interface: ``meta.preprocess``
+    (the model's own crop policy and input) and ``infer(batch) -> {"R"}``."""
+
+    def __init__(self, model):
+        self.model = model.eval()
+        self.meta = type("Meta", (), {"preprocess": model.preprocess})()
+
+    def infer(self, x: np.ndarray) -> dict:
+        import torch
+
+        with torch.inference_mode():
+            return {"R": self.model(torch.from_numpy(np.ascontiguousarray(x, np.float32)))["R"].float().numpy()}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def evaluate_checkpoint(ckpt, sets: list[ClaimSet]) -> dict:
     """``{set: {view: {"ge": bootstrap, "mae"?: bootstrap, "errors": per-face geodesic}}}`` plus the pooled
-    rotated views (``rotated``: 30/90/180 deg together, every face three times)."""
+    rotated views (``rotated``: per face the mean of its 30/90/180 deg views). ``ckpt``: a checkpoint path or a
+    predictor (:class:`ModelPredictor`)."""
     from edgepose.evaluation import TorchPredictor
     from edgepose.metrics import euler_abs_errors, geodesic_errors
 
     out: dict = {}
-    with TorchPredictor(Path(ckpt)) as pred:
+    with (TorchPredictor(Path(ckpt)) if isinstance(ckpt, (str, Path)) else ckpt) as pred:
         for s in sets:
             res: dict = {}
             for view in s.views:

@@ -101,9 +101,30 @@ def run_table(rows: list[str], config_dir: Path, runs: Path, build_dir: Path, da
     return results
 
 
+def score_imported(specs: list[str], runs: Path, build_dir: Path, data_root: Path | None,
+                   detector_model: str | None = None) -> dict[str, dict]:
+    """Imported teacher members (``3ddfa-v2:PATH``, ``fsanet:PATH``, ``whenet``) on the same claim sets, each with
+    its own preprocessing, into ``RUNS/imported-<name>/table.json`` (the rows the trained teachers must beat)."""
+    from edgepose.distill.teacher import load_teacher
+    from edgepose.metadata import atomic_write_text
+
+    from .teacher_claims import ModelPredictor
+
+    sets = claim_sets(build_dir, data_root, detector_model, cache_dir=runs)
+    out = {}
+    for spec in specs:
+        name = "imported-" + spec.split(":", 1)[0]
+        member = load_teacher(spec).members[0]
+        res = {"where": where(), "spec": spec, "claims": evaluate_checkpoint(ModelPredictor(member), sets)}
+        (runs / name).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(runs / name / "table.json", json.dumps(res))
+        out[name] = res
+    return out
+
+
 def load_results(runs: Path) -> dict[str, dict]:
     out = {}
-    for row in ROWS:
+    for row in ROWS + [p.parent.name for p in sorted(runs.glob("imported-*/table.json"))]:
         p = runs / row / "table.json"
         if p.is_file():
             out[row] = json.loads(p.read_text())
@@ -123,7 +144,7 @@ def markdown(results: dict[str, dict]) -> str:
             ("synth full-SO(3) GE", "synth-full", "original", "ge"),
             ("profiled \\|yaw\\|>75 GE", "profiled-yaw75", "original", "ge")]
     lines = ["| row | where | " + " | ".join(c[0] for c in cols) + " | train min |", "|" + "---|" * (len(cols) + 3)]
-    for row in ROWS:
+    for row in ROWS + sorted(r for r in results if r.startswith("imported-")):
         if row not in results:
             continue
         r = results[row]

@@ -51,6 +51,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="--suite real: a default-model build's out_dir (real.npz, profiled.npz, synth.npz, *-val.npz)")
     ap.add_argument("--data-root", default=None,
                     help="--suite real: shared data folder (fixtures, 3DDFA_V2 weights; default $EDGEPOSE_TEST_DATA)")
+    ap.add_argument("--imported", nargs="*", default=[], metavar="SPEC",
+                    help="--suite real: also score imported teachers on the claim sets (e.g. 3ddfa-v2:PATH)")
     ap.add_argument("--table", default=None, help="markdown table written after every row (default RUNS/table.md)")
     ap.add_argument("--set", nargs="*", default=[], help="key=value overrides for every row (smoke runs)")
 
@@ -101,7 +103,7 @@ def run_real(args: argparse.Namespace) -> int:
     """``--suite real``: the trained-teacher table on a build's faces (edgepose/benchmarks/teacher_table.py)."""
     import os
 
-    from ..benchmarks.teacher_table import ROWS, comparisons, markdown, run_table
+    from ..benchmarks.teacher_table import ROWS, comparisons, markdown, run_table, score_imported
 
     rows = ROWS if args.rows is None else args.rows
     bad = [r for r in rows if r not in ROWS]
@@ -116,6 +118,8 @@ def run_real(args: argparse.Namespace) -> int:
     results = run_table(rows, Path(args.configs or "configs/teachers-real"), runs, build,
                         Path(root) if root else None, args.set, Path(args.table or runs / "table.md"),
                         force=args.force, eval_only=args.eval_only)
+    if args.imported:
+        results.update(score_imported(args.imported, runs, build, Path(root) if root else None))
     print(markdown(results))
     print(comparisons(results))
     return 0
