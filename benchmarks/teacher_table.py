@@ -152,7 +152,7 @@ def markdown(results: dict[str, dict]) -> str:
         cells = [_ci(c.get(s, {}).get(v, {}).get(m)) for _, s, v, m in cols]
         t = r.get("train_s")
         lines.append(f"| {row} | {r.get('where', '?')} | " + " | ".join(cells) +
-                     f" | {'?' if t is None else f'{t / 60:.1f}'}{' (resumed)' if r.get('resumed') else ''} |")
+                     f" | {'-' if t is None else f'{t / 60:.1f}'}{' (resumed)' if r.get('resumed') else ''} |")
     return "\n".join(lines) + "\n"
 
 
