@@ -205,3 +205,16 @@ def test_teacher_rows_train_under_torchrun_on_two_cpu_processes(row, tmp_path, r
     assert "DDP rank 0/2" in log and "DDP rank 1/2" in log
     ck = torch.load(out / "last.pt", weights_only=True)
     assert ck["world_size"] == 2 and ck["epoch"] == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--suite", "synth", "--rows", "simclr"], "error: --rows simclr: not rows of --suite synth"),
+    (["--suite", "real", "--rows", "clerf-mlp"], "error: --rows clerf-mlp: not rows of --suite real"),
+    (["--suite", "real", "--build-dir", "/nonexistent-build"], "error: --build-dir /nonexistent-build: no real.npz"),
+])
+def test_methods_table_input_errors_are_one_line(args, message, capsys):
+    from edgepose.cli.main import main
+
+    assert main(["bench", "methods", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(message) and "\n" not in err
