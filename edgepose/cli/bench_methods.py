@@ -3,11 +3,18 @@
     edgepose-bench methods                       # every row, sequentially
     edgepose-bench methods --rows baseline ldl   # some rows
     edgepose-bench methods --eval-only           # re-evaluate the existing runs
+    edgepose-bench methods --suite real --build-dir runs/default-model-v10 --data-root ../shared/data
+                                                 # the trained-teacher table on a build's real faces
 
 Each row = ``configs/teachers/<row>.yaml`` trained with the training engine (same budget for every
 row), then scored by :func:`edgepose.methods.table.evaluate_row` on synthetic test-split heads (as
 is, rotated, mirrored) and the AFLW2000 fixtures.  Results go to ``RUNS/<row>/table.json`` and the
 markdown table (``--table``) is rewritten after every row, so an interrupted sweep keeps its rows.
+
+``--suite real``: the rows of ``configs/teachers-real/`` (baseline, LDL, CLERF, CLERF+LDL, HMTL, HMTL+LDL, PCL
+probe, SimCLR probe) trained on a default-model build's cached faces (``--build-dir``) with the face-pretrained
+3DDFA_V2 trunk, scored on the claim sets of :mod:`edgepose.benchmarks.teacher_claims` with bootstrap intervals
+(:mod:`edgepose.benchmarks.teacher_table`); finished rows are kept, interrupted ones resume from ``last.pt``.
 """
 from __future__ import annotations
 
@@ -20,19 +27,33 @@ from pathlib import Path
 HELP = "train and score every teacher-method config into the methods table (docs/results/teachers.md)"
 DESCRIPTION = __doc__
 
+from ..errors import UserError
+
 log = logging.getLogger("edgepose.methods.table")
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     from ..methods.table import ROWS
 
+    real_rows = ["baseline", "ldl", "clerf", "clerf-ldl", "hmtl", "hmtl-ldl", "pcl", "simclr"]
     ap.formatter_class = argparse.RawDescriptionHelpFormatter
-    ap.add_argument("--rows", nargs="*", default=ROWS, choices=ROWS)
-    ap.add_argument("--configs", default="configs/teachers")
-    ap.add_argument("--runs", default="runs/teachers")
+    ap.add_argument("--suite", choices=("synth", "real"), default="synth",
+                    help="synth: the synthetic full-range table (configs/teachers); real: the build's faces "
+                         "(configs/teachers-real, --build-dir)")
+    ap.add_argument("--rows", nargs="*", default=None, choices=sorted(set(ROWS) | set(real_rows)),
+                    help="rows to run (default: every row of the suite)")
+    ap.add_argument("--configs", default=None, help="config folder (default: configs/teachers[-real])")
+    ap.add_argument("--runs", default=None, help="run folder (default: runs/teachers[-real])")
     ap.add_argument("--test-n", type=int, default=200)
     ap.add_argument("--eval-only", action="store_true")
-    ap.add_argument("--table", default="runs/teachers/table.md", help="markdown table written after every row")
+    ap.add_argument("--force", action="store_true", help="--suite real: retrain rows that finished earlier")
+    ap.add_argument("--build-dir", default="runs/default-model-v10",
+                    help="--suite real: a default-model build's out_dir (real.npz, profiled.npz, synth.npz, *-val.npz)")
+    ap.add_argument("--data-root", default=None,
+                    help="--suite real: shared data folder (fixtures, 3DDFA_V2 weights; default $EDGEPOSE_TEST_DATA)")
+    ap.add_argument("--imported", nargs="*", default=[], metavar="SPEC",
+                    help="--suite real: also score imported teachers on the claim sets (e.g. 3ddfa-v2:PATH)")
+    ap.add_argument("--table", default=None, help="markdown table written after every row (default RUNS/table.md)")
     ap.add_argument("--set", nargs="*", default=[], help="key=value overrides for every row (smoke runs)")
 
 
@@ -47,9 +68,18 @@ def train_row(row: str, config_dir: Path, runs: Path, overrides: list[str]) -> d
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.suite == "real":
+        return run_real(args)
     from ..metadata import atomic_write_text
     from ..methods.table import ROWS, evaluate_row, markdown
 
+    args.rows = ROWS if args.rows is None else args.rows
+    bad = [r for r in args.rows if r not in ROWS]
+    if bad:
+        raise UserError(f"--rows {' '.join(bad)}: not rows of --suite synth ({', '.join(ROWS)})")
+    args.runs = args.runs or "runs/teachers"
+    args.configs = args.configs or "configs/teachers"
+    args.table = args.table or "runs/teachers/table.md"
     runs = Path(args.runs)
     results: dict[str, dict] = {}
     for row in ROWS:  # rows finished earlier stay in the table
@@ -66,4 +96,30 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(Path(args.table), markdown(results))
         log.info("row %s done:\n%s", row, markdown({row: res}))
     print(markdown(results))
+    return 0
+
+
+def run_real(args: argparse.Namespace) -> int:
+    """``--suite real``: the trained-teacher table on a build's faces (edgepose/benchmarks/teacher_table.py)."""
+    import os
+
+    from ..benchmarks.teacher_table import ROWS, comparisons, markdown, run_table, score_imported
+
+    rows = ROWS if args.rows is None else args.rows
+    bad = [r for r in rows if r not in ROWS]
+    if bad:
+        raise UserError(f"--rows {' '.join(bad)}: not rows of --suite real ({', '.join(ROWS)})")
+    build = Path(args.build_dir)
+    if not (build / "real.npz").is_file():
+        raise UserError(f"--build-dir {build}: no real.npz; give a default-model build's out_dir "
+                        f"(edgepose models build, docs/models.md)")
+    root = args.data_root or os.environ.get("EDGEPOSE_TEST_DATA")
+    runs = Path(args.runs or "runs/teachers-real")
+    results = run_table(rows, Path(args.configs or "configs/teachers-real"), runs, build,
+                        Path(root) if root else None, args.set, Path(args.table or runs / "table.md"),
+                        force=args.force, eval_only=args.eval_only)
+    if args.imported:
+        results.update(score_imported(args.imported, runs, build, Path(root) if root else None))
+    print(markdown(results))
+    print(comparisons(results))
     return 0

@@ -18,6 +18,7 @@ from ..registry import Registry
 from .biwi import BIWINpzReader, BIWIReader
 from .folder import FolderReader
 from .mat import AFLW2000Reader, W300LPReader
+from .npz import NpzFacesReader
 from .sample import Reader
 from .video import VideoReader
 
@@ -32,6 +33,7 @@ FORMATS.add("biwi", BIWIReader)
 FORMATS.add("biwi_npz", BIWINpzReader)
 FORMATS.add("folder", FolderReader)
 FORMATS.add("video", VideoReader)
+FORMATS.add("faces_npz", NpzFacesReader)  # a default-model build's cached face sets (real, profiled, synth)
 FORMATS.add("synth", "edgepose.synth.reader:MemoSynthReader")
 FORMATS.add("profiled", "edgepose.synth.profile.cache:ProfiledReader")  # `edgepose synth profile` caches
 _COMMON = ("format", "cache", "cache_margin", "augment")

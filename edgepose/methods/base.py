@@ -44,8 +44,12 @@ class TeacherModule(nn.Module):
         self.pose_model = pose_model
         self.extra = nn.ModuleDict(extra)
 
-    def forward(self, x: torch.Tensor) -> dict:  # the pose path (DDP-friendly entry point)
-        return self.pose_model(x)
+    def forward(self, x, step=None):
+        """The pose path; with ``step``, one training step ``step(self, x)`` of the method instead. A step runs
+        inside this ONE forward so that DistributedDataParallel sees every parameter it uses (its heads, the
+        trunk used twice) and every one it leaves idle; calling ``model.module.extra[...]`` outside the wrapper's
+        forward would bypass DDP's gradient hooks."""
+        return self.pose_model(x) if step is None else step(self, x)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.pose_model.forward_features(x)
@@ -56,6 +60,7 @@ class TeacherMethod(Method):
     from the ``loss`` section (so ``loss.ldl > 0`` on a ``6d+bins`` head adds LDL to any teacher)."""
 
     Options: type = None  # set by subclasses
+    ddp_find_unused = True  # each stage leaves the other stage's heads (or the frozen encoder) without gradients
 
     def __init__(self, cfg, options=None):
         super().__init__(cfg, options)
@@ -74,6 +79,13 @@ class TeacherMethod(Method):
 
     def on_epoch_start(self, epoch: int) -> None:
         self.stage = "pretrain" if epoch < getattr(self.opt, "pretrain_epochs", 0) else "pose"
+
+    def training_step(self, batch, model):
+        return model(batch, step=self.step)
+
+    def step(self, core: TeacherModule, batch: dict):
+        """One batch -> ``(loss, logs)`` on the unwrapped module (runs inside the DDP wrapper's forward)."""
+        raise NotImplementedError
 
     def pose_loss(self, out: dict, batch: dict):
         return self.criterion(self.float_outputs(out), batch["R"], batch.get("euler"))

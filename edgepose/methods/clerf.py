@@ -90,8 +90,7 @@ class ClerfMethod(TeacherMethod):
         proj = mlp(pose.num_features, self.opt.hidden, self.opt.embed_dim)
         return TeacherModule(pose, {"proj": proj})
 
-    def training_step(self, batch, model):
-        core = getattr(model, "module", model)
+    def step(self, core, batch):
         if self.stage == "pretrain":
             x = torch.cat([batch["image"], batch["image_pos"]], 0)
             R = torch.cat([batch["R"], batch["R_pos"]], 0).float()
@@ -110,7 +109,7 @@ class ClerfMethod(TeacherMethod):
                     f = pm.forward_features(x)
                 out = pm.forward_head(f.detach())
             else:
-                out = model(x)
+                out = core(x)
         return self.pose_loss(out, b)
 
     def pose_batch(self, batch: dict) -> tuple[torch.Tensor, dict]:

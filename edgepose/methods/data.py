@@ -9,7 +9,8 @@ and is re-exported here.)
   :mod:`edgepose.preprocess` and :mod:`edgepose.geometry`.
 * :class:`ClerfPairs` -- CLERF anchor/positive pairs: the positive is another synthetic identity
   rendered at the anchor's pose (``direct``) or at the roll-free pose then rotated in the image
-  by the roll-last angle (``roll_last``); the same geometric transform is applied to both.
+  by the roll-last angle (``roll_last``); on a build's cached faces (``faces_npz``) another person's face
+  with one of the nearest labels; the same geometric transform is applied to both.
 """
 from __future__ import annotations
 
@@ -140,6 +141,11 @@ class ClerfPairs:
             if not hasattr(src, "same_pose_index"):
                 src.same_pose_index = SamePoseIndex(src)
             j = src.same_pose_index.other_face_same_pose(index, np.random.default_rng([self.seed, 7919, int(index)]))
+            self._pos[index] = (src.get(j), 0.0)
+        if index not in self._pos and hasattr(self.base.source, "nearest_pose_positive"):
+            # a build's cached faces (faces_npz): another person whose label is nearest to the anchor's
+            src = self.base.source
+            j, _ = src.nearest_pose_positive(index, np.random.default_rng([self.seed, 7919, int(index)]))
             self._pos[index] = (src.get(j), 0.0)
         if index not in self._pos:
             rng = np.random.default_rng([self.seed, 7919, int(index)])

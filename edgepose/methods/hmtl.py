@@ -53,8 +53,7 @@ class HMTLMethod(TeacherMethod):
         return TeacherModule(pose, {"rotation": torch.nn.Linear(c, 4),
                                     "jigsaw": mlp(c, self.opt.hidden, len(self.perms))})
 
-    def training_step(self, batch, model):
-        core = getattr(model, "module", model)
+    def step(self, core, batch):
         x = batch["image"]
         if self.stage == "pretrain":
             xr, k = rotation_batch(x)
@@ -64,7 +63,7 @@ class HMTLMethod(TeacherMethod):
             acc = (logits.argmax(1) == k).float().mean()
             return loss, {"rotation_ce": loss.detach(), "rotation_acc": acc}
         with self.autocast():
-            out = model(x)  # the pose loss sees the untransformed image
+            out = core(x)  # the pose loss sees the untransformed image
         loss, logs = self.pose_loss(out, batch)
         if self.opt.jigsaw_weight > 0:
             xj, perm = jigsaw_batch(x, self.perms, self.gen, self.opt.grid)

@@ -20,7 +20,8 @@ Teacher methods (CLERF, PCL, HMTL, LDL) register themselves with :func:`register
 
 DDP note: the trainer wraps the module returned by :meth:`build` in DistributedDataParallel
 and passes the wrapper to :meth:`training_step`; call ``model(...)`` (not ``model.module...``)
-for everything that needs gradients so that DDP synchronises them.
+for everything that needs gradients so that DDP synchronises them, in ONE call per step (teacher methods
+pass their whole step through ``TeacherModule.forward(batch, step=...)``, :mod:`edgepose.methods.base`).
 """
 from __future__ import annotations
 
@@ -75,6 +76,10 @@ class Method:
     """Base class; the default behaviour is plain supervised pose regression."""
 
     name = "base"
+    #: DDP must look for parameters without a gradient in a step (``find_unused_parameters``): True for methods
+    #: whose module has parts idle in some steps (a pre-training head during the pose stage, a pose head or a
+    #: frozen encoder during pre-training / a probe). The engine ORs it with the config's ``ddp_find_unused``.
+    ddp_find_unused: bool = False
 
     def __init__(self, cfg: Any, options: dict | None = None):
         self.cfg = cfg

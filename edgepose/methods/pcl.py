@@ -150,8 +150,7 @@ class PCLMethod(TeacherMethod):
     def load_state_dict(self, state):
         self.history = [list(h) for h in state.get("history", [])]
 
-    def training_step(self, batch, model):
-        core = getattr(model, "module", model)
+    def step(self, core, batch):
         if self.stage == "pose":
             return self._probe_step(batch, core)
         o, ex, g = self.opt, core.extra, self.gen

@@ -26,13 +26,14 @@ log = logging.getLogger(__name__)
 __all__ = ["Trainer", "seed_everything", "resolve_device", "train", "engine_config"]
 
 
-def engine_config(cfg: TrainConfig) -> EngineConfig:
-    """The engine settings of an ``edgepose-train`` config."""
+def engine_config(cfg: TrainConfig, method: Method | None = None) -> EngineConfig:
+    """The engine settings of an ``edgepose-train`` config (``method``: its ``ddp_find_unused`` is ORed in)."""
     best = f"val_{cfg.log.best_metric}" if cfg.data.val else "train_loss"
     return EngineConfig(epochs=cfg.epochs, optim=cfg.optim, sched=cfg.sched, amp=cfg.amp, ema=cfg.ema,
                         channels_last=cfg.channels_last, device=cfg.device, deterministic=cfg.deterministic,
                         seed=cfg.seed, max_iters_per_epoch=cfg.max_iters_per_epoch,
-                        ddp_find_unused=cfg.ddp_find_unused, output=cfg.output, best_metric=best,
+                        ddp_find_unused=cfg.ddp_find_unused or bool(getattr(method, "ddp_find_unused", False)),
+                        output=cfg.output, best_metric=best,
                         val_every=cfg.log.val_every, log_every=cfg.log.every, metrics_csv=cfg.log.csv,
                         tensorboard=cfg.log.tensorboard, desc="epoch")
 
@@ -57,7 +58,7 @@ class Trainer:
         cfg = self.cfg
         method_cls = get_method(cfg.method.name)
         self.method: Method = method_cls(cfg, cfg.method.options)
-        self.engine = Engine(engine_config(cfg), self.method, on_epoch_end=self.on_epoch_end)
+        self.engine = Engine(engine_config(cfg, self.method), self.method, on_epoch_end=self.on_epoch_end)
         self.dist, self.device = self.engine.dist, self.engine.device
         if self.dist.is_main:
             self._check_run_dir()
