@@ -143,16 +143,16 @@ def build(config: str | Path, overrides: list[str] | None = None, *, data_root: 
         training_device(cfg.device)
         check_student_init(cfg)
         check_profiled(cfg)
-        if cfg.roi_heads.enabled:
-            from .build_roi import negative_videos
-
-            negative_videos(cfg.roi_heads, root)
 
     out = Path(cfg.out_dir)
     if resume and export_only:
         raise UserError("--resume continues the training and --export-only skips it; give one of them")
     if resume and not (out / "last.pt").is_file():
         raise UserError(f"--resume: {out / 'last.pt'} not found; start the build without --resume")
+    if cfg.roi_heads.enabled:
+        from .build_roi import negative_videos
+
+        negative_videos(cfg.roi_heads, root)  # the heads' stage runs last: name a missing video now
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     teacher = load_teacher(teacher_specs(cfg.teacher, root))

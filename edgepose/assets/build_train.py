@@ -139,6 +139,8 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path,
         return row
 
     engine.fit(model, loader, validate=validate, resume=resume, provenance={"ema": o.ema})
+    if objective.noise is not None:  # training is over: the exported and head-trained model carries no hooks
+        objective.noise.detach()
     return engine.shipped_model.cpu()
 
 
