@@ -183,3 +183,36 @@ def test_stage_errors_are_one_line(tmp_path):
         build(cfg, stage="nope")
     with pytest.raises(UserError, match="pose model .*last.pt not found"):
         build(cfg, stage="roi-heads")
+
+
+def test_detector_boxes_on_face_free_media_become_hard_negatives(data_file, tmp_path):
+    """roi_heads.hard_negative_detectors: every box the detector finds on the negatives' frames is a no-face
+    sample ("detector-false", presence 0, no box target), on the split's own frames only. A clip with faces
+    stands in for a face-free one here, so that the detector certainly finds boxes."""
+    import cv2
+
+    from edgepose.assets.build_config import RoiHeadsSection
+    from edgepose.assets.build_roi import Samples, negative_detectors, video_negatives
+
+    clip = data_file("videos/single_face.mp4")
+    cfg = RoiHeadsSection(boxes_per_frame=2, frame_step=6, val_fraction=0.25,
+                          hard_negative_detectors=[f"yunet={data_file('detectors/yunet/yunet_s_640_640.onnx')}"])
+    dets = negative_detectors(cfg, tmp_path)
+    assert len(dets) == 1
+    train, val = Samples(), Samples()
+    try:
+        n_train = video_negatives(train, clip, cfg, np.random.default_rng(0), "train", dets)
+        n_val = video_negatives(val, clip, cfg, np.random.default_rng(0), "val", dets)
+    finally:
+        dets[0].close()
+    frames = int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT))
+    assert n_train + n_val <= frames // cfg.frame_step + 2 and n_val < n_train
+    for s in (train, val):
+        hard = [j for j in range(len(s)) if s.kind[j] == "detector-false"]
+        assert len(hard) >= 1  # the face of every chosen frame
+        assert all(s.presence[j] == 0 and not np.isfinite(s.target[j]).any() for j in hard)
+        assert sum(k == "no-face" for k in s.kind) == cfg.boxes_per_frame * len(s.images)
+    # without detectors: random boxes only
+    plain = Samples()
+    video_negatives(plain, clip, RoiHeadsSection(boxes_per_frame=2, frame_step=6), np.random.default_rng(0), "val")
+    assert "detector-false" not in plain.kind

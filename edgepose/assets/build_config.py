@@ -109,6 +109,9 @@ class RoiHeadsSection:
     out_dir: str | None = None      # where the stage writes; None = out_dir/roi-heads
     hidden: int = 64                # width of the heads' shared layer (512 -> 64 -> 1 + 4)
     negatives: list[str] = field(default_factory=lambda: ["videos/no_face.mp4"])  # face-free media (data root)
+    # hard negatives: every box these detectors find on the face-free media is a no-face crop too ("NAME" from the
+    # edgepose cache, or "NAME=PATH"): the presence score must reject exactly the false boxes ROI mode is fed
+    hard_negative_detectors: list[str] = field(default_factory=list)
     boxes_per_frame: int = 24       # random boxes per negative frame
     frame_step: int = 1             # every Nth frame of a negative video
     val_fraction: float = 0.2       # the last share of each negative video's frames validates

@@ -116,9 +116,23 @@ def face_samples(out: Samples, images: np.ndarray, boxes: np.ndarray, spec, cfg:
             out.add(base + i, shifted_box(box, rng), 0.0, None, kind + "-shifted")
 
 
+def negative_detectors(cfg: RoiHeadsSection, root: Path) -> list:
+    """The detectors of ``hard_negative_detectors`` ("NAME" or "NAME=PATH", a relative PATH under the data root)."""
+    from edgepose.runtime.detectors import create_detector
+
+    dets = []
+    for spec in cfg.hard_negative_detectors:
+        name, _, path = spec.partition("=")
+        if path and not Path(path).is_absolute():
+            path = str(root / path)
+        dets.append(create_detector(name, model_path=path or None, intra_op_threads=1))
+    return dets
+
+
 def video_negatives(out: Samples, path: Path, cfg: RoiHeadsSection, rng: np.random.Generator,
-                    split: str) -> int:
-    """Random face-sized boxes on a face-free video's frames (train: the first frames, val: the last)."""
+                    split: str, detectors: list = ()) -> int:
+    """Random face-sized boxes on a face-free video's frames (train: the first frames, val: the last), and every
+    box ``detectors`` find there (kind ``detector-false``: the false boxes ROI mode would otherwise follow)."""
     import cv2
 
     cap = cv2.VideoCapture(str(path))
@@ -142,6 +156,11 @@ def video_negatives(out: Samples, path: Path, cfg: RoiHeadsSection, rng: np.rand
             bh = bw * float(np.exp(rng.uniform(np.log(0.9), np.log(1.4))))  # detector boxes are taller than wide
             x1, y1 = rng.uniform(-0.2 * bw, w - 0.8 * bw), rng.uniform(-0.2 * bh, h - 0.8 * bh)
             out.add(k, (x1, y1, x1 + bw, y1 + bh), 0.0, None, "no-face")
+        for det in detectors:
+            for d in det.detect(frame):
+                x1, y1, x2, y2 = (float(v) for v in d.box[:4])
+                if x2 > x1 and y2 > y1:
+                    out.add(k, (x1, y1, x2, y2), 0.0, None, "detector-false")
     return len(chosen)
 
 
@@ -284,6 +303,10 @@ def evaluate_heads(heads, feats: np.ndarray, samples: Samples, spec) -> dict[str
     y = np.asarray(samples.presence)
     row = {"presence_acc_pos": float((p[y == 1] >= 0.5).mean()) if (y == 1).any() else float("nan"),
            "presence_acc_neg": float((p[y == 0] < 0.5).mean()) if (y == 0).any() else float("nan")}
+    kinds = np.asarray(samples.kind)
+    if ((kinds == "detector-false") & (y == 0)).any():  # the false boxes a detector feeds ROI mode: rejected?
+        sel = (kinds == "detector-false") & (y == 0)
+        row["presence_acc_detector_false"] = float((p[sel] < 0.5).mean())
     ious, ious_in, kinds = [], [], []
     for j in range(len(samples)):
         t = samples.target[j]
@@ -373,9 +396,14 @@ def train_roi_heads(cfg, root: Path, out: Path, command: str = "edgepose models 
             pv = _load_cache(build_dir / "profiled-val.npz", "profiled held-out people")
             face_samples(val_s, pv["images"], pv["boxes"], spec, r, rng, True, "profiled", r.shifted_negatives)
     frames = 0
-    for path in negative_videos(r, root):
-        frames += video_negatives(train_s, path, r, rng, "train")
-        video_negatives(val_s, path, r, rng, "val")
+    detectors = negative_detectors(r, root)
+    try:
+        for path in negative_videos(r, root):
+            frames += video_negatives(train_s, path, r, rng, "train", detectors)
+            video_negatives(val_s, path, r, rng, "val", detectors)
+    finally:
+        for det in detectors:
+            det.close()
     log.info("roi-heads samples: %d train (%d positive), %d validation, %d negative frames",
              len(train_s), int(sum(train_s.presence)), len(val_s), frames)
 
@@ -407,6 +435,8 @@ def train_roi_heads(cfg, root: Path, out: Path, command: str = "edgepose models 
                       "synthetic": int(sum(1 for k in train_s.kind if k == "synth"))},
         "negatives": {"no_face_boxes": int(sum(1 for k in train_s.kind if k == "no-face")),
                       "shifted_boxes": int(sum(1 for k in train_s.kind if k.endswith("-shifted"))),
+                      "detector_boxes": int(sum(1 for k in train_s.kind if k == "detector-false")),
+                      "hard_negative_detectors": list(r.hard_negative_detectors),
                       "media": [str(n) for n in r.negatives]}}
     result = engine.fit(stage, loader, validate=validate, provenance={"stage": "roi-heads"})
     shipped = engine.shipped_model.cpu().eval()
