@@ -306,6 +306,8 @@ class FrameProcessor:
         if self.roi:
             self._follow(tracks, faces, timings)
         self._smooth(posed, faces, pts_ns, timings)
+        if self.roi:  # a box the model has never seen a face in is the detector's false alarm: not reported
+            faces = [f for f, t in zip(faces, tracks) if t.seen or f.presence is None]
 
         result = FrameResult(int(pts_ns), faces, timings, self.frame_index, detected, w, h)
         self.frame_index += 1
@@ -345,7 +347,9 @@ class FrameProcessor:
         """ROI mode, after the pose: each posed face's presence and measured box go into its track.  A face
         the model sees keeps its track (a detector miss does not age it) and its measured box becomes the
         reported box and the next frame's crop; one it does not see asks for the detector on the next frame,
-        and is dropped after ``tracker.presence_drop_after`` such frames in a row."""
+        and is dropped after ``tracker.presence_drop_after`` such frames in a row.  A track whose presence never
+        reached the threshold is not reported at all (:meth:`process`): a detector's false box on a poster or a
+        headrest would otherwise be confirmed, dropped and re-detected over and over."""
         t0 = time.perf_counter()
         tc = self.cfg.tracker
         drop = []
@@ -359,6 +363,7 @@ class FrameProcessor:
                     and box[2] > box[0] and box[3] > box[1]:
                 t.low_presence = 0
                 t.misses = 0
+                t.seen = True
                 if t.frames_since_detection > 0:  # a detection on this frame is kept as it is: it is the target
                     self.tracker.refine(t, box)
                     f.box = tuple(float(v) for v in box)

@@ -42,6 +42,7 @@ class Track:
     det_size: tuple[float, float] = (0.0, 0.0)  # width, height of the last detection
     presence: float | None = None  # the pose model's face-presence probability on the last posed frame (ROI mode)
     low_presence: int = 0  # consecutive posed frames with the presence below the threshold (ROI mode)
+    seen: bool = False  # the pose model's presence reached the threshold at least once (ROI mode)
     det_box: np.ndarray | None = None  # the last detected box (re-identification compares with it)
     lost_runs: int = 0  # detector runs since the track was deleted (while in the lost pool)
 
