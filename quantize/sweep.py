@@ -38,7 +38,7 @@ import numpy as np
 
 from edgepose.errors import UserError
 
-__all__ = ["layer_groups", "synthetic_test_set", "shift_crops", "shift_change", "score", "run_sweep"]
+__all__ = ["layer_groups", "synthetic_test_set", "shift_change", "score", "run_sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -94,39 +94,30 @@ def synthetic_test_set(n: int, spec, pose_range: str = "wide", seed: int = 2024,
     return x, R, desc
 
 
-def shift_crops(faces: list, spec) -> np.ndarray:
-    """(1 + len(SUBPIXEL_SHIFTS), N, ...) crops of ``faces`` ((image, box) pairs): as detected, then with the box
-    moved by each sub-pixel shift of :data:`edgepose.evaluation.SUBPIXEL_SHIFTS`."""
-    from edgepose.evaluation import SUBPIXEL_SHIFTS, shifted_boxes
+def shift_change(path, faces: list, spec, threads: int) -> np.ndarray:
+    """The [accuracy] issue's INT8 stability measure for one ONNX file: the geodesic change (deg) of its answer
+    per face of ``faces`` ((image, box) pairs) and sub-pixel box shift
+    (:func:`edgepose.evaluation.subpixel_change`, the function `models evaluate` and the stability test use)."""
+    from edgepose.evaluation import subpixel_change
     from edgepose.preprocess import preprocess
-
-    return np.stack([np.stack([preprocess(im, box, spec) for im, box in shifted_boxes(faces, dx, dy)])
-                     for dx, dy in ((0.0, 0.0), *SUBPIXEL_SHIFTS)])
-
-
-def shift_change(path, crops: np.ndarray, threads: int) -> np.ndarray:
-    """Geodesic change (deg) of the file's answer per face and shift (the [accuracy] issue's INT8 stability
-    measure, as :func:`edgepose.evaluation.subpixel_change` computes it from the images)."""
-    from edgepose.metrics import geodesic_errors
 
     from .report import predict_onnx
 
-    base = predict_onnx(path, crops[0], threads)
-    return np.concatenate([geodesic_errors(predict_onnx(path, c, threads), base) for c in crops[1:]])
+    return subpixel_change(lambda items: predict_onnx(path, np.stack([preprocess(im, b, spec) for im, b in items]),
+                                                      threads), faces)
 
 
-def score(path, sets: dict, ref: dict | None, threads: int) -> dict:
-    """Accuracy per set; with ``ref`` (the FP32 row) also dMAE and the geodesic drift to FP32. The set named
-    ``shift`` holds :func:`shift_crops` and is scored by the mean change under a sub-pixel box shift instead."""
+def score(path, sets: dict, ref: dict | None, threads: int, shift: tuple[list, object] | None = None) -> dict:
+    """Accuracy per set; with ``ref`` (the FP32 row) also dMAE and the geodesic drift to FP32; with ``shift``
+    = (faces, preprocess spec) also ``scores["shift"]``, the mean / max change under a sub-pixel box shift."""
     from edgepose.geometry import geodesic_distance
 
     from .report import evaluate_onnx
 
     out = {}
-    if "shift" in sets:
-        moved = shift_change(path, sets["shift"], threads)
+    if shift is not None:
+        moved = shift_change(path, *shift, threads)
         out["shift"] = {"shift": float(moved.mean()), "shift_max": float(moved.max())}
-        sets = {k: v for k, v in sets.items() if k != "shift"}
     for name, (x, R) in sets.items():
         acc, P = evaluate_onnx(path, x, R, threads=threads)
         row = {"mae": acc["mae"], "ge": acc["ge"], "R": P}
@@ -138,9 +129,7 @@ def score(path, sets: dict, ref: dict | None, threads: int) -> dict:
     return out
 
 
-def _markdown(rows: list[dict], sets: list[str]) -> str:
-    shift = "shift" in sets
-    sets = [s for s in sets if s != "shift"]
+def _markdown(rows: list[dict], sets: list[str], shift: bool = False) -> str:
     head = "| variant | profile | method | crops | float groups | Q/DQ | " + " | ".join(
         f"{s} MAE | {s} dMAE | {s} drift (p95)" for s in sets) + (" | 0.01 px shift (mean / max) |" if shift else " |")
     lines = [head, "|" + "---|" * (6 + 3 * len(sets) + shift)]
@@ -202,14 +191,18 @@ def run_sweep(model: str | Path, calib_sources: list[str], settings, eval_set: s
         faces = photo_faces(shift_faces, settings.model_path)
         if not faces:
             raise UserError(f"--shift-faces {shift_faces}: no face found in its *.JPG photos; give a folder of photos")
-        sets["shift"] = shift_crops(faces, spec)
-    if rank_by == "shift" and "shift" not in sets:
+    shift = (faces, spec) if shift_faces else None
+    if rank_by == "shift" and shift is None:
         raise UserError("--rank-by shift needs --shift-faces DIR (photos whose faces are moved by 0.01 px)")
+    # what the sensitivity stage ranks layer groups by: checked before the calibration and the quantizing
+    key = "shift" if rank_by == "shift" else ("synth" if "synth" in sets else next(iter(sets), None))
+    if key is None and ("sensitivity" in stages or "exclude" in stages):
+        raise UserError("the sensitivity / exclude stages rank layer groups by drift on an evaluation set: "
+                        "give --eval or --synth-test N (or --shift-faces DIR --rank-by shift)")
     calib = build_calibration_set(calib_sources, spec, settings, max_crops=max_crops)
-    log.info("calibration: %d crops; eval sets: %s", len(calib.crops), {k: len(v[0]) for k, v in sets.items()
-                                                                          if k != "shift"})
+    log.info("calibration: %d crops; eval sets: %s", len(calib.crops), {k: len(v[0]) for k, v in sets.items()})
 
-    fp32 = score(model, sets, None, threads)
+    fp32 = score(model, sets, None, threads, shift)
     rows: list[dict] = [{"variant": "fp32", "profile": "-", "method": "-", "crops": "-", "scores": fp32}]
     stages = [s.strip() for s in stages.split(",") if s.strip()]
 
@@ -224,7 +217,7 @@ def run_sweep(model: str | Path, calib_sources: list[str], settings, eval_set: s
                             only=only, batch_size=bs, command=command)
         row = {"variant": variant, "profile": profile, "method": method if method != "percentile" else
                f"percentile {percentile}", "crops": int(len(crops)), "float_groups": list(float_groups),
-               "num_qdq": res.num_q + res.num_dq, "scores": score(path, sets, fp32, threads),
+               "num_qdq": res.num_q + res.num_dq, "scores": score(path, sets, fp32, threads, shift),
                "seconds": time.perf_counter() - t0}
         rows.append(row)
         path.unlink(missing_ok=True)
@@ -238,12 +231,11 @@ def run_sweep(model: str | Path, calib_sources: list[str], settings, eval_set: s
         clean = [{**r, "scores": {k: {m: v for m, v in s.items() if m != "R"} for k, s in r["scores"].items()}}
                  for r in rows]
         atomic_write_text(out / "sweep.json", json.dumps({"model": str(model), "groups": list(groups), "rows": clean,
-                                                          "sets": {k: len(v[0]) if k != "shift" else v.shape[1]
-                                                                   for k, v in sets.items()},
+                                                          "sets": {**{k: len(v[0]) for k, v in sets.items()},
+                                                                   **({"shift": len(shift[0])} if shift else {})},
                                                           "command": command}, indent=2) + "\n")
-        atomic_write_text(out / "sweep.md", _markdown(rows, list(sets)))
+        atomic_write_text(out / "sweep.md", _markdown(rows, list(sets), shift is not None))
 
-    key = "shift" if rank_by == "shift" else ("synth" if "synth" in sets else next(iter(sets)))
     metric = "shift" if rank_by == "shift" else "drift"
     if "methods" in stages:
         run("minmax", "minmax")
@@ -263,6 +255,6 @@ def run_sweep(model: str | Path, calib_sources: list[str], settings, eval_set: s
         for k in (1, 2, 3):
             run(f"float-top{k}", float_groups=worst[:k])
     _save()
-    print(_markdown(rows, list(sets)))
+    print(_markdown(rows, list(sets), shift is not None))
     return 0
 

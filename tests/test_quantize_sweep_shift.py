@@ -37,3 +37,15 @@ def test_rank_by_shift_without_faces_is_one_line(data_file, tmp_path, capsys):
     rc = main(["bench", "quantize-sweep", str(defaults.default_pose_model("fp32")), "--calib", str(data_file("faces-aws")), "--rank-by", "shift", "--synth-test", "0",
                "--out", str(tmp_path / "s")])
     assert rc != 0 and "--shift-faces" in capsys.readouterr().err
+
+
+def test_sensitivity_without_an_evaluation_set_is_one_line(data_file, tmp_path, capsys):
+    from edgepose import defaults
+    from edgepose.cli.main import main
+
+    out = tmp_path / "s"
+    rc = main(["bench", "quantize-sweep", str(defaults.default_pose_model("fp32")), "--calib",
+               str(data_file("faces-aws")), "--synth-test", "0", "--stages", "sensitivity", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc != 0 and "--eval or --synth-test" in err and "Traceback" not in err
+    assert not (out / "sweep.json").exists()  # named before any calibration or quantizing

@@ -65,11 +65,10 @@ def shifted_box(box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    """IoU of two boxes (:func:`edgepose.runtime.detection.iou_matrix`)."""
+    from edgepose.runtime.detection import iou_matrix
+
+    return float(iou_matrix(a, b)[0, 0])
 
 
 # -- samples -----------------------------------------------------------------------------------------------
@@ -133,18 +132,12 @@ def video_negatives(out: Samples, path: Path, cfg: RoiHeadsSection, rng: np.rand
                     split: str, detectors: list = ()) -> int:
     """Random face-sized boxes on a face-free video's frames (train: the first frames, val: the last), and every
     box ``detectors`` find there (kind ``detector-false``: the false boxes ROI mode would otherwise follow)."""
-    import cv2
+    from edgepose.data.video import iter_video_frames
 
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    if not frames:
-        raise DataError(f"roi_heads.negatives: cannot read frames from {path}")
+    try:
+        frames = [frame for _, frame in iter_video_frames(path)]
+    except DataError as exc:
+        raise DataError(f"roi_heads.negatives: {exc}") from None
     cut = int(round(len(frames) * (1.0 - cfg.val_fraction)))
     chosen = frames[:cut:cfg.frame_step] if split == "train" else frames[cut::cfg.frame_step]
     for frame in chosen:

@@ -5,8 +5,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["Detection", "RunnerDetector", "NetworkDetector", "iou_matrix", "nms", "merge_overlaps", "clip_box",
-           "box_area"]
+__all__ = ["Detection", "RunnerDetector", "NetworkDetector", "iou_matrix", "greedy_matches", "nms", "merge_overlaps",
+           "clip_box", "box_area"]
 
 
 @dataclass
@@ -74,6 +74,17 @@ def iou_matrix(a, b) -> np.ndarray:
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     union = box_area(a)[:, None] + box_area(b)[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def greedy_matches(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """One-to-one (row, column) pairs of an IoU matrix, best overlap first, each at least ``threshold``."""
+    pairs, used_r, used_c = [], set(), set()
+    for r, c in sorted(np.argwhere(iou >= threshold).tolist(), key=lambda p: -iou[p[0], p[1]]):
+        if r not in used_r and c not in used_c:
+            used_r.add(r)
+            used_c.add(c)
+            pairs.append((r, c))
+    return pairs
 
 
 def nms(boxes, scores, iou_threshold: float, top_k: int | None = None) -> np.ndarray:

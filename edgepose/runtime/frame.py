@@ -30,7 +30,7 @@ import numpy as np
 from .. import geometry
 from ..config import apply_overrides, from_dict, to_dict
 from ..errors import SourceError, UserError
-from ..preprocess import box_from_crop, crop_box
+from ..preprocess import box_from_crop, crop_boxes
 from .camera import VehicleFrame, intrinsics_from_hfov, intrinsics_from_values
 from .detection import merge_overlaps
 from .driver import DriverSelector
@@ -302,9 +302,9 @@ class FrameProcessor:
 
         faces = [FaceResult(t.track_id, tuple(float(v) for v in t.box), t.score, _NAN_R.copy(), _NAN_E.copy(),
                             is_driver=t.track_id == driver_id, landmarks=t.landmarks) for t in tracks]
-        posed = self._pose(frame, tracks, faces, w, h, timings)
+        posed, measured = self._pose(frame, tracks, faces, w, h, timings)
         if self.roi:
-            self._follow(tracks, faces, timings)
+            self._follow(tracks, faces, measured, timings)
         self._smooth(posed, faces, pts_ns, timings)
         if self.roi:  # a box the model has never seen a face in is the detector's false alarm: not reported
             faces = [f for f, t in zip(faces, tracks) if t.seen or f.presence is None]
@@ -313,11 +313,13 @@ class FrameProcessor:
         self.frame_index += 1
         return result
 
-    def _pose(self, frame, tracks: list[Track], faces: list[FaceResult], w: int, h: int, timings) -> list[int]:
-        """Run the pose model on the selected faces; returns the indices that got a valid pose."""
-        self._measured: dict[int, np.ndarray] = {}  # ROI mode: face index -> box measured by the model
+    def _pose(self, frame, tracks: list[Track], faces: list[FaceResult], w: int, h: int,
+              timings) -> tuple[list[int], dict[int, np.ndarray]]:
+        """Run the pose model on the selected faces; returns the indices that got a valid pose and, in ROI
+        mode, the box the model measured for each posed face (face index -> frame pixels)."""
+        measured: dict[int, np.ndarray] = {}
         if self.backend is None or not faces:
-            return []
+            return [], measured
         t0 = time.perf_counter()
         idx = [i for i, f in enumerate(faces) if (self.cfg.driver.pose_for == "all" or f.is_driver)
                and f.box[2] > f.box[0] and f.box[3] > f.box[1]]
@@ -325,25 +327,27 @@ class FrameProcessor:
         out = self.backend.predict(frame, [faces[i].box for i in idx]) if idx else None
         valid = []
         if out is not None:
-            spec = self.backend.meta.preprocess
             K = self.intrinsics(w, h) if self.cfg.camera.perspective_correction else None
+            # the square crop regions the model saw: its box is relative to them, and their centres are
+            # the perspective correction's rays
+            regions = crop_boxes([faces[i].box for i in idx], self.backend.meta.preprocess.crop)
             for j, i in enumerate(idx):
                 if self.roi:  # the model's view of its crop: presence, and the box in frame pixels
                     faces[i].presence = float(out["presence"][j])
-                    self._measured[i] = box_from_crop(out["box"][j], crop_box(faces[i].box, spec.crop))
+                    measured[i] = box_from_crop(out["box"][j], regions[j])
                 if not out["valid"][j]:
                     continue
                 R_raw = out["R"][j].astype(np.float64)
                 R = R_raw
                 if K is not None:
-                    cx, cy, _ = crop_box(faces[i].box, spec.crop)
-                    R = geometry.perspective_correction(R_raw, K, (cx, cy))
+                    R = geometry.perspective_correction(R_raw, K, (float(regions[j][0]), float(regions[j][1])))
                 faces[i].R_raw, faces[i].R, faces[i].valid = R_raw, R, True
                 valid.append(i)
         timings["pose"] = (time.perf_counter() - t0) * 1e3
-        return valid
+        return valid, measured
 
-    def _follow(self, tracks: list[Track], faces: list[FaceResult], timings) -> None:
+    def _follow(self, tracks: list[Track], faces: list[FaceResult], measured: dict[int, np.ndarray],
+                timings) -> None:
         """ROI mode, after the pose: each posed face's presence and measured box go into its track.  A face
         the model sees keeps its track (a detector miss does not age it) and its measured box becomes the
         reported box and the next frame's crop; one it does not see asks for the detector on the next frame,
@@ -357,8 +361,7 @@ class FrameProcessor:
             t = tracks[i]
             if f.presence is None:  # not posed this frame (pose_for=driver, max_faces): as without ROI
                 continue
-            t.presence = f.presence
-            box = self._measured.get(i)
+            box = measured.get(i)
             if f.presence >= tc.presence_threshold and box is not None and np.isfinite(box).all() \
                     and box[2] > box[0] and box[3] > box[1]:
                 t.low_presence = 0

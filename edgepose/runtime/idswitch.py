@@ -24,7 +24,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .detection import iou_matrix
+from .detection import greedy_matches, iou_matrix
 
 __all__ = ["IdSwitchCounter", "count_id_switches", "format_id_switches"]
 
@@ -63,12 +63,7 @@ class IdSwitchCounter:
         if new and self._ended:
             old = list(self._ended)
             iou = iou_matrix(np.array([self._ended[t][1] for t in old]), np.array([cur[t] for t in new]))
-            used_o, used_n = set(), set()
-            for oi, ni in sorted(np.argwhere(iou >= self.iou).tolist(), key=lambda p: -iou[p[0], p[1]]):
-                if oi in used_o or ni in used_n:
-                    continue
-                used_o.add(oi)
-                used_n.add(ni)
+            for oi, ni in greedy_matches(iou, self.iou):
                 self.fragmentations += 1
                 self._event(frame, old[oi], new[ni], "fragmentation")
                 del self._ended[old[oi]]

@@ -8,8 +8,9 @@
   without a match (so one missed detection does not drop or renumber the driver).  ``max_age``
   counts detector runs, not frames, so it means the same whatever ``detect_every`` is.
 * ROI mode (``tracker.roi``, :mod:`.frame`): ``refine(track, box)`` puts the box the pose model's box
-  head measured on this frame into the track (the next frame's crop starts from it), and the
-  model's face-presence score is kept on the track (``presence``, ``low_presence``).
+  head measured on this frame into the track (the next frame's crop starts from it); the frame
+  processor counts the frames the model's face-presence score stays low (``low_presence``) and
+  whether it ever saw a face there (``seen``).
 * Re-identification by place (``reid_age``): a *confirmed* track that was deleted is remembered
   (not reported) for ``reid_age`` more detector runs; a new detection overlapping its last
   detected box (IoU >= ``iou_threshold``) gets the old id back, confirmed at once, instead of a
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .detection import Detection, iou_matrix
+from .detection import Detection, greedy_matches, iou_matrix
 
 __all__ = ["Track", "IoUTracker"]
 
@@ -40,7 +41,6 @@ class Track:
     confirmed: bool = False
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box change per frame
     det_size: tuple[float, float] = (0.0, 0.0)  # width, height of the last detection
-    presence: float | None = None  # the pose model's face-presence probability on the last posed frame (ROI mode)
     low_presence: int = 0  # consecutive posed frames with the presence below the threshold (ROI mode)
     seen: bool = False  # the pose model's presence reached the threshold at least once (ROI mode)
     det_box: np.ndarray | None = None  # the last detected box (re-identification compares with it)
@@ -119,15 +119,10 @@ class IoUTracker:
         # compare against where each track is expected now (one frame further)
         expected = [t.box + (t.velocity if self.predict_motion else 0.0) for t in self.tracks]
         iou = iou_matrix(np.array(expected).reshape(-1, 4), det_boxes)
-        matched_t, matched_d = set(), set()
-        if iou.size:
-            pairs = np.argwhere(iou >= self.iou_threshold)
-            for ti, di in sorted(pairs.tolist(), key=lambda p: -iou[p[0], p[1]]):
-                if ti in matched_t or di in matched_d:
-                    continue
-                matched_t.add(ti)
-                matched_d.add(di)
-                self._match(self.tracks[ti], detections[di])
+        pairs = greedy_matches(iou, self.iou_threshold)
+        for ti, di in pairs:
+            self._match(self.tracks[ti], detections[di])
+        matched_t, matched_d = {ti for ti, _ in pairs}, {di for _, di in pairs}
         missed = [t for ti, t in enumerate(self.tracks) if ti not in matched_t]
         moved = mover([t.box for t in missed]) if mover is not None and missed else [None] * len(missed)
         for t, box in zip(missed, moved):
@@ -176,12 +171,8 @@ class IoUTracker:
             return set()
         iou = iou_matrix(np.array([t.det_box for t in self.lost]).reshape(-1, 4),
                          np.array([detections[di].box for di in new], np.float64).reshape(-1, 4))
-        used_l, used_d = set(), set()
-        for li, ni in sorted(np.argwhere(iou >= self.iou_threshold).tolist(), key=lambda p: -iou[p[0], p[1]]):
-            if li in used_l or ni in used_d:
-                continue
-            used_l.add(li)
-            used_d.add(ni)
+        pairs = greedy_matches(iou, self.iou_threshold)
+        for li, ni in pairs:
             t = self.lost[li]
             d = detections[new[ni]]
             # the old velocity is stale after the gap: start from rest at the new detection
@@ -191,8 +182,9 @@ class IoUTracker:
             t.lost_runs = 0
             self._match(t, d)
             self.tracks.append(t)
+        used_l = {li for li, _ in pairs}
         self.lost = [t for li, t in enumerate(self.lost) if li not in used_l]
-        return {new[ni] for ni in used_d}
+        return {new[ni] for _, ni in pairs}
 
     def _set_measured(self, t: Track, new_box: np.ndarray, measured_velocity: np.ndarray) -> None:
         """A box measured on this frame (a detection or the ROI box head): it becomes the track's box and the
