@@ -12,13 +12,11 @@ __all__ = ["build_pose_model", "training_spec"]
 def build_pose_model(model_cfg: Any, spec):
     """``create_model`` with the run's preprocessing spec, so the checkpoint's metadata records
     exactly how the training crops were made (export and runtimes read it from there)."""
-    from pathlib import Path
-
     from ..models import create_model
+    from ..models.pretrained_sources import check_spec
 
-    if model_cfg.pretrained and not Path(model_cfg.pretrained).is_file():
-        raise ModelError(f"model.pretrained: weights file not found: {model_cfg.pretrained}; give a local "
-                         f"ImageNet state dict or set model.pretrained=null (nothing is downloaded)")
+    # one-line errors naming model.pretrained; a registry file is downloaded (once, then cached) by create_model
+    check_spec(model_cfg.pretrained, model_cfg.name, key="model.pretrained")
     kw = dict(model_cfg.kwargs)
     if model_cfg.bins:
         kw["bins"] = model_cfg.bins

