@@ -8,7 +8,8 @@ from edgepose.errors import ModelError
 from edgepose.models import create_model, list_models
 from edgepose.models.registry import create_backbone
 
-OURS = ["resnet18", "resnet50", "mobilenetv3_small", "mobilenetv3_large", "repvgg_a0", "repvgg_b0", "repvgg_b1g2"]
+OURS = ["resnet18", "resnet50", "mobilenetv3_small", "mobilenetv3_large", "repvgg_a0", "repvgg_b0", "repvgg_b1g2",
+        "mobilenet_v2", "efficientnet_lite0"]
 
 
 def n_params(m: torch.nn.Module) -> int:
@@ -23,7 +24,8 @@ def test_all_backbones_registered():
 # torchvision's published counts (num_params in the *_Weights metadata of torchvision/models/*.py),
 # with the 1000-class classifier.
 @pytest.mark.parametrize("name,count", [("resnet18", 11_689_512), ("resnet50", 25_557_032),
-                                        ("mobilenetv3_small", 2_542_856), ("mobilenetv3_large", 5_483_032)])
+                                        ("mobilenetv3_small", 2_542_856), ("mobilenetv3_large", 5_483_032),
+                                        ("mobilenet_v2", 3_504_872)])
 def test_param_counts_match_torchvision(name, count):
     assert n_params(create_backbone(name, num_classes=1000)) == count
 
@@ -44,6 +46,18 @@ def test_param_counts_match_torchvision(name, count):
     ("repvgg_a0", {"stage0.rbr_dense.conv.weight": (48, 3, 3, 3), "stage0.rbr_1x1.bn.running_mean": (48,),
                    "stage1.1.rbr_identity.weight": (48,), "stage4.0.rbr_dense.conv.weight": (1280, 192, 3, 3),
                    "linear.weight": (1000, 1280)}),
+    ("mobilenet_v2", {"features.0.0.weight": (32, 3, 3, 3), "features.1.conv.0.0.weight": (32, 1, 3, 3),
+                      "features.1.conv.1.weight": (16, 32, 1, 1), "features.1.conv.2.running_var": (16,),
+                      "features.2.conv.0.0.weight": (96, 16, 1, 1), "features.2.conv.1.0.weight": (96, 1, 3, 3),
+                      "features.2.conv.3.weight": (24,), "features.17.conv.2.weight": (320, 960, 1, 1),
+                      "features.18.0.weight": (1280, 320, 1, 1), "classifier.1.weight": (1000, 1280)}),
+    # the layout of efficientnet-lite0-57934424.pth (lukemelas names; no _se_reduce / _se_expand: Lite has no SE)
+    ("efficientnet_lite0", {"_conv_stem.weight": (32, 3, 3, 3), "_bn0.running_mean": (32,),
+                            "_blocks.0._depthwise_conv.weight": (32, 1, 3, 3), "_blocks.0._project_conv.weight": (16, 32, 1, 1),
+                            "_blocks.1._expand_conv.weight": (96, 16, 1, 1), "_blocks.3._depthwise_conv.weight": (144, 1, 5, 5),
+                            "_blocks.12._bn0.weight": (1152,), "_blocks.15._depthwise_conv.weight": (1152, 1, 3, 3),
+                            "_blocks.15._project_conv.weight": (320, 1152, 1, 1), "_conv_head.weight": (1280, 320, 1, 1),
+                            "_bn1.running_var": (1280,), "_fc.weight": (1000, 1280)}),
     # groups=2 on the authors' even layer indices: stage1.1 is layer 2, stage1.2 is layer 3.
     ("repvgg_b1g2", {"stage1.1.rbr_dense.conv.weight": (128, 64, 3, 3), "stage1.2.rbr_dense.conv.weight": (128, 128, 3, 3),
                      "linear.weight": (1000, 2048)}),
@@ -55,10 +69,17 @@ def test_state_dict_keys_and_shapes(name, keys):
         assert tuple(sd[k].shape) == shape, k
 
 
+def test_efficientnet_lite0_has_no_squeeze_excite_and_b0_block_table():
+    sd = create_backbone("efficientnet_lite0", num_classes=1000).state_dict()
+    assert not any("_se_" in k for k in sd)
+    assert len({k.split(".")[1] for k in sd if k.startswith("_blocks.")}) == 16  # B0's 1+2+2+3+3+4+1 blocks
+    assert n_params(create_backbone("efficientnet_lite0", num_classes=1000)) == 4_652_008  # TF's "4.7 M"
+
+
 @pytest.mark.parametrize("name", OURS)
 def test_pose_backbone_has_no_classifier(name):
     bb = create_backbone(name)
-    assert not any(k.startswith(("fc.", "classifier.", "linear.")) for k in bb.state_dict())
+    assert not any(k.startswith(("fc.", "classifier.", "linear.", "_fc.")) for k in bb.state_dict())
 
 
 # docs/backbones.md ("The zoo") counts backbone + Linear(C, 6) head, deploy form: A0 7.04 M, B0 13.07 M, B1g2 39.32 M
@@ -128,7 +149,8 @@ def test_channels_last_and_odd_sizes(name):
 # ---------------------------------------------------------------- ImageNet weights from a local file
 
 @pytest.mark.parametrize("name,classifier", [("resnet18", "fc."), ("mobilenetv3_small", "classifier."),
-                                             ("repvgg_a0", "linear.")])
+                                             ("repvgg_a0", "linear."), ("mobilenet_v2", "classifier."),
+                                             ("efficientnet_lite0", "_fc.")])
 def test_pretrained_loads_trunk_and_ignores_classifier(tmp_path, name, classifier):
     src = create_backbone(name, num_classes=1000)
     with torch.no_grad():
