@@ -72,5 +72,5 @@ def load_pretrained(module, path: str | os.PathLike, ignore_prefixes: Iterable[s
         raise ModelError(f"pretrained weights {path} do not fit this {what}: " + "; ".join(parts)
                          + ". Use the ImageNet weights of the same architecture (torchvision for "
                          "ResNet/MobileNetV2/MobileNetV3, DingXiaoH/RepVGG train-time weights for RepVGG, "
-                         "pretrained=imagenet where docs/models.md lists a known file)")
+                         "pretrained=imagenet where docs/backbones.md lists a known file)")
     module.load_state_dict(theirs, strict=False)

