@@ -355,3 +355,24 @@ def test_shortened_trunk_loads_the_full_checkpoint_and_costs_less(data_file, tdd
     assert len(copy_matching_weights(student.backbone, tddfa.backbone, "3DDFA_V2")) == len(student.backbone.state_dict())
     full, cut = (model_summary(n, input_size=96)["macs"] for n in ("mobilenet_v1_050", "mobilenet_v1_050_d12"))
     assert 2.2e6 < full - cut < 2.6e6, (full, cut)
+
+
+def test_middle_skipped_trunk_loads_the_full_checkpoint_and_costs_less(data_file, tddfa):
+    """mobilenet_v1_050_m3 (dw5_4, dw5_5 left out) takes every kept tensor from the upstream file, feeds dw5_3's
+    output to dw5_6, and saves the two blocks' MACs at 96 px (2 x 6 x 6 x (256 x 256 + 256 x 9) = 4.9 M)."""
+    from edgepose.models.backbones.mobilenet_v1 import MobileNetV1
+    from edgepose.models.registry import create_backbone
+    from edgepose.models.summary import model_summary
+    from edgepose.models.transfer import copy_matching_weights
+
+    mid = create_backbone("mobilenet_v1_050_m3", pretrained=str(data_file(TDDFA)))
+    assert not hasattr(mid, "dw5_4") and not hasattr(mid, "dw5_5") and mid.num_features == 512
+    assert torch.equal(mid.dw6.conv_sep.weight, tddfa.backbone.dw6.conv_sep.weight)
+    names = [name for name, *_ in mid.blocks]
+    assert names[names.index("dw5_3") + 1] == "dw5_6"
+    student = PoseModel.build("mobilenet_v1_050_m3", head="6d", input_size=96)
+    assert len(copy_matching_weights(student.backbone, tddfa.backbone, "3DDFA_V2")) == len(student.backbone.state_dict())
+    full, cut = (model_summary(n, input_size=96)["macs"] for n in ("mobilenet_v1_050", "mobilenet_v1_050_m3"))
+    assert 4.7e6 < full - cut < 5.1e6, (full, cut)
+    with pytest.raises(ValueError, match="only stride-1 blocks"):
+        MobileNetV1(0.5, skip=("dw5_6",))  # 256 -> 512, stride 2: leaving it out would break the shapes

@@ -15,6 +15,12 @@ trunk ends in global average pooling, so any input size >= 32 px works.
 runs on a 3 x 3 map at the default student's 96 px and costs 2.4 of its 27.4 M MACs (a smaller input does not cut
 that cost: the stride-32 grid is 3 x 3 from 66 to 96 px; docs/models.md "Speed").  The kept blocks keep 3DDFA_V2's
 names and shapes, so the teacher's weights still initialise them.
+
+``skip`` leaves out shape-preserving blocks in the middle instead: at width 0.5 the five repeated 256-channel
+blocks ``dw5_1 ... dw5_5`` run on the stride-16 map (6 x 6 at 96 px) and are 12 of the 27.4 M MACs, the one place
+where removing work does not shrink the final representation (``dw6``, 512 channels, stays).
+``mobilenet_v1_050_m3`` keeps three of them (``dw5_4`` and ``dw5_5`` skipped: 22.5 M MACs at 96 px, 0.82 x); the
+kept blocks keep their names, so 3DDFA_V2's weights initialise them and ``dw5_6`` then reads ``dw5_3``'s output.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from .._registry import register_backbone
 from .base import Backbone, init_weights
 
 __all__ = ["MobileNetV1", "DepthWiseBlock", "mobilenet_v1", "mobilenet_v1_050", "mobilenet_v1_050_d12",
-           "MOBILENET_V1_BLOCKS"]
+           "mobilenet_v1_050_m3", "MOBILENET_V1_BLOCKS"]
 
 # (name, in, out, stride) at width 1.0: the 13 depthwise-separable blocks of MobileNetV1, Table 1.
 MOBILENET_V1_BLOCKS = (
@@ -59,17 +65,22 @@ class MobileNetV1(Backbone):
     # fc_param / fc_lm: 3DDFA_V2's regressors, in its checkpoint beside the trunk.
     classifier_prefixes = ("fc.", "fc_param.", "fc_lm.")
 
-    def __init__(self, widen_factor: float = 1.0, num_classes: int = 0, depth: int = len(MOBILENET_V1_BLOCKS)):
+    def __init__(self, widen_factor: float = 1.0, num_classes: int = 0, depth: int = len(MOBILENET_V1_BLOCKS),
+                 skip: tuple[str, ...] = ()):
         super().__init__()
         if not widen_factor > 0:
             raise ValueError(f"widen_factor must be positive, got {widen_factor}")
         if not 1 <= depth <= len(MOBILENET_V1_BLOCKS):
             raise ValueError(f"depth must be 1..{len(MOBILENET_V1_BLOCKS)} blocks, got {depth}")
+        shape_preserving = {name for name, cin, cout, stride in MOBILENET_V1_BLOCKS[:depth] if cin == cout and stride == 1}
+        if set(skip) - shape_preserving:
+            raise ValueError(f"skip: only stride-1 blocks whose input and output widths match can be left out "
+                             f"({', '.join(sorted(shape_preserving))}), got {sorted(set(skip) - shape_preserving)}")
         self.widen_factor = float(widen_factor)
-        self.blocks = MOBILENET_V1_BLOCKS[:depth]
+        self.blocks = tuple(b for b in MOBILENET_V1_BLOCKS[:depth] if b[0] not in skip)
         # a full-depth checkpoint (3DDFA_V2's) loads into a shortened trunk: its dropped blocks are ignored like fc
         self.classifier_prefixes = type(self).classifier_prefixes + tuple(
-            f"{name}." for name, *_ in MOBILENET_V1_BLOCKS[depth:])
+            f"{name}." for name, *_ in MOBILENET_V1_BLOCKS if not any(name == b[0] for b in self.blocks))
 
         def c(ch: int) -> int:
             return int(ch * widen_factor)
@@ -95,8 +106,8 @@ class MobileNetV1(Backbone):
 
 
 def _build(widen_factor: float, num_classes: int, pretrained: str | None,
-           depth: int = len(MOBILENET_V1_BLOCKS)) -> MobileNetV1:
-    model = MobileNetV1(widen_factor, num_classes, depth)
+           depth: int = len(MOBILENET_V1_BLOCKS), skip: tuple[str, ...] = ()) -> MobileNetV1:
+    model = MobileNetV1(widen_factor, num_classes, depth, skip)
     if pretrained:
         model.load_pretrained(pretrained)
     return model
@@ -119,3 +130,10 @@ def mobilenet_v1_050_d12(num_classes: int = 0, pretrained: str | None = None) ->
     """MobileNetV1 x0.5 without its last block (``dw6``): 3DDFA_V2's trunk up to ``dw5_6``, 512 pooled features,
     0.57 M parameters; ~9 % fewer MACs than :func:`mobilenet_v1_050` at 96 px (the default model's speed target)."""
     return _build(0.5, num_classes, pretrained, depth=12)
+
+
+@register_backbone("mobilenet_v1_050_m3", **TDDFA_CFG)
+def mobilenet_v1_050_m3(num_classes: int = 0, pretrained: str | None = None) -> MobileNetV1:
+    """MobileNetV1 x0.5 with three of its five repeated 256-channel blocks (``dw5_4``, ``dw5_5`` skipped):
+    0.68 M parameters, 512 pooled features, 0.82 x :func:`mobilenet_v1_050`'s MACs at 96 px."""
+    return _build(0.5, num_classes, pretrained, skip=("dw5_4", "dw5_5"))
