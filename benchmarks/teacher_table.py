@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -117,23 +118,39 @@ def run_table(rows: list[str], config_dir: Path, runs: Path, build_dir: Path, da
 
 def score_imported(specs: list[str], runs: Path, build_dir: Path, data_root: Path | None,
                    detector_model: str | None = None) -> dict[str, dict]:
-    """Imported teacher members (``3ddfa-v2:PATH``, ``fsanet:PATH``, ``whenet``) on the same claim sets, each with
-    its own preprocessing, into ``RUNS/imported-<name>/table.json`` (the rows the trained teachers must beat)."""
+    """Imported teacher members (``3ddfa-v2:PATH``, ``fsanet:PATH``, ``whenet``) or any other teacher spec (an
+    edgepose checkpoint such as a default-model build's ``last.pt``) on the same claim sets, each with its own
+    preprocessing, into ``RUNS/imported-<name>/table.json`` (the rows the trained teachers must beat).
+    ``LABEL=SPEC`` names the row ``imported-LABEL`` (a checkpoint path makes a poor row name)."""
     from edgepose.distill.teacher import load_teacher
     from edgepose.metadata import atomic_write_text
 
     from .teacher_claims import ModelPredictor
 
+    labelled = [_row_label(spec) for spec in specs]  # a bad label is one line before any work
     sets = claim_sets(build_dir, data_root, detector_model, cache_dir=runs)
     out = {}
-    for spec in specs:
-        name = "imported-" + spec.split(":", 1)[0]
+    for label, spec in labelled:
+        name = "imported-" + label
         member = load_teacher(spec).members[0]
         res = {"where": where(), "spec": spec, "claims": evaluate_checkpoint(ModelPredictor(member), sets)}
         (runs / name).mkdir(parents=True, exist_ok=True)
         atomic_write_text(runs / name / "table.json", json.dumps(res))
         out[name] = res
     return out
+
+
+def _row_label(spec: str) -> tuple[str, str]:
+    """``LABEL=SPEC`` -> (LABEL, SPEC); a bare spec is labelled by its importer name (``3ddfa-v2:PATH`` -> 3ddfa-v2)."""
+    from edgepose.errors import UserError
+
+    label, eq, rest = spec.partition("=")
+    if eq and ":" not in label and "/" not in label:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", label) or not rest:
+            raise UserError(f"--imported {spec!r}: write LABEL=SPEC with a label of letters, digits, '.', '_' or '-' "
+                            f"(e.g. student-v10=runs/default-model-v10/last.pt)")
+        return label, rest
+    return spec.split(":", 1)[0], spec
 
 
 def load_results(runs: Path) -> dict[str, dict]:

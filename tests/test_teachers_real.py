@@ -218,3 +218,16 @@ def test_methods_table_input_errors_are_one_line(args, message, capsys):
     assert main(["bench", "methods", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(message) and "\n" not in err
+
+
+def test_imported_rows_take_a_label_for_checkpoint_specs():
+    """``--imported LABEL=SPEC`` names the row (a build's last.pt scored beside the teachers); importer specs keep
+    their importer's name; a label that would make a bad folder name is one line naming the form."""
+    from edgepose.benchmarks.teacher_table import _row_label
+    from edgepose.errors import UserError
+
+    assert _row_label("student-v10=runs/default-model-v10/last.pt") == ("student-v10", "runs/default-model-v10/last.pt")
+    assert _row_label("3ddfa-v2:/data/mb05_120x120.pth") == ("3ddfa-v2", "3ddfa-v2:/data/mb05_120x120.pth")
+    assert _row_label("fsanet:/d/a=b.onnx") == ("fsanet", "fsanet:/d/a=b.onnx")  # '=' inside a path is not a label
+    with pytest.raises(UserError, match="LABEL=SPEC"):
+        _row_label("my student=last.pt")

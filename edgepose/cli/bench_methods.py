@@ -54,7 +54,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--data-root", default=None,
                     help="--suite real: shared data folder (fixtures, 3DDFA_V2 weights; default $EDGEPOSE_TEST_DATA)")
     ap.add_argument("--imported", nargs="*", default=[], metavar="SPEC",
-                    help="--suite real: also score imported teachers on the claim sets (e.g. 3ddfa-v2:PATH)")
+                    help="--suite real: also score imported teachers or checkpoints on the claim sets (e.g. 3ddfa-v2:PATH, "
+                         "LABEL=runs/default-model-v10/last.pt for a row named imported-LABEL)")
     ap.add_argument("--table", default=None, help="markdown table written after every row (default RUNS/table.md)")
     ap.add_argument("--set", nargs="*", default=[], help="key=value overrides for every row (smoke runs)")
 
