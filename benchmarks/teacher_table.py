@@ -25,11 +25,15 @@ __all__ = ["ROWS", "TRUNK", "write_trunk", "trunk_override", "train_row", "run_t
 
 ROWS = ["baseline", "ldl", "clerf", "clerf-ldl", "hmtl", "hmtl-ldl", "pcl", "simclr",
         # the baseline on ImageNet trunks (model.pretrained: imagenet) instead of the 3DDFA_V2 face trunk
-        "baseline-mnv2", "baseline-lite0"]
+        "baseline-mnv2", "baseline-lite0",
+        # the CLERF augmentation ablation: the baseline with CLERF's full-circle in-plane rotation, no contrast
+        "baseline-rot360"]
 TRUNK = "trunk-3ddfa-mb05.pth"
 #: the pairs each paper's claim is read from: (row, against, claim sets and views)
 CLAIMS = {
     "CLERF": [("clerf", "baseline"), ("clerf-ldl", "ldl")],
+    # which part of CLERF does it: its rotations alone (rot360 - baseline), its objective beyond them (clerf - rot360)
+    "CLERF ablation": [("baseline-rot360", "baseline"), ("clerf", "baseline-rot360")],
     "HMTL": [("hmtl", "baseline"), ("hmtl-ldl", "ldl")],
     "PCL": [("pcl", "simclr")],
     "LDL": [("ldl", "baseline"), ("clerf-ldl", "clerf"), ("hmtl-ldl", "hmtl")],

@@ -231,3 +231,19 @@ def test_imported_rows_take_a_label_for_checkpoint_specs():
     assert _row_label("fsanet:/d/a=b.onnx") == ("fsanet", "fsanet:/d/a=b.onnx")  # '=' inside a path is not a label
     with pytest.raises(UserError, match="LABEL=SPEC"):
         _row_label("my student=last.pt")
+
+
+def test_every_real_row_has_a_config_and_the_cli_offers_each(repo_root):
+    """The CLI keeps its own copy of the row names (the parser must not import the table): both lists agree, and
+    each row has its config in configs/teachers-real, so `--rows NAME` never fails half-way through a table."""
+    import argparse
+
+    from edgepose.benchmarks.teacher_table import CLAIMS, ROWS
+    from edgepose.cli.bench_methods import add_arguments
+
+    ap = argparse.ArgumentParser()
+    add_arguments(ap)
+    offered = next(a for a in ap._actions if a.dest == "rows").choices
+    assert set(ROWS) <= set(offered)
+    assert all((repo_root / "configs" / "teachers-real" / f"{row}.yaml").is_file() for row in ROWS)
+    assert all(r in ROWS and a in ROWS for pairs in CLAIMS.values() for r, a in pairs)

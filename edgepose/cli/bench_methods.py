@@ -37,7 +37,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     from ..methods.table import ROWS
 
     real_rows = ["baseline", "ldl", "clerf", "clerf-ldl", "hmtl", "hmtl-ldl", "pcl", "simclr", "baseline-mnv2",
-                 "baseline-lite0"]  # = benchmarks/teacher_table.py ROWS (not imported to build the parser)
+                 "baseline-lite0", "baseline-rot360"]  # = benchmarks/teacher_table.py ROWS (not imported to build the parser)
     ap.formatter_class = argparse.RawDescriptionHelpFormatter
     ap.add_argument("--suite", choices=("synth", "real"), default="synth",
                     help="synth: the synthetic full-range table (configs/teachers); real: the build's faces "
