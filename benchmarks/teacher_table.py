@@ -21,7 +21,8 @@ from .teacher_claims import claim_sets, evaluate_checkpoint, paired_difference
 
 log = logging.getLogger("edgepose.benchmarks.teacher_table")
 
-__all__ = ["ROWS", "TRUNK", "write_trunk", "trunk_override", "train_row", "run_table", "markdown", "comparisons"]
+__all__ = ["ROWS", "TRUNK", "write_trunk", "trunk_override", "train_row", "run_table", "markdown", "comparisons",
+           "merged_results", "seed_comparison"]
 
 ROWS = ["baseline", "ldl", "clerf", "clerf-ldl", "hmtl", "hmtl-ldl", "pcl", "simclr",
         # the baseline on ImageNet trunks (model.pretrained: imagenet) instead of the 3DDFA_V2 face trunk
@@ -208,4 +209,38 @@ def comparisons(results: dict[str, dict]) -> str:
                 eb = results[b]["claims"].get(s, {}).get(v, {}).get("errors")
                 cells.append("n/a" if ea is None or eb is None else _ci(paired_difference(ea, eb)))
             lines.append(f"| {paper} | {a} - {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def merged_results(run_dirs: list[Path]) -> dict[str, dict]:
+    """The finished rows of several run folders (rows trained beside each other each get their own folder, since two
+    processes never share one); a row found twice is an error, so a table never mixes two runs of one row silently."""
+    from edgepose.errors import UserError
+
+    out: dict[str, dict] = {}
+    where: dict[str, Path] = {}
+    for d in run_dirs:
+        if not Path(d).is_dir():
+            raise UserError(f"--report {d}: no such run folder")
+        for row, res in load_results(Path(d)).items():
+            if row in out:
+                raise UserError(f"--report: row {row} is in both {where[row]} and {d}; give each row's folder once")
+            out[row], where[row] = res, Path(d)
+    return out
+
+
+def seed_comparison(seed_dirs: list[Path], row: str = "ldl", against: str = "baseline") -> str:
+    """``row - against`` on the same faces for each seed's run folder (paired bootstrap over faces): the certainty
+    over training runs that one folder's intervals over faces cannot give."""
+    views = [("real-val", "original"), ("fixtures", "original"), ("real-val", "rotated"), ("synth-full", "original"),
+             ("profiled-yaw75", "original")]
+    lines = [f"| run folder | {row} - {against}: " + " | ".join(f"{s} {v} (geodesic)" for s, v in views) + " |",
+             "|" + "---|" * (len(views) + 1)]
+    for d in seed_dirs:
+        res = load_results(Path(d))
+        if row not in res or against not in res:
+            continue
+        cells = [_ci(paired_difference(res[row]["claims"][s][v]["errors"], res[against]["claims"][s][v]["errors"]))
+                 for s, v in views]
+        lines.append(f"| {Path(d).name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -247,3 +247,27 @@ def test_every_real_row_has_a_config_and_the_cli_offers_each(repo_root):
     assert set(ROWS) <= set(offered)
     assert all((repo_root / "configs" / "teachers-real" / f"{row}.yaml").is_file() for row in ROWS)
     assert all(r in ROWS and a in ROWS for pairs in CLAIMS.values() for r, a in pairs)
+
+
+def test_report_merges_run_folders_and_refuses_a_row_twice(tmp_path):
+    """`edgepose-bench methods --suite real --report A B --seeds ...`: rows trained in folders of their own make one
+    table; the same row in two folders is one line naming both (a table must not mix two runs of a row)."""
+    import json
+
+    from edgepose.benchmarks.teacher_table import merged_results, seed_comparison
+    from edgepose.errors import UserError
+
+    rng = np.random.default_rng(0)
+
+    def row(folder, name, shift):
+        errs = {s: {v: {"errors": list(rng.uniform(1, 5, 40) + shift)} for v in ("original", "rotated")}
+                for s in ("real-val", "fixtures", "synth-full", "profiled-yaw75")}
+        (tmp_path / folder / name).mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder / name / "table.json").write_text(json.dumps({"claims": errs}))
+
+    row("a", "baseline", 1.0), row("a", "ldl", 0.0), row("b", "clerf", 2.0), row("c", "ldl", 0.0)
+    assert set(merged_results([tmp_path / "a", tmp_path / "b"])) == {"baseline", "ldl", "clerf"}
+    with pytest.raises(UserError, match="row ldl is in both"):
+        merged_results([tmp_path / "a", tmp_path / "c"])
+    table = seed_comparison([tmp_path / "a", tmp_path / "b"])
+    assert "| a | -" in table and "| b |" not in table  # ldl 1 deg closer in folder a; b has no pair

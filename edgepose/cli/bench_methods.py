@@ -56,6 +56,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--imported", nargs="*", default=[], metavar="SPEC",
                     help="--suite real: also score imported teachers or checkpoints on the claim sets (e.g. 3ddfa-v2:PATH, "
                          "LABEL=runs/default-model-v10/last.pt for a row named imported-LABEL)")
+    ap.add_argument("--report", nargs="+", default=None, metavar="RUNS",
+                    help="--suite real: print the table and the claim pairs of the finished rows in these run folders "
+                         "(no training); rows trained beside each other live in folders of their own")
+    ap.add_argument("--seeds", nargs="+", default=None, metavar="RUNS",
+                    help="--suite real with --report: ldl - baseline for each of these run folders (one per seed)")
     ap.add_argument("--table", default=None, help="markdown table written after every row (default RUNS/table.md)")
     ap.add_argument("--set", nargs="*", default=[], help="key=value overrides for every row (smoke runs)")
 
@@ -108,6 +113,15 @@ def run_real(args: argparse.Namespace) -> int:
 
     from ..benchmarks.teacher_table import ROWS, comparisons, markdown, run_table, score_imported
 
+    if args.report:
+        from ..benchmarks.teacher_table import merged_results, seed_comparison
+
+        results = merged_results([Path(d) for d in args.report])
+        print(markdown(results))
+        print(comparisons(results))
+        if args.seeds:
+            print(seed_comparison([Path(d) for d in args.seeds]))
+        return 0
     rows = ROWS if args.rows is None else args.rows
     bad = [r for r in rows if r not in ROWS]
     if bad:
