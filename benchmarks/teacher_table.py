@@ -203,13 +203,16 @@ def comparisons(results: dict[str, dict]) -> str:
         for a, b in pairs:
             if a not in results or b not in results:
                 continue
-            cells = []
-            for s, v in views:
-                ea = results[a]["claims"].get(s, {}).get(v, {}).get("errors")
-                eb = results[b]["claims"].get(s, {}).get(v, {}).get("errors")
-                cells.append("n/a" if ea is None or eb is None else _ci(paired_difference(ea, eb)))
+            cells = [_paired_cell(results[a], results[b], s, v) for s, v in views]
             lines.append(f"| {paper} | {a} - {b} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _paired_cell(row: dict, against: dict, claim_set: str, view: str) -> str:
+    """``row - against`` on one claim set's view, paired over the same faces; n/a where either lacks it."""
+    ea = row["claims"].get(claim_set, {}).get(view, {}).get("errors")
+    eb = against["claims"].get(claim_set, {}).get(view, {}).get("errors")
+    return "n/a" if ea is None or eb is None else _ci(paired_difference(ea, eb))
 
 
 def merged_results(run_dirs: list[Path]) -> dict[str, dict]:
@@ -218,14 +221,14 @@ def merged_results(run_dirs: list[Path]) -> dict[str, dict]:
     from edgepose.errors import UserError
 
     out: dict[str, dict] = {}
-    where: dict[str, Path] = {}
+    found_in: dict[str, Path] = {}
     for d in run_dirs:
         if not Path(d).is_dir():
             raise UserError(f"--report {d}: no such run folder")
         for row, res in load_results(Path(d)).items():
             if row in out:
-                raise UserError(f"--report: row {row} is in both {where[row]} and {d}; give each row's folder once")
-            out[row], where[row] = res, Path(d)
+                raise UserError(f"--report: row {row} is in both {found_in[row]} and {d}; give each row's folder once")
+            out[row], found_in[row] = res, Path(d)
     return out
 
 
@@ -240,7 +243,6 @@ def seed_comparison(seed_dirs: list[Path], row: str = "ldl", against: str = "bas
         res = load_results(Path(d))
         if row not in res or against not in res:
             continue
-        cells = [_ci(paired_difference(res[row]["claims"][s][v]["errors"], res[against]["claims"][s][v]["errors"]))
-                 for s, v in views]
+        cells = [_paired_cell(res[row], res[against], s, v) for s, v in views]
         lines.append(f"| {Path(d).name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

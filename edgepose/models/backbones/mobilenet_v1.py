@@ -79,8 +79,9 @@ class MobileNetV1(Backbone):
         self.widen_factor = float(widen_factor)
         self.blocks = tuple(b for b in MOBILENET_V1_BLOCKS[:depth] if b[0] not in skip)
         # a full-depth checkpoint (3DDFA_V2's) loads into a shortened trunk: its dropped blocks are ignored like fc
+        kept = {name for name, *_ in self.blocks}
         self.classifier_prefixes = type(self).classifier_prefixes + tuple(
-            f"{name}." for name, *_ in MOBILENET_V1_BLOCKS if not any(name == b[0] for b in self.blocks))
+            f"{name}." for name, *_ in MOBILENET_V1_BLOCKS if name not in kept)
 
         def c(ch: int) -> int:
             return int(ch * widen_factor)
