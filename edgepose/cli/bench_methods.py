@@ -61,6 +61,16 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "(no training); rows trained beside each other live in folders of their own")
     ap.add_argument("--seeds", nargs="+", default=None, metavar="RUNS",
                     help="--suite real with --report: ldl - baseline for each of these run folders (one per seed)")
+    ap.add_argument("--curve", nargs="+", default=None, metavar="RUNS",
+                    help="--suite real: the learning curve of --curve-row over these run folders (each trained at its "
+                         "own budget, --set epochs=N; seeds are extra points): a power-law fit and the iterations it "
+                         "needs to reach --curve-target, with a bootstrap interval over faces (no training)")
+    ap.add_argument("--curve-row", default="baseline", help="--curve: the row (default baseline)")
+    ap.add_argument("--curve-target", type=float, default=None, metavar="DEG",
+                    help="--curve: the error (deg, mean geodesic) whose budget is wanted")
+    ap.add_argument("--curve-set", default="real-val", choices=("real-val", "fixtures", "synth-full", "profiled-yaw75"),
+                    help="--curve: the claim set (default real-val, as filmed)")
+    ap.add_argument("--plot", default=None, metavar="PNG", help="--curve: also write the curve as a PNG here")
     ap.add_argument("--table", default=None, help="markdown table written after every row (default RUNS/table.md)")
     ap.add_argument("--set", nargs="*", default=[], help="key=value overrides for every row (smoke runs)")
 
@@ -113,6 +123,8 @@ def run_real(args: argparse.Namespace) -> int:
 
     from ..benchmarks.teacher_table import ROWS, comparisons, markdown, run_table, score_imported
 
+    if args.curve:
+        return report_curve(args)
     if args.report:
         from ..benchmarks.teacher_table import merged_results, seed_comparison
 
@@ -139,4 +151,21 @@ def run_real(args: argparse.Namespace) -> int:
         results.update(score_imported(args.imported, runs, build, Path(root) if root else None))
     print(markdown(results))
     print(comparisons(results))
+    return 0
+
+
+def report_curve(args: argparse.Namespace) -> int:
+    """``--curve``: print the row's learning curve and the budget its target needs (docs/results/teachers.md)."""
+    from ..benchmarks.learning_curve import learning_curve_report, plot_learning_curve
+
+    if args.curve_target is None:
+        raise UserError("--curve needs --curve-target DEG (the error whose budget is wanted, e.g. 2.9)")
+    text, res = learning_curve_report([Path(d) for d in args.curve], args.curve_row, args.curve_target, args.curve_set)
+    print(text)
+    if args.plot:
+        out = Path(args.plot)
+        if out.suffix.lower() != ".png":
+            raise UserError(f"--plot {out}: give a .png path")
+        plot_learning_curve(res, out, f"{args.curve_row} on {args.curve_set}: budget to {args.curve_target:.2f} deg")
+        print(f"plot: {out}")
     return 0
