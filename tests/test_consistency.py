@@ -41,3 +41,22 @@ def test_views_are_appended_and_the_term_compares_them_with_their_originals():
     turned = eye.clone()
     turned[-k:] = torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])  # 90 deg about z
     assert abs(float(consistency_term(turned, k)) - torch.pi / 2) < 1e-3
+
+
+def test_original_target_leaves_the_supervised_prediction_alone():
+    """consistency_target="original": the gradient reaches only the moved views' predictions; "both" moves both;
+    an unknown target is a one-line config error."""
+    import pytest
+
+    from edgepose.config import ConfigError
+    from edgepose.geometry import random_rotations
+
+    R = torch.as_tensor(random_rotations(6, __import__("numpy").random.default_rng(0)), dtype=torch.float32)
+    R.requires_grad_(True)
+    consistency_term(R, 3, "original").backward()
+    assert float(R.grad[:3].abs().sum()) == 0.0 and float(R.grad[3:].abs().sum()) > 0.0
+    R.grad = None
+    consistency_term(R, 3, "both").backward()
+    assert float(R.grad[:3].abs().sum()) > 0.0
+    with pytest.raises(ConfigError, match="consistency_target"):
+        consistency_term(R, 3, "teacher")

@@ -121,6 +121,10 @@ def build(config: str | Path, overrides: list[str] | None = None, *, data_root: 
     if stage not in STAGES:
         raise UserError(f"--stage {stage!r}: use {' or '.join(STAGES)}")
     cfg = load_config(BuildConfig, config, list(overrides or []))
+    from edgepose.train.consistency import TARGETS
+
+    if cfg.optim.consistency_target not in TARGETS:  # refused before any face is detected, not at the first step
+        raise UserError(f"optim.consistency_target={cfg.optim.consistency_target!r}: use one of {', '.join(TARGETS)}")
     root = Path(data_root or os.environ.get("EDGEPOSE_TEST_DATA") or REPO.parent / "shared" / "data")
     if cfg.threads:
         import cv2

@@ -95,6 +95,9 @@ class OptimSection(OptimConfig):
     consistency_fraction: float = 0.25
     consistency_shift: float = 2.0
     consistency_scale: float = 0.03
+    # "both": the pair is pulled together (v12c-v17); "original": the original view's prediction is a fixed target
+    # (no gradient), so only the moved view learns to agree and the supervised prediction is not pulled toward it
+    consistency_target: str = "both"
     # quantization noise (edgepose.train.quant_noise): uniform noise of `quant_noise` INT8 steps on every BatchNorm
     # output while training, so that the INT8 files' roundings move the answer less. 0 = off (v12 and earlier).
     quant_noise: float = 0.0

@@ -77,7 +77,7 @@ class GeodesicObjective(Method):
         loss = geodesic_loss(pred[:n].float(), batch["R"], batch["weight"])
         if not k:
             return loss, {}
-        term = consistency_term(pred, k)
+        term = consistency_term(pred, k, o.consistency_target)
         return loss + o.consistency * term, {"consistency_deg": float(term.detach()) * 57.29577951308232}
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["box_jittered", "with_jittered_views", "consistency_term"]
+__all__ = ["box_jittered", "with_jittered_views", "consistency_term", "TARGETS"]
 
 
 def box_jittered(images: torch.Tensor, shift_px: float, scale: float,
@@ -48,10 +48,18 @@ def with_jittered_views(images: torch.Tensor, fraction: float, shift_px: float, 
     return torch.cat([images, box_jittered(images[:k], shift_px, scale, generator)]), k
 
 
-def consistency_term(R: torch.Tensor, k: int) -> torch.Tensor:
+TARGETS = ("both", "original")
+
+
+def consistency_term(R: torch.Tensor, k: int, target: str = "both") -> torch.Tensor:
     """Mean geodesic angle (radians) between the rotations predicted for the ``k`` jittered views (the last
-    ``k`` rows of ``R``) and for their originals (the first ``k``). Both sides carry gradients: the pair is
-    pulled together, not the second view towards a fixed first one."""
+    ``k`` rows of ``R``) and for their originals (the first ``k``). ``target="both"``: both sides carry gradients,
+    the pair is pulled together. ``"original"``: the originals are a fixed target (detached), so the supervised
+    prediction is never pulled toward a moved view's -- the term can then only teach the moved view to agree."""
+    from edgepose.config import ConfigError
     from edgepose.losses import geodesic_loss
 
-    return geodesic_loss(R[-k:].float(), R[:k].float())
+    if target not in TARGETS:
+        raise ConfigError(f"optim.consistency_target={target!r}: use one of {', '.join(TARGETS)}")
+    anchor = R[:k].float()
+    return geodesic_loss(R[-k:].float(), anchor.detach() if target == "original" else anchor)
