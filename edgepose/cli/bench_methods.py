@@ -71,6 +71,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--curve-set", default="real-val", choices=("real-val", "fixtures", "synth-full", "profiled-yaw75"),
                     help="--curve: the claim set (default real-val, as filmed)")
     ap.add_argument("--plot", default=None, metavar="PNG", help="--curve: also write the curve as a PNG here")
+    ap.add_argument("--as-member", default=None, metavar="SPEC",
+                    help="--suite real: how the --build-dir's ensemble labels would move with this teacher (a checkpoint "
+                         "or importer spec) as one more member, on the build's cached faces (no training)")
+    ap.add_argument("--write", default=None, metavar="DIR",
+                    help="--as-member: also write the build's caches relabelled by the larger ensemble to this new "
+                         "folder (then: edgepose models build out_dir=DIR with the longer teacher list)")
     ap.add_argument("--table", default=None, help="markdown table written after every row (default RUNS/table.md)")
     ap.add_argument("--set", nargs="*", default=[], help="key=value overrides for every row (smoke runs)")
 
@@ -125,6 +131,11 @@ def run_real(args: argparse.Namespace) -> int:
 
     if args.curve:
         return report_curve(args)
+    if args.as_member:
+        from ..benchmarks.ensemble_member import markdown as member_markdown, member_effect
+
+        print(member_markdown(member_effect(args.build_dir, args.as_member, write=args.write)))
+        return 0
     if args.report:
         from ..benchmarks.teacher_table import merged_results, seed_comparison
 
