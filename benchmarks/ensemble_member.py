@@ -86,7 +86,7 @@ def member_effect(build_dir: str | Path, spec: str, parts: tuple[str, ...] = ("r
         if write.exists() and any(write.glob("*.npz")):
             raise UserError(f"--write {write}: it already holds .npz caches; give a new folder")
     from edgepose.data.npz import NpzFacesReader
-    from edgepose.distill.teacher import _valid_yaw, load_teacher
+    from edgepose.distill.teacher import load_teacher, member_valid_yaw
 
     build_dir = Path(build_dir)
     cand = load_teacher(spec)
@@ -105,7 +105,7 @@ def member_effect(build_dir: str | Path, spec: str, parts: tuple[str, ...] = ("r
             names = [str(t) for t in z["teachers"]]
         reader = NpzFacesReader(str(build_dir), [part])
         samples = [reader[i] for i in range(len(reader))]
-        valid = [_valid_yaw(n, None) for n in names] + [cand_valid]
+        valid = [member_valid_yaw(n) for n in names] + [cand_valid]
         arrays, res = ensemble_change(member_R, labels, _flip_tta(model, samples), valid)
         out["parts"][part] = {**res, "members": names}
         new[part] = arrays

@@ -27,7 +27,7 @@ import torch
 
 from edgepose.errors import ModelError, UserError
 
-__all__ = ["Teacher", "load_teacher", "chordal_mean", "robust_rotation_mean", "agreement_weight",
+__all__ = ["Teacher", "load_teacher", "chordal_mean", "robust_rotation_mean", "agreement_weight", "member_valid_yaw",
            "VALID_YAW_DEG"]
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class Teacher(torch.nn.Module):
         self.bins = bins[0] if bins[0] and all(b == bins[0] for b in bins) else {}
         widths = {m.num_features for m in members}
         self.num_features = widths.pop() if len(widths) == 1 else None
-        self.valid_yaw = [_valid_yaw(n, m) for n, m in zip(names, members)]
+        self.valid_yaw = [member_valid_yaw(n, m) for n, m in zip(names, members)]
 
     @property
     def specs(self):
@@ -197,7 +197,9 @@ class Teacher(torch.nn.Module):
                 "bins": {a: vars(s) for a, s in self.bins.items()}}
 
 
-def _valid_yaw(spec: str, member) -> float | None:
+def member_valid_yaw(spec: str, member=None) -> float | None:
+    """Up to which turn (deg) a member counts in the ensemble: its checkpoint's declared `valid_yaw_deg`, else the
+    importer's known limit (VALID_YAW_DEG), else None (everywhere)."""
     declared = getattr(member, "provenance", {}).get("valid_yaw_deg")
     if declared is not None:
         return float(declared)
