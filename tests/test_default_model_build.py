@@ -174,7 +174,7 @@ def test_build_with_a_teacher_initialised_student_end_to_end(data_file, tmp_path
                "student.init_lr_scale=0.1", f"data.real=[{photos}]", f"data.real_val=[{held_out}]",
                f"data.detector_model={data_file('detectors/yunet/yunet_s_640_640.onnx')}",
                "data.synth_n=8", "data.synth_val_n=4", "data.synth_size=64", "optim.epochs=1", "optim.batch_size=4",
-               "optim.workers=0", "optim.consistency=0.5", "optim.quant_noise=1.0", "calib_crops=4",
+               "optim.workers=0", "optim.consistency=0.5", "optim.consistency_target=original", "optim.quant_noise=1.0", "calib_crops=4",
                "quant_method=percentile", "threads=2",
                # the roi-heads stage as the build's last step, on the student just trained
                "roi_heads.enabled=true", f"roi_heads.negatives=[{data_file('videos/no_face.mp4')}]",
@@ -280,6 +280,8 @@ def test_a_bad_student_init_stops_the_build_before_any_labelling(tmp_path, capsy
     assert "student.init='imagenet'" in capsys.readouterr().err
     assert main(["models", "build", "--data-root", str(tmp_path), "student.init_lr_scale=0", f"out_dir={out}"]) == 2
     assert "init_lr_scale" in capsys.readouterr().err
+    assert main(["models", "build", "--data-root", str(tmp_path), "optim.consistency_target=teacher", f"out_dir={out}"]) == 2
+    assert "optim.consistency_target='teacher'" in capsys.readouterr().err
     assert not (out / "real.npz").exists()
 
 
