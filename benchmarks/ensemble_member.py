@@ -56,20 +56,19 @@ def ensemble_change(member_R: np.ndarray, labels: np.ndarray, candidate_R: np.nd
     }
 
 
-def _flip_tta(model, samples: list, batch: int = 64) -> np.ndarray:
-    """The candidate's flip-averaged rotations on the samples, as the build labels faces."""
+def _flip_tta(teacher, samples: list, batch: int = 64) -> np.ndarray:
+    """A one-member teacher's flip-averaged rotations on the samples, as the build labels faces."""
     import torch
 
     from edgepose.distill.teacher import member_flip_tta_rotations
     from edgepose.evaluation import Variant, variant_batch
 
-    spec, out = model.preprocess, []
+    spec, out = teacher.specs[0], []
     plain, mirrored = Variant("original", 0.0, False), Variant("flip", 0.0, True)
     for i in range(0, len(samples), batch):
         x, _ = variant_batch(samples[i:i + batch], spec, plain)
         xf, _ = variant_batch(samples[i:i + batch], spec, mirrored)
-        holder = type("OneMember", (), {"members": [model]})()
-        out.append(member_flip_tta_rotations(holder, [torch.from_numpy(x)], [torch.from_numpy(xf)])[0].numpy())
+        out.append(member_flip_tta_rotations(teacher, [torch.from_numpy(x)], [torch.from_numpy(xf)])[0].numpy())
     return np.concatenate(out)
 
 
@@ -90,7 +89,7 @@ def member_effect(build_dir: str | Path, spec: str, parts: tuple[str, ...] = ("r
 
     build_dir = Path(build_dir)
     cand = load_teacher(spec)
-    model, cand_valid = cand.members[0], cand.valid_yaw[0]
+    cand_valid = cand.valid_yaw[0]
     out = {"candidate": spec, "candidate_valid_yaw": cand_valid, "build": str(build_dir), "parts": {}}
     new: dict[str, dict] = {}
     for part in parts:
@@ -106,7 +105,7 @@ def member_effect(build_dir: str | Path, spec: str, parts: tuple[str, ...] = ("r
         reader = NpzFacesReader(str(build_dir), [part])
         samples = [reader[i] for i in range(len(reader))]
         valid = [member_valid_yaw(n) for n in names] + [cand_valid]
-        arrays, res = ensemble_change(member_R, labels, _flip_tta(model, samples), valid)
+        arrays, res = ensemble_change(member_R, labels, _flip_tta(cand, samples), valid)
         out["parts"][part] = {**res, "members": names}
         new[part] = arrays
     if write is not None:

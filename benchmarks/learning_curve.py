@@ -24,6 +24,8 @@ import numpy as np
 
 from edgepose.errors import UserError
 
+from .teacher_claims import paired_difference
+
 __all__ = ["CurvePoint", "PowerLaw", "fit_power_law", "curve_points", "budget_for", "learning_curve_report",
            "plot_learning_curve"]
 
@@ -117,12 +119,9 @@ def last_step(points: list[CurvePoint], n_boot: int = 2000, seed: int = 0) -> di
     hi_n, lo_n = budgets[-1], budgets[-2]
     a = np.mean([p.errors for p in points if p.iterations == hi_n], axis=0)
     b = np.mean([p.errors for p in points if p.iterations == lo_n], axis=0)
-    d = a - b
-    rng = np.random.default_rng(seed)
-    boots = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(n_boot)]
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return {"from": lo_n, "to": hi_n, "change": float(d.mean()), "lo": float(lo), "hi": float(hi),
-            "relative": float(d.mean() / b.mean())}
+    diff = paired_difference(a, b, n_boot, seed)  # the teacher table's paired bootstrap over the same faces
+    return {"from": lo_n, "to": hi_n, "change": diff["mean"], "lo": diff["lo"], "hi": diff["hi"],
+            "relative": diff["mean"] / float(b.mean())}
 
 
 def _fmt_iters(n: float) -> str:
