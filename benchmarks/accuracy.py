@@ -27,18 +27,23 @@ log = logging.getLogger(__name__)
 class EvalSet:
     name: str
     samples: list
+    boxes: str = "dataset"  # where the face boxes come from (DatasetSpec.boxes)
     _inputs: dict = field(default_factory=dict)  # preprocess spec -> (x, R_gt)
 
     @property
     def fingerprint(self) -> str:
         """sha256 (16 hex) of every image and label: reports are comparable only when it matches
-        (a rendered set changes with the renderer, a folder with its files)."""
+        (a rendered set changes with the renderer, a folder with its files). Detector boxes are hashed
+        too (another detector file, other crops); the dataset's own boxes are not, which keeps the
+        fingerprints of reports made before the ``boxes`` option."""
         import hashlib
 
         h = hashlib.sha256()
         for smp in self.samples:
             h.update(np.ascontiguousarray(smp.image).tobytes())
             h.update(np.asarray(smp.R, np.float64).tobytes())
+            if self.boxes != "dataset":
+                h.update(np.asarray(smp.box, np.float64).tobytes())
         return h.hexdigest()[:16]
 
     def inputs(self, spec):
@@ -65,7 +70,28 @@ def load_eval_set(ds: DatasetSpec) -> EvalSet:
         samples = samples[:ds.max_samples]
     if not samples:
         raise DataError(f"accuracy set {ds.name!r} at {root} has no labelled samples")
-    return EvalSet(ds.name or ds.format, samples)
+    if ds.boxes == "detector":
+        samples = _detector_boxes(ds, samples)
+    return EvalSet(ds.name or ds.format, samples, boxes=ds.boxes)
+
+
+def _detector_boxes(ds: DatasetSpec, samples: list) -> list:
+    """The samples with YuNet's boxes (:func:`edgepose.evaluation.with_detector_boxes`): the crops a model
+    gets at run time, and the path of docs/models.md's fixture figures."""
+    from edgepose.evaluation import with_detector_boxes
+
+    model = expand_path(ds.detector_model)
+    if model is not None and not model.is_file():
+        raise DataError(f"accuracy set {ds.name!r}: detector_model {model} not found; "
+                        f"run `edgepose models fetch yunet` or fix accuracy.detector_model")
+    found = with_detector_boxes(samples, model)
+    if not found:
+        raise DataError(f"accuracy set {ds.name!r}: the detector found no face in its {len(samples)} images; "
+                        f"use boxes: dataset, or another detector_model")
+    if len(found) < len(samples):
+        log.info("accuracy set %s: the detector found %d of %d faces (the others are left out)",
+                 ds.name, len(found), len(samples))
+    return found
 
 
 def _synth_set(ds: DatasetSpec) -> EvalSet:

@@ -116,7 +116,8 @@ def _other_sets_lines(rows: list[dict], report: dict) -> list[str]:
     for name, items in by_set.items():
         sets = {a["name"]: a for a in report.get("accuracy_sets") or []}
         sha = (sets.get(name) or {}).get("sha256", "?")
-        out += [f"Accuracy on `{name}` (n={items[0][1].get('n')}, data sha256 {sha}, degrees):", "",
+        boxes = _boxes_note(sets.get(name))
+        out += [f"Accuracy on `{name}` (n={items[0][1].get('n')}{boxes}, data sha256 {sha}, degrees):", "",
                 "| peer | backend | precision | input | MAE p/y/r | MAE | GE | Δ MAE | vs ref |",
                 "|---|---|---|--:|---|--:|--:|--:|--:|"]
         for r, b in items:
@@ -176,7 +177,7 @@ def markdown(report: dict) -> str:
     requested = ((suite.get("config") or {}).get("iters"))
     if model_rows:
         out += ["## Pose model", "",
-                *(["Accuracy set: " + ", ".join(f"`{a['name']}` (n={a['n']}, data sha256 {a.get('sha256', '?')})"
+                *(["Accuracy set: " + ", ".join(f"`{a['name']}` (n={a['n']}{_boxes_note(a)}, data sha256 {a.get('sha256', '?')})"
                                                 for a in report["accuracy_sets"][:1]), ""]
                   if report.get("accuracy_sets") else []),
                 "Latency in ms per call of `batch` faces (p50 / p90 / p99, mean ± std); faces/s = batch / mean. "
@@ -266,3 +267,8 @@ def load_report(path: str | Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ReportError(f"{path} is not valid JSON ({exc}); pass the .json report, not the .csv/.md") from None
     return validate_report(doc, source=str(path))
+
+
+def _boxes_note(acc_set: dict | None) -> str:
+    """", detector boxes" for a set cropped at the deployment detector's boxes (older reports: nothing)."""
+    return ", detector boxes" if (acc_set or {}).get("boxes") == "detector" else ""

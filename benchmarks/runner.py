@@ -78,7 +78,7 @@ def run_suite(suite: Suite, suite_file: Path, out_dir: str | Path, *, work_dir: 
                 es = load_eval_set(ds)
                 eval_sets.append(es)
                 report.setdefault("accuracy_sets", []).append({"name": es.name, "n": len(es.samples), "format": ds.format,
-                                                               "sha256": es.fingerprint})
+                                                               "boxes": es.boxes, "sha256": es.fingerprint})
             except KeyboardInterrupt:
                 raise
             except Exception as exc:

@@ -72,6 +72,10 @@ class DatasetSpec:
     root: str = ""
     max_samples: int | None = None
     options: dict = field(default_factory=dict)  # extra reader keys
+    # "dataset": the dataset's own face boxes (AFLW2000: from its landmarks; `edgepose eval`'s crops);
+    # "detector": the boxes YuNet finds (detector_model), as `edgepose run` and docs/models.md's fixtures crop
+    boxes: str = "dataset"
+    detector_model: str | None = None
 
 
 @dataclass
@@ -148,12 +152,16 @@ class Suite:
             raise ConfigError(f"batch_sizes must be positive integers, got {self.batch_sizes}")
         if self.iters < 1 or self.warmup < 0:
             raise ConfigError(f"iters must be >= 1 and warmup >= 0 (got iters={self.iters}, warmup={self.warmup})")
+        bad = [f"{d.name or d.format}: {d.boxes!r}" for d in self.accuracy if d.boxes not in BOX_SOURCES]
+        if bad:
+            raise ConfigError(f"accuracy boxes must be one of {', '.join(BOX_SOURCES)} (got {', '.join(bad)})")
         if self.power not in ("auto", "on", "off"):
             raise ConfigError(f"power must be auto, on or off, got {self.power!r}")
         return self
 
 
 SOURCE_KINDS = ("path", "import_teacher", "arch", "default_model")
+BOX_SOURCES = ("dataset", "detector")
 
 
 def _check_default_model(peer: PeerSpec) -> None:

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Variant", "DEFAULT_ANGLES", "default_variants", "parse_variants", "load_predictor",
            "TorchPredictor", "variant_batch", "variant_euler", "evaluate_reader", "evaluate", "format_table",
-           "SUBPIXEL_SHIFTS", "photo_faces", "shifted_boxes", "subpixel_change"]
+           "SUBPIXEL_SHIFTS", "photo_faces", "shifted_boxes", "subpixel_change", "with_detector_boxes"]
 
 DEFAULT_ANGLES = (-30.0, -15.0, 15.0, 30.0, 90.0, 180.0)
 
@@ -245,6 +245,30 @@ def format_table(report: dict, aligned: bool = False) -> str:
             lines.append(f"{v_name:<14}" + "".join(f"{m[k]:>9.2f}" for k in keys))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+# --- the deployment detector's boxes ------------------------------------------------------------------------
+def with_detector_boxes(samples: Sequence, detector_model: str | Path | None) -> list:
+    """The samples in which the deployment detector (YuNet) finds a face, each with its best box.
+
+    A dataset's own boxes (AFLW2000's come from its landmarks) are tighter and steadier than what a model
+    gets at run time, and teachers trained on other crop policies read several degrees worse on them; the
+    documented fixture figures (docs/evaluation.md, docs/models.md) crop the box the detector gives, as
+    ``edgepose run`` does. Samples without a detection are left out (the caller reports how many)."""
+    from dataclasses import replace
+
+    from .runtime import create_detector
+
+    det = create_detector("yunet", model_path=detector_model)
+    out = []
+    try:
+        for s in samples:
+            dets = sorted(det.detect(s.image), key=lambda d: -d.score)
+            if dets:
+                out.append(replace(s, box=tuple(float(v) for v in dets[0].box[:4])))
+    finally:
+        det.close()
+    return out
 
 
 # --- sub-pixel stability -----------------------------------------------------------------------------------

@@ -45,23 +45,14 @@ ENSEMBLE = "ensemble (build labels)"
 
 
 def aflw_faces(root: Path, detector_model: Path | None) -> tuple[list, np.ndarray]:
-    """(frames + detector boxes, ground-truth R) of the AFLW2000 fixtures."""
+    """(frames + detector boxes, ground-truth R) of the AFLW2000 fixtures
+    (:func:`edgepose.evaluation.with_detector_boxes`: the faces YuNet finds, its best box each)."""
     from edgepose.data.registry import build_reader
-    from edgepose.runtime import create_detector
+    from edgepose.evaluation import with_detector_boxes
 
     reader = build_reader({"format": "aflw2000", "root": str(root / "aflw2000-sample")})
-    det = create_detector("yunet", model_path=detector_model)
-    items, Rs = [], []
-    try:
-        for s in reader:
-            dets = sorted(det.detect(s.image), key=lambda d: -d.score)
-            if not dets:
-                continue
-            items.append((s.image, tuple(float(v) for v in dets[0].box[:4])))
-            Rs.append(s.R)
-    finally:
-        det.close()
-    return items, np.asarray(Rs, np.float64)
+    found = with_detector_boxes([s for s in reader], detector_model)
+    return [(s.image, s.box) for s in found], np.asarray([s.R for s in found], np.float64)
 
 
 def synth_faces(n: int, pose_range: str, seed: int) -> tuple[list, np.ndarray]:
