@@ -21,7 +21,7 @@ _EXPORTS = {
     "quantize_onnx": "ptq", "QuantResult": "ptq",
     "lint_qdq": "lint", "check_tensorrt_qdq": "lint", "QDQLintError": "lint", "Violation": "lint",
     "int8_drift": "kernel_check", "drift_problems": "kernel_check",
-    "head_node_names": "graph", "find_feature_pool": "graph",
+    "head_node_names": "graph", "find_feature_pool": "graph", "find_feature_pools": "graph", "head_nodes": "graph",
     "build_report": "report", "measure_latency": "report", "write_report": "report",
     "qat_finetune": "qat", "prepare_qat": "qat", "convert_back": "qat",
 }

@@ -4,9 +4,13 @@ The *head* is everything downstream of the backbone's pooled features: the final
 Gram-Schmidt, the bin softmax and the Euler decode.  INT8 hurts these regression layers most
 (docs/quantization.md, "Profiles": why the head stays in float), so both profiles keep them in float.
 
-The pooled-features node is found from the graph, not from names: it is the pooling node
+The pooled-features nodes are found from the graph, not from names: the pooling nodes
 (ReduceMean / GlobalAveragePool / ...) from which no Conv is reachable.  Squeeze-and-excitation
-blocks also pool, but their result feeds 1x1 convolutions, so they never qualify.
+blocks also pool, but their result feeds 1x1 convolutions, so they never qualify.  A one-stream
+trunk (every edgepose student) has one such node; a multi-stream net such as FSA-Net pools each
+stream and aggregates the pooled maps (attention, capsules, stage-wise regression), so its head is
+the pools and everything downstream of *any* of them (:func:`head_nodes`), whatever order the nodes
+are listed in.
 """
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ from collections import defaultdict, deque
 
 from edgepose.errors import ModelError
 
-__all__ = ["POOL_OPS", "consumers", "producers", "descendants", "find_feature_pool", "head_node_names", "opset_of"]
+__all__ = ["POOL_OPS", "consumers", "producers", "descendants", "find_feature_pools", "find_feature_pool",
+           "head_nodes", "head_node_names", "batched_weight_matmuls", "opset_of"]
 
 POOL_OPS = ("GlobalAveragePool", "ReduceMean", "GlobalMaxPool", "ReduceMax", "AveragePool")
 _CONV_OPS = ("Conv", "ConvInteger", "QLinearConv")
@@ -49,28 +54,50 @@ def descendants(graph, node) -> list:
     return [n for n in graph.node if id(n) in seen]
 
 
-def find_feature_pool(graph):
-    """The node that produces the backbone's pooled features (see module docstring)."""
-    candidates = []
-    for node in graph.node:
-        if node.op_type in POOL_OPS:
-            if not any(d.op_type in _CONV_OPS for d in descendants(graph, node)):
-                candidates.append(node)
-    if not candidates:
+def find_feature_pools(graph) -> list:
+    """Every pooling node from which no convolution is reachable, in graph order (see module docstring)."""
+    pools = [node for node in graph.node
+             if node.op_type in POOL_OPS and not any(d.op_type in _CONV_OPS for d in descendants(graph, node))]
+    if not pools:
         raise ModelError("cannot find the backbone's pooled features in the ONNX graph (no pooling node "
                          "without a convolution after it); export the model with `edgepose export`")
-    return candidates[0]  # the first one: later poolings, if any, are inside the head
+    return pools
+
+
+def find_feature_pool(graph):
+    """The first pooled-features node: the one a one-stream trunk has (later poolings are in its head)."""
+    return find_feature_pools(graph)[0]
+
+
+def head_nodes(graph) -> list:
+    """The pooled-features nodes and every node downstream of any of them, in graph order: the head both INT8
+    profiles keep in float. The pools themselves are in it because ONNX Runtime quantizes an AveragePool /
+    GlobalAveragePool's output (a Q on the pooled features, the head's input); a ReduceMean pool, what every
+    torch export here has, is left alone by ORT either way, so excluding it changes no file."""
+    # keyed by output tensor names (unique in a valid graph): protobuf hands out a new wrapper object per
+    # access, so identities from separate walks of the graph cannot be compared
+    pools = find_feature_pools(graph)
+    below = {t for pool in pools for n in [pool, *descendants(graph, pool)] for t in n.output}
+    return [n for n in graph.node if any(t in below for t in n.output)]
 
 
 def head_node_names(graph) -> list[str]:
-    """Names of every node after the pooled features: kept in float by both INT8 profiles."""
-    pool = find_feature_pool(graph)
-    nodes = descendants(graph, pool)
+    """Names of :func:`head_nodes` (ORT's ``nodes_to_exclude`` takes names)."""
+    nodes = head_nodes(graph)
     unnamed = [n for n in nodes if not n.name]
     if unnamed:
         raise ModelError(f"{len(unnamed)} head node(s) have no name, so they cannot be excluded from "
                          f"quantization; re-export the model (onnxslim keeps names)")
     return [n.name for n in nodes]
+
+
+def batched_weight_matmuls(graph) -> list[str]:
+    """Names of MatMul nodes whose constant weight has more than two dimensions (FSA-Net's capsule
+    transforms): per-channel scales need a 2-D weight, so ORT gives them one per-tensor scale, which the
+    tensorrt profile's Q/DQ lint refuses; that profile keeps them in float."""
+    inits = {t.name: len(t.dims) for t in graph.initializer}
+    return [n.name for n in graph.node
+            if n.op_type == "MatMul" and n.name and any(inits.get(i, 0) > 2 for i in n.input[:2])]
 
 
 def opset_of(model) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgepose.errors import ModelError
 
-from .graph import find_feature_pool, descendants, opset_of, producers
+from .graph import find_feature_pools, head_nodes, opset_of, producers
 
 __all__ = ["Violation", "QDQLintError", "lint_qdq", "check_tensorrt_qdq"]
 
@@ -155,15 +155,16 @@ def lint_qdq(model) -> list[Violation]:
 
     # head stays in float
     try:
-        pool = find_feature_pool(graph)
+        pools = ", ".join(repr(p.output[0]) for p in find_feature_pools(graph))
+        head = head_nodes(graph)
     except ModelError as exc:
         out.append(Violation("head", "model", str(exc)))
         return out
-    for n in descendants(graph, pool):
+    for n in head:
         where = n.name or n.op_type
         if n.op_type in ("QuantizeLinear",) or n.op_type in _QOPERATOR_OPS:
             out.append(Violation("head", where, f"head activation {n.input[0]!r} is quantized "
-                                                 f"(after the pooled features {pool.output[0]!r})"))
+                                                 f"(after the pooled features {pools})"))
         elif n.op_type == "DequantizeLinear" and _const(n.input[0], inits, prods) is not None:
             out.append(Violation("head", where, f"head weight {n.input[0]!r} is quantized; keep the head in float "
                                                  f"(nodes_to_exclude)"))

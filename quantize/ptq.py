@@ -4,8 +4,9 @@
 
 1. ``quant_pre_process`` (shape inference + graph optimisation: BN folding) into a temp file, see
    :func:`pre_process` for why ORT's *symbolic* shape inference is skipped;
-2. the head (everything after the pooled features, :func:`.graph.head_node_names`) is excluded, plus
-   any ``exclude`` nodes (e.g. the stem conv found sensitive by ``quantize/sweep.py``);
+2. the head (the pooled features and everything after them, :func:`.graph.head_node_names`) is excluded,
+   plus any ``exclude`` nodes (e.g. the stem conv found sensitive by ``quantize/sweep.py``) and, for
+   ``tensorrt``, MatMuls with batched constant weights (:func:`.graph.batched_weight_matmuls`);
 3. ``quantize_static`` in Q/DQ format with the profile's types and options (:mod:`.profiles`) and
    the chosen calibration (minmax / entropy / percentile); ``cpu`` adds ``reduce_range`` (7-bit
    weights) on x86 CPUs without VNNI, see :func:`.profiles.resolve_reduce_range`;
@@ -28,7 +29,7 @@ from edgepose.errors import ModelError, UserError
 from edgepose.metadata import ArtifactMetadata, file_sha256, load_metadata, save_sidecar
 
 from .calibration import CropCalibrationReader, calibrate_outside, float_head_tensors, write_manifest
-from .graph import head_node_names, opset_of
+from .graph import batched_weight_matmuls, head_node_names, opset_of
 from .lint import check_tensorrt_qdq
 from .kernel_check import int8_drift, warn_drift
 from .profiles import CALIBRATION_METHODS, QuantProfile, get_profile, resolve_reduce_range
@@ -176,6 +177,12 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
             raise UserError(f"exclude: node(s) {unknown[:5]} are not in the pre-processed graph of {fp32} "
                             f"(list them with `edgepose-bench quantize-sweep MODEL --calib X --list-groups`)")
         head = head_node_names(graph)
+        if prof.per_channel and prof.name == "tensorrt":
+            batched = [n for n in batched_weight_matmuls(graph) if n not in head]
+            if batched:
+                log.info("%s: %d MatMul(s) with batched (>2-D) constant weights kept in float (no per-channel "
+                         "scale exists for them): %s", out.name, len(batched), ", ".join(batched[:5]))
+            head = head + batched
         excluded = head + [n for n in exclude if n not in head]
         raw = Path(tmp) / "int8.onnx"
         if len(crops) % batch_size:  # ORT's calibrators stack per-batch outputs: equal batch sizes only

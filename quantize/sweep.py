@@ -51,10 +51,9 @@ def layer_groups(graph, depth: int = 4) -> "OrderedDict[str, list[str]]":
     ``model.backbone.conv1.weight`` -> ``model.backbone.conv1``); every other node joins the group
     of the last Conv before it in graph order (its BN / ReLU / residual Add).
     """
-    from .graph import descendants, find_feature_pool
+    from .graph import find_feature_pools, head_nodes
 
-    pool = find_feature_pool(graph)
-    head = {n.name for n in descendants(graph, pool)} | {pool.name}
+    head = {n.name for n in head_nodes(graph)} | {p.name for p in find_feature_pools(graph)}
     groups: OrderedDict[str, list[str]] = OrderedDict()
     current = None
     for n in graph.node:
