@@ -4,6 +4,7 @@ parallel synthetic renders, the INT8 calibration method, and its cache / depende
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,19 @@ def test_training_device_names_the_problem():
     cfg.student.init = "imagenet"
     with pytest.raises(UserError, match="student.init"):
         init_student(None, cfg, None)
+
+
+def test_optim_seed_replicates_the_training_on_the_same_data():
+    """optim.seed changes only the training's seed: the data sets keep the build's seed (their caches are keyed
+    on it), so a replicate trains on the same faces."""
+    from edgepose.assets.build_config import BuildConfig
+    from edgepose.config import load_config
+
+    cfg_path = Path(__file__).resolve().parents[1] / "configs" / "default-model" / "build.yaml"
+    shipped = load_config(BuildConfig, cfg_path)
+    assert shipped.optim.seed is None and shipped.training_seed() == shipped.seed
+    replicate = load_config(BuildConfig, cfg_path, ["optim.seed=2"])
+    assert replicate.seed == shipped.seed and replicate.training_seed() == 2 and isinstance(replicate.optim.seed, int)
 
 
 def test_parallel_synthetic_renders_equal_the_serial_ones(tmp_path):

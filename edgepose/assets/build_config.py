@@ -101,6 +101,10 @@ class OptimSection(OptimConfig):
     # quantization noise (edgepose.train.quant_noise): uniform noise of `quant_noise` INT8 steps on every BatchNorm
     # output while training, so that the INT8 files' roundings move the answer less. 0 = off (v12 and earlier).
     quant_noise: float = 0.0
+    # the pose training's own seed (batch order, augmentation draws, the engine's torch seed); null = the build's
+    # `seed`. The data sets (synthetic heads, profiled renders, calibration crops) follow `seed` alone, so a build
+    # with another optim.seed trains on the same cached faces: a replicate, for measuring build-to-build spread
+    seed: int | None = None
 
 
 @dataclass
@@ -165,6 +169,10 @@ class BuildConfig:
     out_dir: str = "runs/default-model"
     # face-presence + box heads on the frozen trunk (assets/build_roi.py; `--stage roi-heads` runs them alone)
     roi_heads: RoiHeadsSection = field(default_factory=RoiHeadsSection)
+
+    def training_seed(self) -> int:
+        """The pose training's seed: ``optim.seed`` when given, else the build's ``seed``."""
+        return self.seed if self.optim.seed is None else int(self.optim.seed)
 
 
 FORBIDDEN = ("aflw2000", "300wlp", "300w_lp", "biwi")  # evaluation fixtures / non-commercial data

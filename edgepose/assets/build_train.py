@@ -96,7 +96,7 @@ def train(cfg: BuildConfig, spec, real: dict, synth: dict, val: dict, out: Path,
     warm = max(1, o.warmup_steps)
     engine_cfg = EngineConfig(
         epochs=o.epochs, optim=o, sched=SchedConfig(name="cosine", warmup_iters=warm, warmup_start=1.0 / warm),
-        amp=cfg.amp, ema=o.ema, device=cfg.device, seed=cfg.seed, output=str(out), best_metric=None,
+        amp=cfg.amp, ema=o.ema, device=cfg.device, seed=cfg.training_seed(), output=str(out), best_metric=None,
         write_best=False, desc="epoch")
     objective = GeodesicObjective(cfg, [])
     engine = Engine(engine_cfg, objective)
