@@ -18,28 +18,16 @@ from edgepose.cli.main import main
 
 
 def _tiny_onnx(path: Path, size: int = 32) -> Path:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    from edgepose.metadata import ArtifactMetadata, save_sidecar
-    from edgepose.preprocess import PreprocessSpec
+    from onnx import helper
+    from onnx_graphs import save_pose_graph
 
     rng = np.random.default_rng(0)
-    W = (0.05 * rng.standard_normal((3, 6))).astype(np.float32)
-    b = np.array([1, 0, 0, 0, 1, 0], np.float32)  # ~identity rotation, input-dependent tilt
-    g = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-         helper.make_node("Flatten", ["pooled"], ["flat"]),
-         helper.make_node("Gemm", ["flat", "W", "b"], ["sixd"])],
-        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
-        [helper.make_tensor_value_info("sixd", TensorProto.FLOAT, ["batch", 6])],
-        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b")])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    save_sidecar(path, ArtifactMetadata(model="tiny-test", head="6d", preprocess=PreprocessSpec(input_size=size),
-                                        format="onnx"))
-    return path
+    init = {"W": 0.05 * rng.standard_normal((3, 6)),
+            "b": np.array([1, 0, 0, 0, 1, 0])}  # ~identity rotation, input-dependent tilt
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "W", "b"], ["sixd"])]
+    return save_pose_graph(path, "tiny-test", nodes, init, size)
 
 
 def _suite(tmp_path: Path, data_root: Path | None, model: Path, **extra) -> Path:

@@ -23,10 +23,8 @@ SIZE = 16
 def _two_streams(path, b_first: bool = False):
     """input -> conv_a -> pool_a -> flat_a ---------------------> add -> 6D
        input -> conv_b -> pool_b -> flat_b -> mm_b (weights) --/        (stream b has a layer of its own)"""
-    from onnx import TensorProto, helper, numpy_helper
-
-    from edgepose.metadata import ArtifactMetadata, save_sidecar
-    from edgepose.preprocess import PreprocessSpec
+    from onnx import helper
+    from onnx_graphs import save_pose_graph
 
     rng = np.random.default_rng(0)
     init = {"wa": rng.standard_normal((8, 3, 3, 3)), "wb": rng.standard_normal((8, 3, 3, 3)),
@@ -40,16 +38,7 @@ def _two_streams(path, b_first: bool = False):
     tail = [helper.make_node("Add", ["fa", "gb"], ["feat"], name="add"),
             helper.make_node("Gemm", ["feat", "w6", "b6"], ["sixd"], name="sixd")]
     nodes = (stream["b"] + stream["a"] if b_first else stream["a"] + stream["b"]) + tail
-    g = helper.make_graph(nodes, "two-streams",
-                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
-                          [helper.make_tensor_value_info("sixd", TensorProto.FLOAT, ["batch", 6])],
-                          [numpy_helper.from_array(v.astype(np.float32), k) for k, v in init.items()])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    save_sidecar(path, ArtifactMetadata(model="two-streams", head="6d", preprocess=PreprocessSpec(input_size=SIZE),
-                                        format="onnx"))
-    return path
+    return save_pose_graph(path, "two-streams", nodes, init, SIZE)
 
 
 @pytest.mark.parametrize("b_first", [False, True])
@@ -76,10 +65,8 @@ def test_tensorrt_profile_keeps_every_stream_head_float(tmp_path, b_first):
 
 def _batched_weight(path):
     """input -> MatMul(x, W[3, S, S]) -> conv -> relu -> pool -> 6D: a batched constant weight before the head."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    from edgepose.metadata import ArtifactMetadata, save_sidecar
-    from edgepose.preprocess import PreprocessSpec
+    from onnx import helper
+    from onnx_graphs import save_pose_graph
 
     rng = np.random.default_rng(2)
     init = {"wt": 0.2 * rng.standard_normal((3, SIZE, SIZE)), "wc": rng.standard_normal((8, 3, 3, 3)),
@@ -89,16 +76,7 @@ def _batched_weight(path):
              helper.make_node("Relu", ["c"], ["r"], name="relu"),
              helper.make_node("ReduceMean", ["r"], ["p"], name="pool", axes=[2, 3], keepdims=0),
              helper.make_node("Gemm", ["p", "w6", "b6"], ["sixd"], name="sixd")]
-    g = helper.make_graph(nodes, "batched-weight",
-                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
-                          [helper.make_tensor_value_info("sixd", TensorProto.FLOAT, ["batch", 6])],
-                          [numpy_helper.from_array(v.astype(np.float32), k) for k, v in init.items()])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    save_sidecar(path, ArtifactMetadata(model="batched-weight", head="6d", preprocess=PreprocessSpec(input_size=SIZE),
-                                        format="onnx"))
-    return path
+    return save_pose_graph(path, "batched-weight", nodes, init, SIZE)
 
 
 def test_tensorrt_profile_keeps_batched_weight_matmuls_float(tmp_path):
