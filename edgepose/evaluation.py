@@ -258,17 +258,14 @@ def with_detector_boxes(samples: Sequence, detector_model: str | Path | None) ->
     from dataclasses import replace
 
     from .runtime import create_detector
+    from .runtime.detection import best_box
 
     det = create_detector("yunet", model_path=detector_model)
-    out = []
     try:
-        for s in samples:
-            dets = sorted(det.detect(s.image), key=lambda d: -d.score)
-            if dets:
-                out.append(replace(s, box=tuple(float(v) for v in dets[0].box[:4])))
+        boxes = [best_box(det.detect(s.image)) for s in samples]
     finally:
         det.close()
-    return out
+    return [replace(s, box=box) for s, box in zip(samples, boxes) if box is not None]
 
 
 # --- sub-pixel stability -----------------------------------------------------------------------------------
@@ -282,15 +279,16 @@ def photo_faces(folder: str | Path, detector_model: str | Path | None, limit: in
     import cv2
 
     from .runtime import create_detector
+    from .runtime.detection import best_box
 
     det = create_detector("yunet", model_path=detector_model)
     out = []
     try:
         for f in sorted(Path(folder).glob("*.JPG"))[:limit]:
             img = cv2.imread(str(f))
-            dets = sorted(det.detect(img), key=lambda d: -d.score) if img is not None else []
-            if dets:
-                out.append((img, tuple(float(v) for v in dets[0].box[:4])))
+            box = best_box(det.detect(img)) if img is not None else None
+            if box is not None:
+                out.append((img, box))
     finally:
         det.close()
     return out

@@ -177,7 +177,7 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
             raise UserError(f"exclude: node(s) {unknown[:5]} are not in the pre-processed graph of {fp32} "
                             f"(list them with `edgepose-bench quantize-sweep MODEL --calib X --list-groups`)")
         head = head_node_names(graph)
-        if prof.per_channel and prof.name == "tensorrt":
+        if prof.name == "tensorrt":  # the profile its Q/DQ lint checks for per-channel weights
             batched = [n for n in batched_weight_matmuls(graph) if n not in head]
             if batched:
                 log.info("%s: %d MatMul(s) with batched (>2-D) constant weights kept in float (no per-channel "

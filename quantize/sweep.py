@@ -51,9 +51,9 @@ def layer_groups(graph, depth: int = 4) -> "OrderedDict[str, list[str]]":
     ``model.backbone.conv1.weight`` -> ``model.backbone.conv1``); every other node joins the group
     of the last Conv before it in graph order (its BN / ReLU / residual Add).
     """
-    from .graph import find_feature_pools, head_nodes
+    from .graph import head_nodes
 
-    head = {n.name for n in head_nodes(graph)} | {p.name for p in find_feature_pools(graph)}
+    head = {n.name for n in head_nodes(graph)}  # the pools themselves included
     groups: OrderedDict[str, list[str]] = OrderedDict()
     current = None
     for n in graph.node:

@@ -184,3 +184,11 @@ def test_frame_processor_merges_duplicates_of_any_detector(data_file):
         for i in range(3):
             result = proc.process(img, i * 33_000_000)
             assert len(result.faces) == 1, [f.box for f in result.faces]
+
+
+def test_best_box_is_the_highest_scoring_detection_as_floats():
+    from edgepose.runtime.detection import Detection, best_box
+
+    assert best_box([]) is None
+    box = best_box([Detection((1, 2, 3, 4), 0.4), Detection((10, 20, 30, 40), 0.9), Detection((5, 6, 7, 8), 0.7)])
+    assert box == (10.0, 20.0, 30.0, 40.0) and all(isinstance(v, float) for v in box)

@@ -51,7 +51,7 @@ def aflw_faces(root: Path, detector_model: Path | None) -> tuple[list, np.ndarra
     from edgepose.evaluation import with_detector_boxes
 
     reader = build_reader({"format": "aflw2000", "root": str(root / "aflw2000-sample")})
-    found = with_detector_boxes([s for s in reader], detector_model)
+    found = with_detector_boxes(list(reader), detector_model)
     return [(s.image, s.box) for s in found], np.asarray([s.R for s in found], np.float64)
 
 
@@ -173,6 +173,7 @@ def clip_faces(paths: list[Path], detector_model: Path | None, max_frames: int =
     """Per clip, the consecutive frames in which YuNet finds a face, as (frame, best box)."""
     from edgepose.data.video import iter_video_frames
     from edgepose.runtime import create_detector
+    from edgepose.runtime.detection import best_box
 
     det = create_detector("yunet", model_path=detector_model)
     out = []
@@ -180,8 +181,8 @@ def clip_faces(paths: list[Path], detector_model: Path | None, max_frames: int =
         for path in paths:
             items = []
             for _, frame in iter_video_frames(path, step=1, max_frames=max_frames):
-                dets = sorted(det.detect(frame), key=lambda d: -d.score)
-                items.append((frame, tuple(float(v) for v in dets[0].box[:4])) if dets else None)
+                box = best_box(det.detect(frame))
+                items.append((frame, box) if box is not None else None)
             out.append(items)
     finally:
         det.close()

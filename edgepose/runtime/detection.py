@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 __all__ = ["Detection", "RunnerDetector", "NetworkDetector", "iou_matrix", "greedy_matches", "nms", "merge_overlaps",
-           "clip_box", "box_area"]
+           "clip_box", "box_area", "best_box"]
 
 
 @dataclass
@@ -129,6 +129,14 @@ def merge_overlaps(dets: list[Detection], iou_threshold: float | None, containme
                 continue
         kept.append(int(i))
     return [dets[i] for i in kept]
+
+
+def best_box(dets: list[Detection]) -> tuple[float, float, float, float] | None:
+    """The (x1, y1, x2, y2) box of the highest-scoring detection, or None when there is none: the one face the
+    evaluations crop from a frame."""
+    if not dets:
+        return None
+    return tuple(float(v) for v in max(dets, key=lambda d: d.score).box[:4])
 
 
 def _intersection(box: np.ndarray, others: np.ndarray) -> np.ndarray:
