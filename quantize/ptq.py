@@ -4,14 +4,16 @@
 
 1. ``quant_pre_process`` (shape inference + graph optimisation: BN folding) into a temp file, see
    :func:`pre_process` for why ORT's *symbolic* shape inference is skipped;
-2. the head (the pooled features and everything after them, :func:`.graph.head_node_names`) is excluded,
+2. optionally (``equalize=alpha``) activation equalization across ReLU (:mod:`.equalize`): every quantized
+   ReLU output gets the tensor's full range in each channel, the FP32 function unchanged;
+3. the head (the pooled features and everything after them, :func:`.graph.head_node_names`) is excluded,
    plus any ``exclude`` nodes (e.g. the stem conv found sensitive by ``quantize/sweep.py``) and, for
    ``tensorrt``, MatMuls with batched constant weights (:func:`.graph.batched_weight_matmuls`);
-3. ``quantize_static`` in Q/DQ format with the profile's types and options (:mod:`.profiles`) and
+4. ``quantize_static`` in Q/DQ format with the profile's types and options (:mod:`.profiles`) and
    the chosen calibration (minmax / entropy / percentile); ``cpu`` adds ``reduce_range`` (7-bit
    weights) on x86 CPUs without VNNI, see :func:`.profiles.resolve_reduce_range`;
-4. ``tensorrt`` results must pass the Q/DQ lint (:mod:`.lint`) or nothing is written;
-5. metadata: ``meta.derive(precision="int8-tensorrt"|"int8-cpu")`` with the calibration summary,
+5. ``tensorrt`` results must pass the Q/DQ lint (:mod:`.lint`) or nothing is written;
+6. metadata: ``meta.derive(precision="int8-tensorrt"|"int8-cpu")`` with the calibration summary,
    embedded + sidecar; the calibration manifest goes to ``<out>.calib.json``.
 """
 from __future__ import annotations
@@ -56,13 +58,17 @@ class QuantResult:
     reduce_range: bool = False
     #: rotation drift from FP32 on calibration crops, fused vs Q/DQ execution (kernel_check.int8_drift)
     drift: dict | None = None
+    #: activation equalization (equalize.EqualizeResult.as_dict()), None when off
+    equalization: dict | None = None
 
     def summary(self) -> str:
         gap = "" if self.drift is None else (f"{self.drift['fused_vs_fp32_deg']:.2f} deg from FP32 on ORT CPU "
                                              f"(Q/DQ arithmetic {self.drift['qdq_vs_fp32_deg']:.2f}), ")
         return (f"wrote {self.path} ({self.profile}, {self.method} calibration on {self.num_calibration} crops, "
                 f"{self.num_q} Q / {self.num_dq} DQ, {len(self.excluded_nodes)} head nodes kept in float, "
-                f"{'7-bit weights (reduce_range), ' if self.reduce_range else ''}{gap}{self.seconds:.1f} s)")
+                f"{'7-bit weights (reduce_range), ' if self.reduce_range else ''}"
+                f"{'' if self.equalization is None else 'activations equalized (alpha %g), ' % self.equalization['alpha']}"
+                f"{gap}{self.seconds:.1f} s)")
 
 
 def _normalise_method(name: str) -> str:
@@ -125,13 +131,16 @@ def pre_process(src: Path, dst: Path) -> str:
 def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantProfile = "tensorrt",
                   method: str = "minmax", percentile: float = 99.999, manifest: dict | None = None,
                   batch_size: int = 1, command: str | None = None, exclude: list[str] | tuple = (),
-                  only: list[str] | None = None, reduce_range: str | bool | None = "auto") -> QuantResult:
+                  only: list[str] | None = None, reduce_range: str | bool | None = "auto",
+                  equalize: float | None = None) -> QuantResult:
     """Quantize ``fp32_path`` into ``out_path`` (see module docstring); returns a :class:`QuantResult`.
 
     ``exclude``: extra node names kept in float (after pre-processing; see ``quantize/sweep.py``);
     ``only``: quantize just these nodes (the sensitivity sweep), everything else stays float;
     ``reduce_range``: auto | on | off (or a bool), ``cpu`` profile only: 7-bit weights against U8S8
-    saturation on x86 CPUs without VNNI; ``auto`` detects this machine's CPU.
+    saturation on x86 CPUs without VNNI; ``auto`` detects this machine's CPU;
+    ``equalize``: None (off) or the strength ``alpha`` in [0, 1] of activation equalization before dense convs
+    (:mod:`.equalize`; the tensors before depthwise convs and the float head are always fully equalized when on).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, quantize_static
@@ -170,6 +179,14 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
         pre_kind = pre_process(fp32, pre)
         if pre_kind == "none":
             pre = fp32
+        reference = pre  # the FP32 graph the drift check compares with (equalization keeps its function)
+        equalization = None
+        if equalize is not None:
+            from .equalize import equalize_activations
+
+            eq = equalize_activations(pre, Path(tmp) / "equalized.onnx", crops, alpha=float(equalize))
+            log.info("%s: %s", out.name, eq.summary())
+            pre, equalization = eq.path, eq.as_dict()
         graph = onnx.load(str(pre)).graph
         names = {n.name for n in graph.node}
         unknown = sorted(set(exclude) - names)
@@ -202,7 +219,7 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
                     f"more varied, face crops, or use the minmax method") from exc
             raise ModelError(f"onnxruntime quantize_static failed for {fp32} ({type(exc).__name__}: {exc}); "
                              f"set EDGEPOSE_DEBUG=1 for the trace") from exc
-        drift = int8_drift(pre, raw, crops)
+        drift = int8_drift(reference, raw, crops)
         warn_drift(drift, out.name, prof.name)
         model = onnx.load(str(raw))
         if prof.name == "tensorrt":
@@ -224,12 +241,13 @@ def quantize_onnx(fp32_path, out_path, crops: np.ndarray, profile: str | QuantPr
                 "reduce_range": use_reduce_range, "reduce_range_reason": rr_reason,
                 "num_calibration": int(len(crops)), "excluded_nodes": excluded, "pre_process": pre_kind,
                 "quantized_only": list(only) if only else None, "int8_drift": drift,
+                "equalization": equalization,
                 "calibration_manifest": None if manifest is None else f"{out.name}.calib.json"}})
         embed_metadata(model, out_meta, out)
     save_sidecar(out, out_meta)
     mpath = write_manifest(out, manifest) if manifest is not None else None
     result = QuantResult(out, prof.name, method, int(len(crops)), excluded, num_q, num_dq,
                          time.perf_counter() - t0, out_meta, mpath, use_reduce_range,
-                         drift)
+                         drift, equalization)
     log.info(result.summary())
     return result

@@ -46,7 +46,7 @@ WEIGHT_STORAGE = ("float32", "float16")
 def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int,
                reduce_range: str = "off", method: str = "minmax", percentile: float = 99.999,
                command: str = "edgepose models build", flip_tta: bool = False,
-               weight_storage: str = "float32") -> dict[str, Path]:
+               weight_storage: str = "float32", equalize: float | None = None) -> dict[str, Path]:
     from edgepose.export import export_onnx
     from edgepose.preprocess import preprocess
     from edgepose.quantize.ptq import quantize_onnx
@@ -62,7 +62,8 @@ def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int,
         key = f"int8-{prof}"
         paths[key] = out / FILES[key]
         quantize_onnx(paths["fp32"], paths[key], crops, profile=prof, manifest=manifest, command=cmd,
-                      reduce_range=reduce_range if prof == "cpu" else None, method=method, percentile=percentile)
+                      reduce_range=reduce_range if prof == "cpu" else None, method=method, percentile=percentile,
+                      equalize=equalize)
     if weight_storage == "float16":  # after the INT8 files: they are quantized from the exact FP32 weights
         from edgepose.export.storage import write_fp16_storage_copy
 
@@ -143,6 +144,8 @@ def build(config: str | Path, overrides: list[str] | None = None, *, data_root: 
     require_onnxslim()  # the export step needs it: fail now, not after the training
     if cfg.fp32_weight_storage not in WEIGHT_STORAGE:
         raise UserError(f"fp32_weight_storage={cfg.fp32_weight_storage!r}: use {' or '.join(WEIGHT_STORAGE)}")
+    if cfg.quant_equalize is not None and not 0.0 <= cfg.quant_equalize <= 1.0:  # checked now, used after training
+        raise UserError(f"quant_equalize={cfg.quant_equalize}: use a strength in [0, 1] (e.g. 0.5) or null for off")
     if not export_only:  # named before the labelling, not after it
         training_device(cfg.device)
         check_student_init(cfg)
@@ -190,7 +193,7 @@ def build(config: str | Path, overrides: list[str] | None = None, *, data_root: 
 
         model, _ = train_roi_heads(cfg, root, roi_out_dir(cfg), command, model=model)
     paths = export_all(model, real, spec, out, cfg.calib_crops, cfg.seed, cfg.reduce_range, cfg.quant_method,
-                       cfg.quant_percentile, command, cfg.flip_tta, cfg.fp32_weight_storage)
+                       cfg.quant_percentile, command, cfg.flip_tta, cfg.fp32_weight_storage, cfg.quant_equalize)
     if install_package:
         prov = {"command": command,
                 "config": json.loads(json.dumps(_to_dict(cfg))),
@@ -216,7 +219,8 @@ def build_roi_stage(cfg: BuildConfig, root: Path, install_package: bool, command
     model, real = train_roi_heads(cfg, root, out, command)
     model.provenance["terms"] = data_terms(cfg)  # the licence caveats travel into every sidecar, as in a whole build
     paths = export_all(model, real, model.preprocess, out, cfg.calib_crops, cfg.seed, cfg.reduce_range,
-                       cfg.quant_method, cfg.quant_percentile, command, cfg.flip_tta, cfg.fp32_weight_storage)
+                       cfg.quant_method, cfg.quant_percentile, command, cfg.flip_tta, cfg.fp32_weight_storage,
+                       cfg.quant_equalize)
     if install_package:
         prov = {"command": command, "config": json.loads(json.dumps(_to_dict(cfg))),
                 "teacher": [_describe_teacher(t) for t in cfg.teacher], "real_faces": int(len(real["images"])),

@@ -156,6 +156,9 @@ class BuildConfig:
     # ``cpu`` INT8 profile: 7-bit weights or not.  Fixed here (not ``auto``, which asks the CPU doing
     # the build) so that the shipped files do not depend on which machine rebuilt them.
     reduce_range: str = "off"
+    # activation equalization across ReLU before INT8 (quantize.equalize): None = off, else its strength alpha in
+    # [0, 1] before dense convs; it leaves the FP32 file alone (docs/quantization.md, "Activation equalization")
+    quant_equalize: float | None = None
     # test-time flip baked into the exported files (PoseModel.forward_flip_tta): the mean of the crop's and
     # its mirror image's prediction, at twice the backbone work. Training and its validation run without it.
     flip_tta: bool = False

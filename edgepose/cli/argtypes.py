@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-__all__ = ["int_at_least", "int_in_range"]
+__all__ = ["int_at_least", "int_in_range", "strength_or_off"]
 
 
 def int_in_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
@@ -26,3 +26,19 @@ def int_in_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
 
 def int_at_least(lo: int) -> Callable[[str], int]:
     return int_in_range(lo)
+
+
+def strength_or_off(text: str) -> float | None:
+    """``off`` -> None, else a float in [0, 1] (a strength such as ``--equalize 0.5``)."""
+    if text.strip().lower() in ("off", "none", "no"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or 'off', got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1] or 'off', got {value}")
+    return value
+
+
+strength_or_off.__name__ = "strength"

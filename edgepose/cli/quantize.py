@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 
 from ..errors import UserError
-from .argtypes import int_at_least
+from .argtypes import int_at_least, strength_or_off
 
 HELP = "INT8 post-training quantization (tensorrt and cpu profiles) with a report"
 DESCRIPTION = (HELP + ". Calibration crops come from the face detector + the model's own crop policy; "
@@ -34,6 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cpu profile: 7-bit weights against U8S8 saturation on x86 CPUs without VNNI "
                         "(ONNX Runtime's advice). auto (default) = on when this CPU lacks avx512_vnni / avx_vnni; "
                         "set on/off when the model will run on another CPU")
+    p.add_argument("--equalize", type=strength_or_off, default=None, metavar="ALPHA|off",
+                   help="activation equalization across ReLU before quantizing (FP32 function unchanged): each "
+                        "channel of a quantized ReLU output gets the tensor's range; ALPHA in [0, 1] is the strength "
+                        "before dense convs (0.5 for the default model; docs/quantization.md). Default off")
     p.add_argument("--max-crops", type=int_at_least(1), default=512, help="calibration crops used at most (default 512)")
     p.add_argument("--detector", default="yunet", help="face detector: yunet | ultraface | haar (default yunet)")
     p.add_argument("--detector-model", help="detector model file (default: the edgepose cache)")
@@ -81,7 +85,7 @@ def _qat(args, net, model: Path, out_dir: Path, calib, command: str) -> Path:
     fp32 = export_onnx(net, stem.with_suffix(".onnx"), real_inputs=calib.crops[:8], command=command).path
     out = out_dir / f"{model.stem}-qat-int8-tensorrt.onnx"
     quantize_onnx(fp32, out, calib.crops, "tensorrt", method=args.method, percentile=args.percentile,
-                  manifest=calib.manifest, command=command, exclude=args.exclude)
+                  manifest=calib.manifest, command=command, exclude=args.exclude, equalize=args.equalize)
     return out
 
 
@@ -98,7 +102,7 @@ def command_line(args: argparse.Namespace) -> str:
     argv = [str(args.model)]
     for key, value in sorted(vars(args).items()):
         flag = "--eval" if key == "eval_set" else "--" + key.replace("_", "-")
-        if key == "model" or key.startswith("_") or value in (None, False, [], ""):
+        if key == "model" or key.startswith("_") or value is None or value is False or value in ([], ""):  # 0.0 stays
             continue
         if value is True:
             argv.append(flag)
@@ -172,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         out = out_dir / f"{model.stem}-int8-{prof.name}.onnx"
         quantize_onnx(model, out, calib.crops, prof, method=args.method, percentile=args.percentile,
                       manifest=calib.manifest, command=command, exclude=args.exclude,
-                      reduce_range=reduce_range[prof.name])
+                      reduce_range=reduce_range[prof.name], equalize=args.equalize)
         outputs[f"int8-{prof.name}"] = out
     if args.qat:
         outputs["int8-tensorrt-qat"] = _qat(args, qat_net, model, out_dir, calib, command)
