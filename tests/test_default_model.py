@@ -263,3 +263,27 @@ def test_evaluate_scores_a_profiled_held_out_set_and_names_a_wrong_file(tmp_path
     np.savez(bad, images=np.zeros((1, 8, 8, 3), np.uint8))
     with pytest.raises(UserError, match="no R, boxes array"):
         evaluate_models(data_root, teachers=[""], profiled_val=str(bad), clips=(), synth_n=2, no_timing=True)
+
+
+def test_evaluate_measures_the_sub_pixel_shift_on_the_held_out_people(tmp_path, data_root):
+    """`--real-val` adds the 0.01 px shift on the held-out crops (the INT8 decision set), student files only."""
+    from edgepose.assets.evaluate import OnnxRow, evaluate_models, markdown, real_val_shift
+    from edgepose.evaluation import subpixel_change
+    from edgepose.synth import SynthHeadDataset
+
+    ds = SynthHeadDataset(5, seed=4, split="test", n_identities=5, pose_range="wide", size=160)
+    samples = [ds[i] for i in range(5)]
+    import cv2
+
+    bgr = [s.image if s.image.ndim == 3 else cv2.cvtColor(s.image, cv2.COLOR_GRAY2BGR) for s in samples]
+    npz = tmp_path / "real-val.npz"
+    np.savez(npz, images=np.stack(bgr), boxes=np.stack([s.box for s in samples]).astype(np.float32),
+             R=np.stack([s.R for s in samples]))
+    rep = evaluate_models(data_root, teachers=[""], real_val=str(npz), clips=(), synth_n=2, no_timing=True)
+    shift = rep["subpixel_shift_real_val"]
+    assert shift["faces"] == 5 and set(shift) >= {"fp32", "int8-cpu", "int8-tensorrt"}
+    row = OnnxRow("fp32", defaults.default_pose_model("fp32"))
+    direct = subpixel_change(row.predict, [(im, tuple(float(v) for v in s.box)) for im, s in zip(bgr, samples)])
+    assert shift["fp32"]["mean"] == pytest.approx(float(direct.mean()), rel=1e-5)
+    assert real_val_shift([row], npz)["fp32"]["max"] == pytest.approx(float(direct.max()), rel=1e-5)
+    assert f"{rep['subpixel_shift']['fp32']['mean']:.3f} / {shift['fp32']['mean']:.3f}" in markdown(rep)
