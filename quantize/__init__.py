@@ -19,6 +19,7 @@ _EXPORTS = {
     "CalibrationSet": "calibration", "build_calibration_set": "calibration",
     "CropCalibrationReader": "calibration", "write_manifest": "calibration",
     "quantize_onnx": "ptq", "QuantResult": "ptq",
+    "equalize_activations": "equalize", "find_equalizable": "equalize", "EqualizeResult": "equalize",
     "lint_qdq": "lint", "check_tensorrt_qdq": "lint", "QDQLintError": "lint", "Violation": "lint",
     "int8_drift": "kernel_check", "drift_problems": "kernel_check",
     "head_node_names": "graph", "find_feature_pool": "graph", "find_feature_pools": "graph", "head_nodes": "graph",
