@@ -16,7 +16,9 @@ Stages (``--stages``):
   with a quarter of them;
 * ``sensitivity``: quantize ONE layer group at a time (stem conv, each residual block...; the rest
   stays float) and measure its drift;
-* ``exclude``: full quantization with the 1, 2, 3 most sensitive groups kept in float.
+* ``exclude``: full quantization with the 1, 2, 3 most sensitive groups kept in float;
+* ``equalize``: full quantization with activation equalization across ReLU (:mod:`.equalize`) at strengths 0, 0.5
+  and 1 before dense convs, with ``--method``.
 
 ``--shift-faces DIR`` (photos, e.g. ``../shared/data/faces-aws``) adds the [accuracy] issue's INT8 stability
 measure to every row: the mean change of the answer when each face box moves by 0.01 px
@@ -41,6 +43,7 @@ from edgepose.errors import UserError
 __all__ = ["layer_groups", "synthetic_test_set", "shift_change", "score", "run_sweep"]
 
 log = logging.getLogger(__name__)
+STAGES = ("methods", "sensitivity", "exclude", "equalize")
 
 
 def layer_groups(graph, depth: int = 4) -> "OrderedDict[str, list[str]]":
@@ -164,6 +167,9 @@ def run_sweep(model: str | Path, calib_sources: list[str], settings, eval_set: s
     from .ptq import pre_process, quantize_onnx
 
     model, out = Path(model), Path(out)
+    unknown = [t for t in (x.strip() for x in stages.split(",")) if t and t not in STAGES]
+    if unknown:
+        raise UserError(f"--stages: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
     out.mkdir(parents=True, exist_ok=True)
     pre = out / "pre.onnx"
     pre_process(model, pre)
@@ -206,17 +212,18 @@ def run_sweep(model: str | Path, calib_sources: list[str], settings, eval_set: s
     stages = [s.strip() for s in stages.split(",") if s.strip()]
 
     def run(variant: str, method: str = method, crops: np.ndarray = calib.crops, float_groups=(), only=None,
-            percentile: float = 99.999) -> dict:
+            percentile: float = 99.999, equalize: float | None = None) -> dict:
         t0 = time.perf_counter()
         path = out / f"{variant}.onnx"
         exclude = [n for g in float_groups for n in groups[g]]
         # ORT's calibrators stack per-batch outputs: every batch must have the same size
         bs = max(d for d in range(1, 17) if len(crops) % d == 0)
         res = quantize_onnx(model, path, crops, profile, method=method, percentile=percentile, exclude=exclude,
-                            only=only, batch_size=bs, command=command)
+                            only=only, batch_size=bs, command=command, equalize=equalize)
         row = {"variant": variant, "profile": profile, "method": method if method != "percentile" else
                f"percentile {percentile}", "crops": int(len(crops)), "float_groups": list(float_groups),
-               "num_qdq": res.num_q + res.num_dq, "scores": score(path, sets, fp32, threads, shift),
+               "num_qdq": res.num_q + res.num_dq, "equalize": equalize,
+               "scores": score(path, sets, fp32, threads, shift),
                "seconds": time.perf_counter() - t0}
         rows.append(row)
         path.unlink(missing_ok=True)
@@ -253,6 +260,9 @@ def run_sweep(model: str | Path, calib_sources: list[str], settings, eval_set: s
         worst = sorted(sens, key=sens.get, reverse=True)
         for k in (1, 2, 3):
             run(f"float-top{k}", float_groups=worst[:k])
+    if "equalize" in stages:
+        for alpha in (0.0, 0.5, 1.0):
+            run(f"equalize-{alpha:g}", equalize=alpha)
     _save()
     print(_markdown(rows, list(sets), shift is not None))
     return 0

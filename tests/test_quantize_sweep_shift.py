@@ -49,3 +49,25 @@ def test_sensitivity_without_an_evaluation_set_is_one_line(data_file, tmp_path, 
     err = capsys.readouterr().err
     assert rc != 0 and "--eval or --synth-test" in err and "Traceback" not in err
     assert not (out / "sweep.json").exists()  # named before any calibration or quantizing
+
+
+def test_equalize_stage_scores_three_strengths_and_unknown_stages_are_named(data_file, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from edgepose import defaults
+    from edgepose.cli.main import main
+
+    fp32 = defaults.default_pose_model("fp32")
+    faces, det = data_file("faces-aws"), data_file("detectors/yunet/yunet_s_640_640.onnx")
+    out = tmp_path / "sweep"
+    rc = main(["bench", "quantize-sweep", str(fp32), "--calib", str(faces), "--detector-model", str(det),
+               "--max-crops", "8", "--synth-test", "0", "--stages", "equalize", "--profile", "cpu",
+               "--shift-faces", str(faces), "--out", str(out)])
+    assert rc == 0
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert [(r["variant"], r.get("equalize")) for r in rows[1:]] == [("equalize-0", 0.0), ("equalize-0.5", 0.5),
+                                                                    ("equalize-1", 1.0)]
+    assert all(np.isfinite(r["scores"]["shift"]["shift"]) for r in rows)
+    rc = main(["bench", "quantize-sweep", str(fp32), "--calib", str(faces), "--stages", "methods,equalise",
+               "--out", str(tmp_path / "s2")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "unknown stage(s) equalise" in err and "Traceback" not in err

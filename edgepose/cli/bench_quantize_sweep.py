@@ -9,7 +9,8 @@
         --method percentile --profile cpu     # which layer groups make the INT8 answer jump under a 0.01 px shift
 
 Stages (``--stages``): ``methods`` (minmax / entropy / percentile, fewer crops), ``sensitivity``
-(one layer group quantized at a time) and ``exclude`` (the most sensitive groups kept in float).
+(one layer group quantized at a time), ``exclude`` (the most sensitive groups kept in float) and ``equalize``
+(activation equalization at strengths 0 / 0.5 / 1; not in the default list).
 Writes ``sweep.json`` and ``sweep.md`` into ``--out``; details in :mod:`edgepose.quantize.sweep`.
 Minutes on 2 cores; not a test.
 """
@@ -32,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synth-test", type=int, default=300, help="synthetic test heads (0 = none)")
     p.add_argument("--synth-range", default="wide", help="pose range of the synthetic test set")
     p.add_argument("--profile", default="tensorrt")
-    p.add_argument("--stages", default="methods,sensitivity,exclude")
+    p.add_argument("--stages", default="methods,sensitivity,exclude",
+                   help="comma list of methods, sensitivity, exclude, equalize (default: the first three)")
     p.add_argument("--method", default="minmax", help="method of the sensitivity / exclude stages")
     p.add_argument("--depth", type=int, default=4, help="module-path depth of a layer group")
     p.add_argument("--threads", type=int, default=1)
