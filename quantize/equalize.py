@@ -97,14 +97,18 @@ def _conv_absorber(node, inits: dict, uses: dict) -> tuple[str, int, int, bool] 
     return None
 
 
-def _linear_absorbers(pool, graph, inits: dict, uses: dict, cons: dict) -> list[tuple[str, str, int, int]] | None:
+def _linear_absorbers(pool, graph, inits: dict, consts: dict, uses: dict,
+                      cons: dict) -> list[tuple[str, str, int, int]] | None:
     """The float head's linear layers reading a spatial pool (through reshapes): each divides its input rows."""
     # mean and max over the whole map both commute with a positive per-channel scale; a windowed pool leaves a
     # spatial map whose flattening would not index channels, so it is left alone
     if pool.op_type in ("ReduceMean", "ReduceMax"):
         axes = _attr(pool, "axes", None)
         if axes is None and len(pool.input) > 1:
-            axes = [int(v) for v in inits[pool.input[1]].ravel()] if pool.input[1] in inits else None
+            from onnx import numpy_helper
+
+            axes = ([int(v) for v in numpy_helper.to_array(consts[pool.input[1]]).ravel()]
+                    if pool.input[1] in consts else None)
         if axes is None or sorted(int(a) % 4 for a in axes) != [2, 3]:
             return None
     elif pool.op_type not in ("GlobalAveragePool", "GlobalMaxPool"):
@@ -133,8 +137,13 @@ def find_equalizable(model) -> list[EqualizedTensor]:
     """Every ``Conv -> ReLU -> consumers`` chain whose consumers can all absorb a per-channel scale (module doc)."""
     from onnx import numpy_helper
 
+    import onnx
+
     graph = model.graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    # float32 weights only: a float16-stored weight (read through a Cast) is not rewritten; ORT's pre-processing
+    # folds those Casts, so quantize_onnx sees float32 initializers
+    consts = {t.name: t for t in graph.initializer}
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
     uses: dict[str, int] = {}
     for n in graph.node:
         for i in n.input:
@@ -161,7 +170,7 @@ def find_equalizable(model) -> list[EqualizedTensor]:
                 item.absorbers.append((n.name, conv[0], conv[1], conv[2]))
                 item.dense_consumer |= conv[3]
                 continue
-            linear = _linear_absorbers(n, graph, inits, uses, cons) if n.op_type in POOL_OPS else None
+            linear = _linear_absorbers(n, graph, inits, consts, uses, cons) if n.op_type in POOL_OPS else None
             if linear is None:
                 item.absorbers = []
                 break

@@ -154,3 +154,19 @@ def test_build_refuses_a_bad_strength_before_training(tmp_path):
     cfg.write_text(f"out_dir: {tmp_path / 'out'}\nquant_equalize: 2.0\n")
     with pytest.raises(UserError, match="quant_equalize=2.0"):
         build(cfg, data_root=tmp_path)
+
+
+def test_a_float16_stored_weight_is_left_alone(tmp_path):
+    """A weight stored as float16 behind a Cast (the shipped FP32 file's weight storage) is neither rewritten nor
+    treated as an absorber: only the chain around float32 weights remains (quantize_onnx's pre-processing folds
+    such Casts before equalizing, so it sees float32 weights)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(_chain(tmp_path / "m.onnx")))
+    g = model.graph
+    wp = next(t for t in g.initializer if t.name == "wp")
+    half = numpy_helper.from_array(numpy_helper.to_array(wp).astype(np.float16), "wp_half")
+    g.initializer.remove(wp)
+    g.initializer.append(half)
+    g.node.insert(0, helper.make_node("Cast", ["wp_half"], ["wp"], name="cast_wp", to=TensorProto.FLOAT))
+    assert {t.tensor for t in find_equalizable(model)} == {"r0"}  # r1's reader and r2's producer use "wp"
