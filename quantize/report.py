@@ -90,6 +90,8 @@ def build_report(models: dict[str, Path], eval_x: np.ndarray | None, eval_R: np.
         quant = (meta.extra or {}).get("quantization")
         if quant:  # the reader of the report sees how each INT8 file was made (e.g. 7-bit weights)
             row["quantization"] = {k: quant.get(k) for k in _QUANT_KEYS}
+            eq = quant.get("equalization")  # its per-tensor list stays in the sidecar; the strength is enough here
+            row["quantization"]["equalize"] = eq.get("alpha") if eq else None
         if eval_x is not None:
             acc, R = evaluate_onnx(path, eval_x, eval_R, threads=threads)
             row["accuracy"] = acc
@@ -144,7 +146,9 @@ def _quantization_lines(report: dict) -> list[str]:
         d = q.get("int8_drift")
         drift = (f"; drift from FP32 on the calibration crops {d['fused_vs_fp32_deg']:.2f} deg as ORT CPU runs it, "
                  f"{d['qdq_vs_fp32_deg']:.2f} deg by its Q/DQ arithmetic" if d else "")
-        out.append(f"- {label}: {q.get('profile')} profile, {q.get('method')} calibration, reduce_range {rr}{why}{drift}")
+        eq = "" if q.get("equalize") is None else f", activations equalized (alpha {q['equalize']:g})"
+        out.append(f"- {label}: {q.get('profile')} profile, {q.get('method')} calibration{eq}, "
+                   f"reduce_range {rr}{why}{drift}")
     return [""] + out if out else []
 
 

@@ -170,3 +170,19 @@ def test_a_float16_stored_weight_is_left_alone(tmp_path):
     g.initializer.append(half)
     g.node.insert(0, helper.make_node("Cast", ["wp_half"], ["wp"], name="cast_wp", to=TensorProto.FLOAT))
     assert {t.tensor for t in find_equalizable(model)} == {"r0"}  # r1's reader and r2's producer use "wp"
+
+
+def test_the_report_says_which_int8_file_was_equalized(tmp_path):
+    from edgepose.quantize.report import build_report, format_markdown
+
+    src = _chain(tmp_path / "m.onnx")
+    crops = _crops(16)
+    plain = quantize_onnx(src, tmp_path / "plain.onnx", crops, "cpu", command="test", reduce_range="off")
+    eq = quantize_onnx(src, tmp_path / "eq.onnx", crops, "cpu", command="test", reduce_range="off", equalize=0.5)
+    rep = build_report({"fp32": src, "int8-plain": plain.path, "int8-eq": eq.path}, None, None, crops[:1], runs=2,
+                       threads=1)
+    assert rep["models"]["int8-eq"]["quantization"]["equalize"] == 0.5
+    assert rep["models"]["int8-plain"]["quantization"]["equalize"] is None
+    lines = {ln.split(":")[0]: ln for ln in format_markdown(rep).splitlines() if ln.startswith("- int8-")}
+    assert "activations equalized (alpha 0.5)" in lines["- int8-eq"]
+    assert "equalized" not in lines["- int8-plain"]
