@@ -31,7 +31,7 @@ import numpy as np
 
 from edgepose.errors import ModelError, UserError
 
-from .graph import POOL_OPS, consumers
+from .graph import POOL_OPS, consumers, node_attr
 
 __all__ = ["EqualizedTensor", "EqualizeResult", "find_equalizable", "equalize_activations"]
 
@@ -74,21 +74,12 @@ class EqualizeResult:
              "scale_max": round(t.scale_max, 3), "range_ratio": round(t.range_ratio, 3)} for t in self.tensors]}
 
 
-def _attr(node, name: str, default):
-    import onnx
-
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
-
-
 def _conv_absorber(node, inits: dict, uses: dict) -> tuple[str, int, int, bool] | None:
     """(weight name, axis, group multiplier, dense?) when ``node`` is a Conv that can divide its input channels."""
     if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits or uses[node.input[1]] != 1:
         return None
     w = inits[node.input[1]]
-    group = int(_attr(node, "group", 1))
+    group = int(node_attr(node, "group", 1))
     if group == 1:
         return node.input[1], 1, 1, True
     cin = w.shape[1] * group
@@ -103,7 +94,7 @@ def _linear_absorbers(pool, graph, inits: dict, consts: dict, uses: dict,
     # mean and max over the whole map both commute with a positive per-channel scale; a windowed pool leaves a
     # spatial map whose flattening would not index channels, so it is left alone
     if pool.op_type in ("ReduceMean", "ReduceMax"):
-        axes = _attr(pool, "axes", None)
+        axes = node_attr(pool, "axes", None)
         if axes is None and len(pool.input) > 1:
             from onnx import numpy_helper
 
@@ -123,8 +114,8 @@ def _linear_absorbers(pool, graph, inits: dict, consts: dict, uses: dict,
             if n.op_type in _SHAPE_ONLY and n.input[0] == t:
                 frontier.extend(n.output)
             elif n.op_type == "Gemm" and n.input[0] == t and n.input[1] in inits and uses[n.input[1]] == 1 \
-                    and not _attr(n, "transA", 0):
-                out.append((n.name, n.input[1], 1 if _attr(n, "transB", 0) else 0, 1))
+                    and not node_attr(n, "transA", 0):
+                out.append((n.name, n.input[1], 1 if node_attr(n, "transB", 0) else 0, 1))
             elif n.op_type == "MatMul" and n.input[0] == t and n.input[1] in inits and uses[n.input[1]] == 1 \
                     and inits[n.input[1]].ndim == 2:
                 out.append((n.name, n.input[1], 0, 1))
@@ -263,22 +254,20 @@ def equalize_activations(src, dst, crops: np.ndarray, alpha: float = 0.5) -> Equ
     for name in touched:
         inits[name].CopyFrom(numpy_helper.from_array(arrays[name].astype(np.float32), name))
     onnx.save(model, str(dst))
-    _check_same_function(src, dst, np.asarray(crops[:16], np.float32), input_name)
+    _check_same_function(src, dst, np.asarray(crops[:16], np.float32))
     return EqualizeResult(dst, float(alpha), kept)
 
 
-def _check_same_function(src: Path, dst: Path, x: np.ndarray, input_name: str) -> None:
+def _check_same_function(src: Path, dst: Path, x: np.ndarray) -> None:
     """The transform must not change the FP32 answer: a guard against a graph pattern this module misreads.
 
     An element counts as moved beyond float rounding when it differs by more than 1e-3 (relative); up to 0.5 % of
     them may (an Euler angle at +-180 deg can wrap), a misread pattern moves nearly all of them."""
-    import onnxruntime as ort
+    from edgepose.export.checks import ort_session, run_onnx
 
-
-    runs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {input_name: x})
-            for p in (src, dst)]
-    for a, b in zip(*runs):
-        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ref, got = (run_onnx(ort_session(p, threads=1), x) for p in (src, dst))
+    for name, a in ref.items():
+        a, b = np.asarray(a, np.float64), np.asarray(got[name], np.float64)
         moved = np.abs(a - b) > 1e-3 * (1.0 + np.abs(a))
         if moved.mean() > 0.005:
             raise ModelError(f"activation equalization changed the FP32 answer of {src.name} ({moved.mean():.1%} of "

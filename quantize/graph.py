@@ -19,7 +19,7 @@ from collections import defaultdict, deque
 from edgepose.errors import ModelError
 
 __all__ = ["POOL_OPS", "consumers", "producers", "descendants", "find_feature_pools", "find_feature_pool",
-           "head_nodes", "head_node_names", "batched_weight_matmuls", "opset_of"]
+           "head_nodes", "head_node_names", "batched_weight_matmuls", "node_attr", "opset_of"]
 
 POOL_OPS = ("GlobalAveragePool", "ReduceMean", "GlobalMaxPool", "ReduceMax", "AveragePool")
 _CONV_OPS = ("Conv", "ConvInteger", "QLinearConv")
@@ -98,6 +98,16 @@ def batched_weight_matmuls(graph) -> list[str]:
     inits = {t.name: len(t.dims) for t in graph.initializer}
     return [n.name for n in graph.node
             if n.op_type == "MatMul" and n.name and any(inits.get(i, 0) > 2 for i in n.input[:2])]
+
+
+def node_attr(node, name: str, default=None):
+    """The value of ``node``'s attribute ``name`` (ints, floats, lists, tensors as ONNX gives them), or ``default``."""
+    for a in node.attribute:
+        if a.name == name:
+            import onnx
+
+            return onnx.helper.get_attribute_value(a)
+    return default
 
 
 def opset_of(model) -> int:

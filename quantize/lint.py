@@ -26,7 +26,7 @@ import numpy as np
 
 from edgepose.errors import ModelError
 
-from .graph import find_feature_pools, head_nodes, opset_of, producers
+from .graph import find_feature_pools, head_nodes, node_attr, opset_of, producers
 
 __all__ = ["Violation", "QDQLintError", "lint_qdq", "check_tensorrt_qdq"]
 
@@ -88,15 +88,6 @@ def _const(name: str, inits: dict, prods: dict):
     return None
 
 
-def _attr(node, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            import onnx
-
-            return onnx.helper.get_attribute_value(a)
-    return default
-
-
 def lint_qdq(model) -> list[Violation]:
     """Every violation of the tensorrt profile's rules (empty list: the model passes)."""
     model = _load(model)
@@ -148,7 +139,7 @@ def lint_qdq(model) -> list[Violation]:
             continue  # activation x activation MatMul
         scale = _const(w_src.input[1], inits, prods)
         channels = w.shape[0] if n.op_type == "Conv" else w.shape[-1] if n.op_type in ("MatMul",) else (
-            w.shape[0] if _attr(n, "transB", 0) else w.shape[-1])
+            w.shape[0] if node_attr(n, "transB", 0) else w.shape[-1])
         if scale is None or scale.ndim != 1 or scale.size != channels:
             out.append(Violation("per-channel", n.name or n.op_type,
                                  f"weight {w_src.input[0]!r} uses a per-tensor scale; quantize with per_channel=True"))

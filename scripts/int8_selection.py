@@ -4,7 +4,7 @@
         --alphas off,0,0.5,1 --percentiles 99.999,99.99 --guard 0.05
 
 For each (equalization strength, calibration percentile) it quantizes the build's exact-weight FP32 file in both
-profiles from the build's own 256 calibration crops (the draw of ``export_all``: ``default_rng(seed)``), then
+profiles from the build's own 256 calibration crops (``edgepose.assets.build.calibration_crops``), then
 measures on 256 training faces of the build's ``real.npz`` (``default_rng(11)``): the 0.01 px shift
 (``edgepose.evaluation.subpixel_change``, mean over faces and shifts) and the mean geodesic distance from FP32. The
 choice (:func:`choose`): the lowest shift averaged over both profiles, among the settings whose files stay within
@@ -59,11 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib-seed", type=int, default=1, help="the build's seed (its calibration draw)")
     args = ap.parse_args(argv)
 
+    from edgepose.assets.build import calibration_crops
     from edgepose.assets.evaluate import OnnxRow
     from edgepose.evaluation import subpixel_change
     from edgepose.metadata import load_metadata
     from edgepose.metrics import geodesic_errors
-    from edgepose.preprocess import preprocess
     from edgepose.quantize.ptq import quantize_onnx
 
     alphas = [_alpha(a) for a in args.alphas.split(",")]
@@ -74,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     z = np.load(args.build / "real.npz")
     images, boxes = z["images"], z["boxes"]  # read once: an npz member is read again on every access
     spec = load_metadata(fp32).preprocess
-    idx = np.sort(np.random.default_rng(args.calib_seed).choice(len(images), 256, replace=False))
-    crops = np.stack([preprocess(images[i], tuple(boxes[i]), spec) for i in idx]).astype(np.float32)
+    crops = calibration_crops({"images": images, "boxes": boxes}, spec, 256, args.calib_seed)
     sel = np.sort(np.random.default_rng(11).choice(len(images), 256, replace=False))
     faces = [(images[i], tuple(float(v) for v in boxes[i])) for i in sel]
     ref = OnnxRow("fp32", fp32).predict(faces)

@@ -43,17 +43,23 @@ WEIGHT_STORAGE = ("float32", "float16")
 
 
 # -- 4. export, INT8, install --------------------------------------------------------------------------
+def calibration_crops(real: dict, spec, n: int, seed: int) -> np.ndarray:
+    """The INT8 calibration inputs of a build: ``n`` of its labelled real faces drawn with ``seed``, cropped and
+    normalised by the student's preprocessing (N, C, H, W) float32."""
+    from edgepose.preprocess import preprocess
+
+    idx = np.sort(np.random.default_rng(seed).choice(len(real["images"]), min(n, len(real["images"])), replace=False))
+    return np.stack([preprocess(real["images"][i], tuple(real["boxes"][i]), spec) for i in idx]).astype(np.float32)
+
+
 def export_all(model, real: dict, spec, out: Path, calib_crops: int, seed: int,
                reduce_range: str = "off", method: str = "minmax", percentile: float = 99.999,
                command: str = "edgepose models build", flip_tta: bool = False,
                weight_storage: str = "float32", equalize: float | None = None) -> dict[str, Path]:
     from edgepose.export import export_onnx
-    from edgepose.preprocess import preprocess
     from edgepose.quantize.ptq import quantize_onnx
 
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(real["images"]), min(calib_crops, len(real["images"])), replace=False))
-    crops = np.stack([preprocess(real["images"][i], tuple(real["boxes"][i]), spec) for i in idx]).astype(np.float32)
+    crops = calibration_crops(real, spec, calib_crops, seed)
     cmd = command
     paths = {"fp32": out / FILES["fp32"]}
     export_onnx(model, paths["fp32"], real_inputs=crops[:16], command=cmd, flip_tta=flip_tta)
