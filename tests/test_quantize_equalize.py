@@ -186,3 +186,26 @@ def test_the_report_says_which_int8_file_was_equalized(tmp_path):
     lines = {ln.split(":")[0]: ln for ln in format_markdown(rep).splitlines() if ln.startswith("- int8-")}
     assert "activations equalized (alpha 0.5)" in lines["- int8-eq"]
     assert "equalized" not in lines["- int8-plain"]
+
+
+def test_a_misread_pattern_stops_with_one_line_and_writes_no_int8_file(tmp_path, monkeypatch):
+    """The parity guard: if a chain were misread (here: the 1x1 conv reading r1 is forgotten, so r1's scale is never
+    divided back), the FP32 answer would change, and quantizing stops with an error naming --equalize off before any
+    file exists."""
+    from edgepose.errors import ModelError
+    from edgepose.quantize import equalize as eq_mod
+
+    real_find = eq_mod.find_equalizable
+
+    def misread(model):
+        found = real_find(model)
+        for t in found:
+            t.absorbers = [a for a in t.absorbers if a[1] != "wp"]
+        return found
+
+    monkeypatch.setattr(eq_mod, "find_equalizable", misread)
+    src = _chain(tmp_path / "m.onnx")
+    out = tmp_path / "m-cpu.onnx"
+    with pytest.raises(ModelError, match=r"changed the FP32 answer .*--equalize off"):
+        quantize_onnx(src, out, _crops(), "cpu", command="test", reduce_range="off", equalize=1.0)
+    assert not out.exists() and not (tmp_path / "m-cpu.onnx.json").exists()
